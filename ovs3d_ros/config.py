@@ -1,0 +1,443 @@
+"""The one typed configuration of ovs3d_ros.
+
+Every tunable number lives here, with a one-line docstring under it (the ROS parameter description
+and the ``--help`` text come from those). ``config/ovs3d.yaml`` and the node's ROS parameters map onto
+this tree 1:1 with dotted names: ``trainer.rays_per_step`` is ``Config().trainer.rays_per_step``.
+
+Sections are owned by the part of the code that reads them; add a field to the section of the code
+you write, never a module-level constant.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import typing
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+
+@dataclass
+class KeyframeConfig:
+    min_translation_m: float = 0.15
+    """A frame becomes a keyframe when it moved at least this far from every kept keyframe ..."""
+    min_rotation_deg: float = 12.0
+    """... or turned at least this much (either suffices)."""
+    min_sharpness: float = 0.0
+    """Variance of the Laplacian of the grey image (0-255 scale) below which a frame is too blurry to keep."""
+    capacity: int = 64
+    """Most keyframes kept; beyond it the one most redundant with its neighbours is replaced."""
+    recent_count: int = 4
+    """The newest keyframes count as 'recent' for ray sampling."""
+    recent_ray_fraction: float = 0.5
+    """Fraction of each training batch drawn from the recent keyframes (the rest: the whole buffer)."""
+    holdout_every: int = 8
+    """Every n-th pixel row/column pair of each keyframe is held out of training for the PSNR estimate."""
+
+
+@dataclass
+class ClipConfig:
+    model: str = "ViT-B-16"
+    """open_clip architecture name."""
+    pretrained: str = "openai"
+    """open_clip pretrained tag (downloaded once into the cache) or a path to a local checkpoint file."""
+    cache_dir: str = ""
+    """Where open_clip looks for / stores pretrained weights ('' = its default, ~/.cache)."""
+    image_downsample: int = 8
+    """The teacher sees the image divided by this (the original: 8)."""
+    min_teacher_short_side: int = 40
+    """Never downsample below this short side (small robot images would give 2-pixel patches)."""
+    scale_divisors: tuple[int, int, int] = (5, 7, 10)
+    """Patch side = teacher-image short side // d, one scale per divisor."""
+    stride_fraction: float = 0.25
+    """Patch stride as a fraction of the patch side."""
+    jitter: bool = True
+    """Push each crop side outward by a random 0..p*stride_fraction pixels (as the original)."""
+    batch_size: int = 256
+    """Crops encoded per forward pass (bounded memory for any image size)."""
+    feature_downsample: int = 1
+    """Stored CLIP features are the teacher-resolution map divided by this (fp16)."""
+    prompt_template: str = ""
+    """'' = encode the raw class string (the paper); e.g. 'a photo of a {}.'"""
+    canonical_negatives: tuple[str, ...] = ("object", "things", "stuff", "texture")
+    """Phrases used to decide 'unknown' when a query asks for it."""
+
+
+@dataclass
+class DinoConfig:
+    enabled: bool = True
+    """Compute DINO tokens per keyframe (needed by FDA)."""
+    model: str = "vit_base_patch8_224.dino"
+    """timm model name (the paper: DINO ViT-B/8)."""
+    checkpoint: str = ""
+    """Local weights file for the timm model ('' = timm's pretrained download/cache)."""
+    image_downsample: int = 5
+    """DINO sees the image divided by this (the original: 5) ..."""
+    min_short_side: int = 64
+    """... but never smaller than this short side."""
+
+
+@dataclass
+class SyntheticTeacherConfig:
+    embed_dim: int = 512
+    """Dimension of the synthetic CLIP-like space (text and image embeddings)."""
+    confusion_prob: float = 0.25
+    """Probability that a crop's embedding leans toward a wrong class (differs per view)."""
+    confusion_strength: float = 0.6
+    """How far a confused crop leans toward the wrong class (0..1)."""
+    noise_std: float = 0.15
+    """Gaussian noise added to each crop embedding before averaging."""
+    dino_dim: int = 64
+    """Channels of the synthetic DINO-like token grid."""
+    seed: int = 0
+    """Seed of the synthetic text space and of the per-view confusions."""
+
+
+@dataclass
+class TeacherConfig:
+    kind: str = "clip"
+    """'clip' (open_clip + timm DINO) or 'synthetic' (benchmark teacher built from ground-truth labels)."""
+    clip: ClipConfig = dataclasses.field(default_factory=ClipConfig)
+    dino: DinoConfig = dataclasses.field(default_factory=DinoConfig)
+    synthetic: SyntheticTeacherConfig = dataclasses.field(default_factory=SyntheticTeacherConfig)
+    seed: int = 0
+    """Seed of the crop jitter."""
+
+
+@dataclass
+class FieldConfig:
+    num_levels: int = 12
+    """Hash-grid levels."""
+    features_per_level: int = 2
+    """Features per hash-grid level."""
+    log2_hashmap_size: int = 17
+    """Entries per level = 2**this."""
+    base_resolution: int = 16
+    """Coarsest grid resolution (over the contracted [-2, 2]^3 cube)."""
+    max_resolution: int = 1024
+    """Finest grid resolution."""
+    hidden_dim: int = 64
+    """Width of the small MLPs."""
+    geo_feature_dim: int = 15
+    """Density MLP output features passed on to the heads."""
+    appearance_dim: int = 27
+    """Low-dimensional appearance feature (the original's app_dim)."""
+    semantic_latent_dim: int = 32
+    """Low-dimensional semantic latent composited along the ray, expanded to CLIP dim after compositing."""
+    clip_dim: int = 512
+    """Teacher CLIP embedding dimension."""
+    num_scales: int = 3
+    """Selection volume logits (one per CLIP patch scale)."""
+    scene_radius_m: float = 4.0
+    """Inside this radius around the scene centre space is linear; outside it is contracted."""
+    near_m: float = 0.05
+    """Nearest sample distance from the camera."""
+    far_m: float = 12.0
+    """Farthest sample distance for rays without depth."""
+    occupancy_resolution: int = 64
+    """Occupancy grid cells per side (over the contracted cube)."""
+    occupancy_threshold: float = 0.01
+    """Density-derived opacity above which a cell stays occupied."""
+    occupancy_update_every: int = 16
+    """Training steps between occupancy grid updates."""
+    occupancy_ema_decay: float = 0.95
+    """Decay of the occupancy density estimate."""
+    occupancy_warmup_steps: int = 256
+    """Before this many steps every cell counts as occupied."""
+
+
+@dataclass
+class TrainerConfig:
+    rays_per_step: int = 2048
+    """Rays per training step."""
+    samples_per_ray: int = 48
+    """Samples per ray without depth."""
+    depth_samples: int = 8
+    """Samples around the measured depth (depth-guided sampling)."""
+    depth_uniform_samples: int = 8
+    """Additional uniform samples per ray when depth is given."""
+    depth_sigma_m: float = 0.05
+    """Spread of the depth-guided samples and the tolerance of the depth loss."""
+    lr_grid: float = 1e-2
+    """Learning rate of the hash grids."""
+    lr_mlp: float = 1e-3
+    """Learning rate of the MLPs and heads."""
+    lr_decay_steps: int = 20000
+    """Exponential decay horizon: lr x 0.1 after this many steps."""
+    rgb_weight: float = 1.0
+    """Weight of the RGB MSE loss."""
+    depth_weight: float = 0.1
+    """Weight of the depth loss (when depth is given)."""
+    max_steps_per_s: float = 0.0
+    """Cap on training steps per second (0 = as fast as possible): the node's compute budget."""
+    semantic_start_step: int = 200
+    """Semantic losses start once geometry had this many steps."""
+    seed: int = 0
+    """Seed of the ray sampling."""
+
+
+@dataclass
+class SemanticConfig:
+    feature_weight: float = 1.0
+    """Weight of the feature/selection cosine distillation loss (class-agnostic, always on)."""
+    rays_per_step: int = 1024
+    """Feature rays per step (subset of the training rays that carry CLIP targets)."""
+    rda_weight: float = 1.0
+    """Relevancy-distribution alignment weight (the paper: 1, office_desk 0.1)."""
+    fda_pos_weight: float = 200.0
+    """Feature-distribution alignment: weight of DINO-similar pairs."""
+    fda_neg_weight: float = 0.2
+    """Feature-distribution alignment: weight of DINO-dissimilar pairs (the paper: 0.18-0.35)."""
+    dino_shift: float = 0.7
+    """DINO cosine minus this gives the pair weight."""
+    temperature: float = 0.2
+    """Softmax temperature on normalised features in FDA."""
+    fda_window: int = 16
+    """FDA window side in DINO tokens."""
+    fda_windows_per_step: int = 2
+    """FDA windows per refine step."""
+    fda_max_pairs: int = 16384
+    """Pairs per window beyond which pairs are subsampled (bounded cost)."""
+
+
+@dataclass
+class QueryConfig:
+    max_points: int = 300_000
+    """Default cap of the labeled cloud (RViz struggles above ~300k)."""
+    voxel_size_m: float = 0.02
+    """Voxel size of the cloud downsampling."""
+    score_threshold: float = 0.0
+    """Default score below which a label is 'unknown' (0 = never unknown)."""
+    use_canonical_negatives: bool = False
+    """Also call a point unknown when a canonical negative scores higher than every class."""
+    max_classes: int = 1000
+    """Longest vocabulary accepted by a query."""
+    max_class_name_chars: int = 200
+    """Longest class name accepted."""
+    refine_max_time_s: float = 10.0
+    """Default time budget of a refine burst."""
+    refine_max_steps: int = 300
+    """Most steps of a refine burst."""
+    refine_cache_size: int = 8
+    """Refined vocabularies kept."""
+    mask_max_side: int = 640
+    """Masks are rendered at the camera's resolution, scaled down to at most this side."""
+    overlay_alpha: float = 0.65
+    """Class colour opacity in the overlay."""
+
+
+@dataclass
+class RosConfig:
+    world_frame: str = "map"
+    """Fixed frame of poses, clouds and markers."""
+    pose_source: str = "auto"
+    """'auto' (TF when tf2_ros imports, else the pose topic), 'tf', 'pose' (PoseStamped) or 'odometry'."""
+    pose_tolerance_s: float = 0.05
+    """Largest image/pose stamp difference accepted."""
+    camera_in_body: tuple[float, ...] = (0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 1.0)
+    """Odometry only: camera optical frame in the odometry child frame, x y z qx qy qz qw."""
+    compressed: bool = False
+    """Subscribe to sensor_msgs/CompressedImage instead of Image."""
+    use_depth: bool = True
+    """Subscribe to the depth topic."""
+    status_rate_hz: float = 1.0
+    """Rate of ~/status."""
+    log_every_s: float = 10.0
+    """Period of the progress log line."""
+    checkpoint_dir: str = "~/.ros/ovs3d"
+    """~/save and ~/load may only touch files inside this directory."""
+    autosave_every_s: float = 0.0
+    """Autosave period (0 = off); also saves on shutdown when > 0."""
+    resume: bool = False
+    """Load checkpoint_dir/autosave.ckpt at start-up when it exists."""
+
+
+@dataclass
+class Config:
+    device: str = "auto"
+    """'auto' (CUDA when available), 'cpu', 'cuda', 'cuda:1' ..."""
+    seed: int = 0
+    """Global seed."""
+    keyframes: KeyframeConfig = dataclasses.field(default_factory=KeyframeConfig)
+    teacher: TeacherConfig = dataclasses.field(default_factory=TeacherConfig)
+    field: FieldConfig = dataclasses.field(default_factory=FieldConfig)
+    trainer: TrainerConfig = dataclasses.field(default_factory=TrainerConfig)
+    semantic: SemanticConfig = dataclasses.field(default_factory=SemanticConfig)
+    query: QueryConfig = dataclasses.field(default_factory=QueryConfig)
+    ros: RosConfig = dataclasses.field(default_factory=RosConfig)
+
+
+# ----------------------------------------------------------------------------------------------
+# Flat (dotted) views, for ROS parameters and YAML files
+
+
+class ConfigError(ValueError):
+    """A configuration key or value that does not fit the Config tree."""
+
+
+def _field_types(cls: type) -> dict[str, Any]:
+    return typing.get_type_hints(cls)
+
+
+def to_flat_dict(cfg: Any, prefix: str = "") -> dict[str, Any]:
+    """``{'trainer.rays_per_step': 2048, ...}`` for every leaf of the tree (tuples become lists)."""
+    out: dict[str, Any] = {}
+    for f in dataclasses.fields(cfg):
+        value = getattr(cfg, f.name)
+        key = f"{prefix}{f.name}"
+        if dataclasses.is_dataclass(value):
+            out.update(to_flat_dict(value, key + "."))
+        else:
+            out[key] = list(value) if isinstance(value, tuple) else value
+    return out
+
+
+def field_docs(cls: type = Config, prefix: str = "") -> dict[str, str]:
+    """Dotted key -> the docstring written under the field (read from the source)."""
+    import ast
+    import inspect
+    import textwrap
+
+    docs: dict[str, str] = {}
+    tree = ast.parse(textwrap.dedent(inspect.getsource(cls)))
+    body = tree.body[0].body  # type: ignore[attr-defined]
+    for node, nxt in zip(body, body[1:] + [None]):
+        if isinstance(node, ast.AnnAssign) and isinstance(node.target, ast.Name):
+            if isinstance(nxt, ast.Expr) and isinstance(getattr(nxt, "value", None), ast.Constant):
+                docs[prefix + node.target.id] = str(nxt.value.value)
+    hints = _field_types(cls)
+    for f in dataclasses.fields(cls):
+        sub = hints[f.name]
+        if dataclasses.is_dataclass(sub):
+            docs.update(field_docs(sub, f"{prefix}{f.name}."))
+    return docs
+
+
+def _coerce(value: Any, typ: Any, key: str) -> Any:
+    origin = typing.get_origin(typ)
+    if origin is tuple:
+        if not isinstance(value, (list, tuple)):
+            raise ConfigError(f"{key}: expected a list, got {value!r}")
+        args = typing.get_args(typ)
+        inner = args[0] if args else Any
+        if len(args) == 2 and args[1] is Ellipsis or len(args) == 1:
+            return tuple(_coerce(v, inner, key) for v in value)
+        if len(value) != len(args):
+            raise ConfigError(f"{key}: expected {len(args)} values, got {len(value)}")
+        return tuple(_coerce(v, t, key) for v, t in zip(value, args))
+    if typ is bool:
+        if isinstance(value, bool):
+            return value
+        raise ConfigError(f"{key}: expected true/false, got {value!r}")
+    if typ is int:
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise ConfigError(f"{key}: expected an integer, got {value!r}")
+        return value
+    if typ is float:
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            raise ConfigError(f"{key}: expected a number, got {value!r}")
+        return float(value)
+    if typ is str:
+        if not isinstance(value, str):
+            raise ConfigError(f"{key}: expected a string, got {value!r}")
+        return value
+    return value
+
+
+def apply_flat(cfg: Config, flat: dict[str, Any]) -> Config:
+    """A copy of ``cfg`` with dotted keys set; unknown keys and wrong types raise ConfigError."""
+    return from_nested(flat, cfg)
+
+
+def to_nested(cfg: Any) -> dict[str, Any]:
+    """The tree as nested dicts (lists for tuples): the YAML form."""
+    out: dict[str, Any] = {}
+    for f in dataclasses.fields(cfg):
+        value = getattr(cfg, f.name)
+        if dataclasses.is_dataclass(value):
+            out[f.name] = to_nested(value)
+        else:
+            out[f.name] = list(value) if isinstance(value, tuple) else value
+    return out
+
+
+def _flatten(d: dict[str, Any], prefix: str = "") -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for k, v in d.items():
+        if isinstance(v, dict):
+            out.update(_flatten(v, f"{prefix}{k}."))
+        else:
+            out[f"{prefix}{k}"] = v
+    return out
+
+
+def from_nested(d: dict[str, Any], base: Config | None = None) -> Config:
+    """Build a Config from nested or dotted dicts, on top of a copy of ``base`` (default: the defaults)."""
+    cfg = Config() if base is None else _copy(base)
+    for key, value in _flatten(d).items():
+        _set(cfg, key, value)
+    return cfg
+
+
+def _copy(cfg: Config) -> Config:
+    return _rebuild(Config, to_nested(cfg))
+
+
+def _rebuild(cls: type, d: dict[str, Any]) -> Any:
+    hints = _field_types(cls)
+    kwargs = {}
+    for f in dataclasses.fields(cls):
+        typ = hints[f.name]
+        if dataclasses.is_dataclass(typ):
+            kwargs[f.name] = _rebuild(typ, d[f.name])
+        else:
+            kwargs[f.name] = _coerce(d[f.name], typ, f.name)
+    return cls(**kwargs)
+
+
+def _set(cfg: Config, key: str, value: Any) -> None:
+    parts = key.split(".")
+    node: Any = cfg
+    for p in parts[:-1]:
+        if not dataclasses.is_dataclass(node) or p not in {f.name for f in dataclasses.fields(node)}:
+            raise ConfigError(f"unknown configuration key '{key}'")
+        node = getattr(node, p)
+    leaf = parts[-1]
+    if not dataclasses.is_dataclass(node) or leaf not in {f.name for f in dataclasses.fields(node)}:
+        raise ConfigError(f"unknown configuration key '{key}'")
+    typ = _field_types(type(node))[leaf]
+    if dataclasses.is_dataclass(typ):
+        raise ConfigError(f"'{key}' is a section; set its fields ('{key}.<name>')")
+    setattr(node, leaf, _coerce(value, typ, key))
+
+
+def load_yaml(path: str | Path, base: Config | None = None) -> Config:
+    """Read a YAML file: a plain nested tree, or a ROS params file (``<node>: ros__parameters: ...``)."""
+    path = Path(path)
+    try:
+        data = yaml.safe_load(path.read_text()) or {}
+    except (OSError, yaml.YAMLError) as exc:
+        raise ConfigError(f"cannot read configuration file {path}: {exc}") from exc
+    if not isinstance(data, dict):
+        raise ConfigError(f"{path}: expected a mapping at the top level")
+    for value in data.values():  # ROS params file: take the first node's ros__parameters
+        if isinstance(value, dict) and "ros__parameters" in value:
+            data = value["ros__parameters"]
+            break
+    try:
+        return from_nested(data, base)
+    except ConfigError as exc:
+        raise ConfigError(f"{path}: {exc}") from exc
+
+
+def resolve_device(cfg: Config) -> str:
+    """'auto' -> 'cuda' when available, else 'cpu'."""
+    import torch
+
+    if cfg.device == "auto":
+        return "cuda" if torch.cuda.is_available() else "cpu"
+    if cfg.device.startswith("cuda") and not torch.cuda.is_available():
+        raise ConfigError(f"device '{cfg.device}' requested but CUDA is not available")
+    return cfg.device

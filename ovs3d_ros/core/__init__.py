@@ -1,0 +1,1 @@
+"""The ROS-free core: tensors, cameras and configs in, tensors out."""
