@@ -37,3 +37,91 @@ def feature_distillation_loss(rendered: torch.Tensor, selection: torch.Tensor,
     """
     mixed = F.normalize((selection.unsqueeze(-1) * targets.float()).sum(dim=1), dim=-1)
     return -F.cosine_similarity(rendered, mixed, dim=-1).mean()
+
+
+# ----------------------------------------------------------------------------------------------
+# Class-distribution alignment (RDA, FDA): Jensen-Shannon divergences between softmaxes over classes
+
+
+def js_divergence(log_p: torch.Tensor, log_q: torch.Tensor) -> torch.Tensor:
+    """Jensen-Shannon divergence (nats, in [0, ln 2]) between distributions given as log-probabilities.
+
+    Reduces the last dimension; computed in log space so saturated softmaxes stay finite.
+    """
+    log_m = torch.logaddexp(log_p, log_q) - torch.log(torch.tensor(2.0, dtype=log_p.dtype,
+                                                                   device=log_p.device))
+    kl_pm = (log_p.exp() * (log_p - log_m)).sum(-1)
+    kl_qm = (log_q.exp() * (log_q - log_m)).sum(-1)
+    return 0.5 * (kl_pm + kl_qm)
+
+
+def relevancy_target_logits(relevancy: torch.Tensor, selection: torch.Tensor) -> torch.Tensor:
+    """RDA target logits ``sum_k s_k R_k,c`` from (N, S, C) min-max relevancies and (N, S) selection."""
+    return (selection.unsqueeze(-1) * relevancy.float()).sum(dim=1)
+
+
+def rda_loss(rendered: torch.Tensor, text: torch.Tensor, relevancy: torch.Tensor,
+             selection: torch.Tensor) -> torch.Tensor:
+    """Relevancy-distribution alignment: mean JS(softmax_c(F.t_c) || softmax_c(sum_k s_k R_k,c)).
+
+    Args:
+        rendered: (N, D) rendered CLIP-space feature, deliberately NOT normalised (as the original):
+            its norm acts as an inverse temperature the field can learn.
+        text: (C, D) unit text features.
+        relevancy: (N, S, C) per-image, per-scale, per-class min-max relevancy of the ray's pixel.
+        selection: (N, S) per-ray softmax over scales.
+    Neither side is detached: the selection also learns from this term (notes §5.2).
+    """
+    log_p = torch.log_softmax(rendered @ text.t(), dim=-1)
+    log_q = torch.log_softmax(relevancy_target_logits(relevancy, selection), dim=-1)
+    return js_divergence(log_p, log_q).mean()
+
+
+def sample_pairs(num_tokens: int, max_pairs: int, generator: torch.Generator | None = None,
+                 device: torch.device | str = "cpu") -> tuple[torch.Tensor, torch.Tensor]:
+    """Indices (i, j) of the token pairs of one window: all T*T ordered pairs (diagonal included, as
+    the original) when that is at most ``max_pairs``, else ``max_pairs`` pairs drawn uniformly with
+    replacement, so the FDA cost is bounded for any window size."""
+    if num_tokens <= 0:
+        raise ValueError(f"sample_pairs: num_tokens must be positive, got {num_tokens}")
+    if max_pairs <= 0:
+        raise ValueError(f"sample_pairs: max_pairs must be positive, got {max_pairs}")
+    if num_tokens * num_tokens <= max_pairs:
+        idx = torch.arange(num_tokens, device=device)
+        i, j = torch.meshgrid(idx, idx, indexing="ij")
+        return i.reshape(-1), j.reshape(-1)
+    flat = torch.randint(0, num_tokens * num_tokens, (max_pairs,), generator=generator,
+                         device=generator.device if generator is not None else device).to(device)
+    return flat // num_tokens, flat % num_tokens
+
+
+def fda_loss(rendered: torch.Tensor, text: torch.Tensor, dino: torch.Tensor, *,
+             temperature: float, dino_shift: float, pos_weight: float, neg_weight: float,
+             max_pairs: int, generator: torch.Generator | None = None) -> dict[str, torch.Tensor]:
+    """Feature-distribution alignment (the original's CorrelationLoss) over B windows of T tokens.
+
+    Args:
+        rendered: (B, T, D) rendered CLIP-space features at the token centres.
+        text: (C, D) unit text features.
+        dino: (B, T, Cd) DINO tokens of the same windows (no gradient is taken through them).
+    Returns ``{'fda': pos_weight*L_pos + neg_weight*L_neg, 'fda_pos': L_pos, 'fda_neg': L_neg}`` with
+    ``L_pos = sum max(D,0) J / #{D>0}`` and ``L_neg = sum min(D,0) J / #{D<0}`` over all windows
+    together, ``D = cos(d_i, d_j) - dino_shift`` and ``J`` the pairwise JS of
+    ``softmax_c(cos(F, t_c) / temperature)``.
+    """
+    if rendered.ndim != 3 or dino.ndim != 3 or rendered.shape[:2] != dino.shape[:2]:
+        raise ValueError(f"fda_loss: rendered (B,T,D) and dino (B,T,Cd) must share B and T, got "
+                         f"{tuple(rendered.shape)} and {tuple(dino.shape)}")
+    num_tokens = rendered.shape[1]
+    log_p = torch.log_softmax(F.normalize(rendered, dim=-1) @ text.t() / temperature, dim=-1)
+    dino_unit = F.normalize(dino.detach().float(), dim=-1)
+    i, j = sample_pairs(num_tokens, max_pairs, generator, rendered.device)
+    pair_js = js_divergence(log_p[:, i], log_p[:, j])                        # (B, K)
+    corr = (dino_unit[:, i] * dino_unit[:, j]).sum(-1) - dino_shift         # (B, K)
+    pos, neg = corr.clamp(min=0), corr.clamp(max=0)
+    n_pos = (corr > 0).sum().clamp(min=1)
+    n_neg = (corr < 0).sum().clamp(min=1)
+    loss_pos = (pos * pair_js).sum() / n_pos
+    loss_neg = (neg * pair_js).sum() / n_neg
+    return {"fda": pos_weight * loss_pos + neg_weight * loss_neg, "fda_pos": loss_pos,
+            "fda_neg": loss_neg}

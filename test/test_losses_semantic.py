@@ -1,0 +1,145 @@
+"""RDA / FDA / JS losses on hand-made tensors: values against direct formulas, gradient directions."""
+
+import math
+
+import torch
+import torch.nn.functional as F
+
+from ovs3d_ros.core import losses
+
+
+def _js_reference(p, q):
+    m = 0.5 * (p + q)
+    return 0.5 * (p * (p / m).log()).sum(-1) + 0.5 * (q * (q / m).log()).sum(-1)
+
+
+def test_js_matches_reference_and_bounds():
+    torch.manual_seed(0)
+    a, b = torch.randn(5, 4), torch.randn(5, 4)
+    got = losses.js_divergence(a.log_softmax(-1), b.log_softmax(-1))
+    ref = _js_reference(a.softmax(-1), b.softmax(-1))
+    assert torch.allclose(got, ref, atol=1e-6)
+    assert torch.allclose(losses.js_divergence(a.log_softmax(-1), a.log_softmax(-1)), torch.zeros(5), atol=1e-7)
+    # disjoint one-hot distributions give ln 2; saturated logits stay finite
+    big = torch.tensor([[200.0, -200.0]]), torch.tensor([[-200.0, 200.0]])
+    js = losses.js_divergence(big[0].log_softmax(-1), big[1].log_softmax(-1))
+    assert torch.isfinite(js).all() and abs(js.item() - math.log(2)) < 1e-5
+    assert torch.allclose(got, losses.js_divergence(b.log_softmax(-1), a.log_softmax(-1)))
+
+
+def test_relevancy_target_is_selection_weighted_sum():
+    rel = torch.tensor([[[1.0, 0.0], [0.0, 1.0], [0.5, 0.5]]])  # (N=1, S=3, C=2)
+    sel = torch.tensor([[0.5, 0.25, 0.25]])
+    got = losses.relevancy_target_logits(rel, sel)
+    assert torch.allclose(got, torch.tensor([[0.5 + 0.125, 0.25 + 0.125]]))
+
+
+def test_rda_value_and_gradients_reach_both_sides():
+    torch.manual_seed(1)
+    n, d, c, s = 6, 8, 3, 3
+    text = F.normalize(torch.randn(c, d), dim=-1)
+    feat = torch.randn(n, d, requires_grad=True)
+    rel = torch.rand(n, s, c)
+    sel_logits = torch.randn(n, s, requires_grad=True)
+    sel = sel_logits.softmax(-1)
+    loss = losses.rda_loss(feat, text, rel, sel)
+    ref = _js_reference((feat @ text.t()).softmax(-1), (sel.unsqueeze(-1) * rel).sum(1).softmax(-1)).mean()
+    assert torch.allclose(loss, ref, atol=1e-6)
+    loss.backward()
+    assert feat.grad.abs().sum() > 0 and sel_logits.grad.abs().sum() > 0  # neither side detached
+
+
+def test_rda_gradient_moves_prediction_toward_relevant_class():
+    text = torch.eye(3)
+    feat = torch.zeros(1, 3, requires_grad=True)
+    rel = torch.tensor([[[0.0, 1.0, 0.0]]] * 1)  # one scale, class 1 relevant
+    sel = torch.ones(1, 1)
+    losses.rda_loss(feat, text, rel, sel).backward()
+    # gradient descent raises the logit of class 1 and lowers the others
+    step = -feat.grad[0]
+    assert step[1] > 0 and step[0] < 0 and step[2] < 0
+    # the feature is used unnormalised: scaling it changes the loss
+    l1 = losses.rda_loss(torch.tensor([[0.0, 1.0, 0.0]]), text, rel, sel)
+    l5 = losses.rda_loss(torch.tensor([[0.0, 5.0, 0.0]]), text, rel, sel)
+    assert not torch.isclose(l1, l5)
+
+
+def test_sample_pairs_full_and_bounded():
+    i, j = losses.sample_pairs(4, 100)
+    assert len(i) == 16 and set(zip(i.tolist(), j.tolist())) == {(a, b) for a in range(4) for b in range(4)}
+    g = torch.Generator().manual_seed(0)
+    i, j = losses.sample_pairs(1000, 500, g)
+    assert len(i) == 500 and int(i.max()) < 1000 and int(j.max()) < 1000
+    g2 = torch.Generator().manual_seed(0)
+    i2, _ = losses.sample_pairs(1000, 500, g2)
+    assert torch.equal(i, i2)
+
+
+def _fda_reference(feat, text, dino, t, shift, wp, wn):
+    """Dense (B, T, T) loop-free reference of the original CorrelationLoss."""
+    p = (F.normalize(feat, dim=-1) @ text.t() / t).softmax(-1)
+    pi, pj = p[:, :, None], p[:, None, :]
+    js = _js_reference(pi.expand(-1, -1, p.shape[1], -1), pj.expand(-1, p.shape[1], -1, -1))
+    du = F.normalize(dino, dim=-1)
+    corr = du @ du.transpose(1, 2) - shift
+    lp = (corr.clamp(min=0) * js).sum() / (corr > 0).sum()
+    ln = (corr.clamp(max=0) * js).sum() / (corr < 0).sum()
+    return wp * lp + wn * ln, lp, ln
+
+
+def test_fda_matches_dense_reference_when_not_subsampled():
+    torch.manual_seed(2)
+    b, t, d, c, cd = 2, 9, 6, 4, 5
+    feat = torch.randn(b, t, d)
+    text = F.normalize(torch.randn(c, d), dim=-1)
+    dino = torch.randn(b, t, cd)
+    out = losses.fda_loss(feat, text, dino, temperature=0.2, dino_shift=0.1, pos_weight=200.0,
+                          neg_weight=0.2, max_pairs=10_000)
+    ref, lp, ln = _fda_reference(feat, text, dino, 0.2, 0.1, 200.0, 0.2)
+    assert torch.allclose(out["fda"], ref, atol=1e-5)
+    assert torch.allclose(out["fda_pos"], lp, atol=1e-6) and torch.allclose(out["fda_neg"], ln, atol=1e-6)
+    assert out["fda_neg"] <= 0 <= out["fda_pos"]
+
+
+def test_fda_subsampled_estimates_dense_value():
+    torch.manual_seed(3)
+    b, t, d, c = 1, 64, 8, 3
+    feat = torch.randn(b, t, d)
+    text = F.normalize(torch.randn(c, d), dim=-1)
+    dino = torch.randn(b, t, 4)
+    kw = {"temperature": 0.2, "dino_shift": 0.0, "pos_weight": 1.0, "neg_weight": 1.0}
+    dense = losses.fda_loss(feat, text, dino, max_pairs=t * t, **kw)
+    sub = losses.fda_loss(feat, text, dino, max_pairs=2000, generator=torch.Generator().manual_seed(0), **kw)
+    assert abs(sub["fda_pos"] - dense["fda_pos"]) < 0.15 * abs(dense["fda_pos"])
+    assert abs(sub["fda_neg"] - dense["fda_neg"]) < 0.15 * abs(dense["fda_neg"])
+
+
+def test_fda_gradient_pulls_similar_and_pushes_dissimilar_pairs():
+    text = torch.eye(2)
+    kw = {"temperature": 0.2, "dino_shift": 0.7, "pos_weight": 200.0, "neg_weight": 0.2, "max_pairs": 100}
+    # two tokens with identical DINO (similar): their class distributions should get closer
+    feat = torch.tensor([[[1.0, 0.2], [0.2, 1.0]]], requires_grad=True)
+    same = torch.tensor([[[1.0, 0.0], [1.0, 0.0]]])
+    before = losses.fda_loss(feat, text, same, **kw)["fda"]
+    before.backward()
+    moved = (feat - 0.01 * feat.grad).detach()
+    after = losses.fda_loss(moved, text, same, **kw)["fda"]
+    assert after < before
+    p = (F.normalize(moved, dim=-1) @ text.t() / 0.2).softmax(-1)
+    p0 = (F.normalize(feat.detach(), dim=-1) @ text.t() / 0.2).softmax(-1)
+    assert (p[0, 0] - p[0, 1]).abs().sum() < (p0[0, 0] - p0[0, 1]).abs().sum()
+    # orthogonal DINO (dissimilar): the step pushes the distributions apart
+    feat2 = feat.detach().clone().requires_grad_(True)
+    diff = torch.tensor([[[1.0, 0.0], [0.0, 1.0]]])
+    losses.fda_loss(feat2, text, diff, **kw)["fda"].backward()
+    moved2 = (feat2 - 1.0 * feat2.grad).detach()
+    p2 = (F.normalize(moved2, dim=-1) @ text.t() / 0.2).softmax(-1)
+    assert (p2[0, 0] - p2[0, 1]).abs().sum() > (p0[0, 0] - p0[0, 1]).abs().sum()
+
+
+def test_fda_shape_mismatch_raises():
+    import pytest
+
+    with pytest.raises(ValueError, match="share B and T"):
+        losses.fda_loss(torch.zeros(1, 3, 2), torch.eye(2), torch.zeros(1, 4, 2), temperature=0.2,
+                        dino_shift=0.7, pos_weight=1, neg_weight=1, max_pairs=10)
