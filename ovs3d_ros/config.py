@@ -226,6 +226,18 @@ class QueryConfig:
     """Masks are rendered at the camera's resolution, scaled down to at most this side."""
     overlay_alpha: float = 0.65
     """Class colour opacity in the overlay."""
+    score_temperature: float = 0.1
+    """Score = softmax over classes of cosine / this (the winning class's probability)."""
+    refine_hidden_dim: int = 64
+    """Hidden width of the per-vocabulary residual head trained by a refine burst."""
+    refine_lr: float = 1e-3
+    """Adam learning rate of the refine head."""
+    refine_rays: int = 8192
+    """Keyframe rays rendered once (field frozen) as the RDA set of a refine burst."""
+    refine_windows: int = 16
+    """DINO windows rendered once as the FDA set of a refine burst."""
+    refine_rays_per_step: int = 2048
+    """RDA rays per refine step."""
 
 
 @dataclass

@@ -1,0 +1,87 @@
+"""Query pieces without a field: classification, unknowns, the refine head and its LRU cache."""
+
+import torch
+import torch.nn.functional as F
+
+from ovs3d_ros.config import QueryConfig, SemanticConfig
+from ovs3d_ros.core import losses
+from ovs3d_ros.core.query import (
+    RefineCache,
+    RefineData,
+    RefineHead,
+    classify,
+    to_cloud_labels,
+    train_refine_head,
+)
+
+
+def test_classify_matches_bruteforce_argmax_and_chunks():
+    torch.manual_seed(0)
+    feats = torch.randn(1000, 16) * 3
+    text = F.normalize(torch.randn(5, 16), dim=-1)
+    out = classify(feats, text, temperature=0.1, chunk=97)
+    cos = F.cosine_similarity(feats[:, None], text[None], dim=-1)
+    assert torch.equal(out.labels, cos.argmax(1))
+    assert torch.allclose(out.scores, (cos / 0.1).softmax(1).max(1).values, atol=1e-6)
+    assert classify(torch.zeros(0, 16), text, 0.1).labels.numel() == 0
+
+
+def test_threshold_and_canonical_negatives_make_unknown():
+    text = torch.eye(4)[:2]          # classes along axes 0 and 1
+    negatives = torch.eye(4)[2:3]    # a negative along axis 2
+    feats = torch.tensor([[1.0, 0.0, 0.0, 0.0],    # clearly class 0
+                          [0.5, 0.5, 0.0, 0.0],    # ambiguous: low score
+                          [0.1, 0.0, 1.0, 0.0]])   # closest to the negative
+    plain = classify(feats, text, 0.1)
+    assert plain.labels.tolist() == [0, 0, 0]  # ties go to the first class; no unknowns by default
+    thr = classify(feats, text, 0.1, score_threshold=0.6)
+    assert thr.labels[0] == 0 and thr.labels[1] == -1
+    neg = classify(feats, text, 0.1, negatives=negatives)
+    assert neg.labels.tolist()[0] == 0 and neg.labels[2] == -1
+    assert to_cloud_labels(neg.labels).tolist()[2] == 65535
+
+
+def test_refine_head_starts_as_identity_and_rda_improves():
+    torch.manual_seed(1)
+    d, c, n = 12, 3, 600
+    text = F.normalize(torch.randn(c, d), dim=-1)
+    truth = torch.randint(0, c, (n,))
+    # zero-shot features are noisy; the relevancy (as a teacher would give) points to the truth
+    feats = text[truth] * 0.3 + torch.randn(n, d) * 0.6
+    rel = F.one_hot(truth, c).float()[:, None, :].expand(n, 3, c).contiguous()
+    sel = torch.full((n, 3), 1 / 3)
+    head = RefineHead(d, 32)
+    assert torch.equal(head(feats), feats)
+    data = RefineData(feats, rel, sel)
+    before = losses.rda_loss(feats, text, rel, sel)
+    stats = train_refine_head(head, data, text, SemanticConfig(), QueryConfig(refine_lr=1e-2),
+                              max_steps=150, max_time_s=30.0, generator=torch.Generator().manual_seed(0))
+    assert stats["steps"] == 150
+    with torch.no_grad():
+        after = losses.rda_loss(head(feats), text, rel, sel)
+        acc_before = (classify(feats, text, 0.1).labels == truth).float().mean()
+        acc_after = (classify(head(feats), text, 0.1).labels == truth).float().mean()
+    assert after < before and acc_after > acc_before
+
+
+def test_refine_respects_time_budget_and_runs_fda():
+    torch.manual_seed(2)
+    d, c = 8, 2
+    text = F.normalize(torch.randn(c, d), dim=-1)
+    data = RefineData(torch.randn(50, d), torch.rand(50, 3, c), torch.full((50, 3), 1 / 3),
+                      torch.randn(4, 16, d), torch.randn(4, 16, 5))
+    stats = train_refine_head(RefineHead(d, 8), data, text, SemanticConfig(), QueryConfig(),
+                              max_steps=10**9, max_time_s=0.2)
+    assert 0 < stats["steps"] < 10**9 and stats["time_s"] < 1.0 and "fda" in stats
+
+
+def test_refine_cache_is_lru():
+    cache = RefineCache(2)
+    heads = [RefineHead(4, 2) for _ in range(3)]
+    cache.put("a", heads[0])
+    cache.put("b", heads[1])
+    assert cache.get("a") is heads[0]     # 'a' becomes most recent
+    cache.put("c", heads[2])              # evicts 'b'
+    assert cache.get("b") is None and cache.get("a") is heads[0] and len(cache) == 2
+    cache.clear()
+    assert len(cache) == 0
