@@ -1,0 +1,109 @@
+"""Run the ovs3d node in its own process and talk to it from another: used by the demo, the tests and
+the benchmarks (the same way a user's launch file and `ros2 service call` would)."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import rclpy
+import yaml
+from rclpy.node import Node
+
+from ovs3d_ros.msg import TrainingStatus
+from ovs3d_ros.srv import Checkpoint, Query
+
+NODE_NAME = "ovs3d"
+
+
+def start_node_process(params: dict, remaps: dict[str, str] | None = None, log_path: str | Path | None = None,
+                       env: dict | None = None, extra_params_file: str | Path | None = None) -> subprocess.Popen:
+    """`python -m ovs3d_ros.ros.node` with a params file (nested dicts or dotted keys) and remaps."""
+    fd, params_path = tempfile.mkstemp(prefix="ovs3d_params_", suffix=".yaml")
+    with os.fdopen(fd, "w") as f:
+        yaml.safe_dump({NODE_NAME: {"ros__parameters": params}}, f)
+    cmd = [sys.executable, "-m", "ovs3d_ros.ros.node", "--ros-args"]
+    if extra_params_file:
+        cmd += ["--params-file", str(extra_params_file)]
+    cmd += ["--params-file", params_path]
+    for src, dst in (remaps or {}).items():
+        cmd += ["-r", f"{src}:={dst}"]
+    out = open(log_path, "w") if log_path else subprocess.DEVNULL  # noqa: SIM115 - lives with the process
+    return subprocess.Popen(cmd, stdout=out, stderr=subprocess.STDOUT, env={**os.environ, **(env or {})},
+                            start_new_session=True)
+
+
+def stop_node_process(proc: subprocess.Popen, timeout_s: float = 20.0) -> int:
+    """SIGINT (a clean shutdown, autosave included), then SIGKILL if it does not exit in time."""
+    if proc.poll() is None:
+        proc.send_signal(signal.SIGINT)
+        try:
+            proc.wait(timeout=timeout_s)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+    return proc.returncode
+
+
+class Ovs3dClient:
+    """Service clients and a status subscription to the node, spun by the caller's executor."""
+
+    def __init__(self, node: Node, node_name: str = NODE_NAME):
+        self.node = node
+        self.query_client = node.create_client(Query, f"/{node_name}/query")
+        self.save_client = node.create_client(Checkpoint, f"/{node_name}/save")
+        self.load_client = node.create_client(Checkpoint, f"/{node_name}/load")
+        from std_srvs.srv import SetBool, Trigger
+
+        self.reset_client = node.create_client(Trigger, f"/{node_name}/reset")
+        self.pause_client = node.create_client(SetBool, f"/{node_name}/pause")
+        self.status: TrainingStatus | None = None
+        node.create_subscription(TrainingStatus, f"/{node_name}/status", self._on_status, 10)
+
+    def _on_status(self, msg: TrainingStatus) -> None:
+        self.status = msg
+
+    def wait_ready(self, executor, timeout_s: float = 60.0) -> None:
+        deadline = time.monotonic() + timeout_s
+        while not self.query_client.wait_for_service(timeout_sec=0.5):
+            executor.spin_once(timeout_sec=0.1)
+            if time.monotonic() > deadline:
+                raise TimeoutError("the ovs3d node did not come up")
+
+    def call(self, client, request, executor, timeout_s: float = 120.0):
+        future = client.call_async(request)
+        executor.spin_until_future_complete(future, timeout_sec=timeout_s)
+        if not future.done():
+            raise TimeoutError(f"no answer from {client.srv_name} within {timeout_s} s")
+        return future.result()
+
+    def query(self, executor, classes, timeout_s: float = 120.0, **fields) -> Query.Response:
+        return self.call(self.query_client, Query.Request(classes=list(classes), **fields), executor, timeout_s)
+
+    def wait_status(self, executor, predicate, timeout_s: float) -> TrainingStatus | None:
+        deadline = time.monotonic() + timeout_s
+        while time.monotonic() < deadline:
+            executor.spin_once(timeout_sec=0.1)
+            if self.status is not None and predicate(self.status):
+                return self.status
+        return self.status
+
+
+def spin_for(executor, seconds: float) -> None:
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        executor.spin_once(timeout_sec=min(0.05, max(0.0, deadline - time.monotonic())))
+
+
+def init_context() -> tuple[rclpy.Context, Node, rclpy.executors.SingleThreadedExecutor]:
+    context = rclpy.Context()
+    rclpy.init(context=context)
+    node = rclpy.create_node(f"ovs3d_client_{os.getpid()}", context=context)
+    executor = rclpy.executors.SingleThreadedExecutor(context=context)
+    executor.add_node(node)
+    return context, node, executor

@@ -1,0 +1,524 @@
+"""The ovs3d node: posed images in, incremental training on its own thread, a query service that
+publishes (latched) and returns a labeled PointCloud2, masks and class markers.
+
+A thin adapter: messages are converted (ros.conversions, core.image_codec) into core Frames, the core
+Trainer learns, the core Segmenter answers. Callbacks only enqueue (latest frame wins); a frame
+assembler thread matches pose/depth and inserts keyframes; a training thread steps the Trainer.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+import traceback
+from collections import deque
+from pathlib import Path
+
+import numpy as np
+import rclpy
+from geometry_msgs.msg import PoseStamped
+from nav_msgs.msg import Odometry
+from rcl_interfaces.msg import SetParametersResult
+from rclpy.callback_groups import MutuallyExclusiveCallbackGroup, ReentrantCallbackGroup
+from rclpy.executors import ExternalShutdownException, MultiThreadedExecutor
+from rclpy.node import Node
+from rclpy.qos import DurabilityPolicy, HistoryPolicy, QoSProfile, ReliabilityPolicy, qos_profile_sensor_data
+from sensor_msgs.msg import CameraInfo, CompressedImage, Image, PointCloud2
+from std_msgs.msg import Header
+from std_srvs.srv import SetBool, Trigger
+from visualization_msgs.msg import MarkerArray
+
+from ovs3d_ros.config import Config, ConfigError, apply_flat, resolve_device
+from ovs3d_ros.core.camera import pose_from_xyz_quat
+from ovs3d_ros.core.frame import Frame, FrameError
+from ovs3d_ros.core.image_codec import (
+    ImageDecodeError,
+    decode_compressed,
+    decode_depth,
+    decode_image,
+    decode_mono8,
+)
+from ovs3d_ros.msg import TrainingStatus
+from ovs3d_ros.ros import conversions as conv
+from ovs3d_ros.ros.params import check_parameter_update, config_from_parameters, declare_config_parameters
+from ovs3d_ros.ros.pose_sources import PoseBuffer, TfPoseSource, tf2_available
+from ovs3d_ros.ros.scene_msgs import class_markers, segmented_scene
+from ovs3d_ros.srv import Checkpoint, Query
+
+# Results are latched so RViz (or any client) started later still receives the last answer.
+LATCHED_QOS = QoSProfile(history=HistoryPolicy.KEEP_LAST, depth=1, reliability=ReliabilityPolicy.RELIABLE,
+                         durability=DurabilityPolicy.TRANSIENT_LOCAL)
+STATUS_QOS = QoSProfile(depth=10, reliability=ReliabilityPolicy.RELIABLE)
+POSE_QOS = QoSProfile(depth=50, reliability=ReliabilityPolicy.RELIABLE)
+# Depth/label images kept for stamp matching against colour images.
+MATCH_HISTORY = 30
+AUTOSAVE_NAME = "autosave.ckpt"
+
+
+class Ovs3dNode(Node):
+    def __init__(self, defaults: Config | None = None, **kwargs):
+        super().__init__("ovs3d", **kwargs)
+        declare_config_parameters(self, defaults)
+        self.cfg = config_from_parameters(self, defaults)
+        self.device = resolve_device(self.cfg)
+        self.add_on_set_parameters_callback(self._on_set_parameters)
+
+        self._lock = threading.Lock()            # node counters and the frame slot
+        self._frame_ready = threading.Condition(self._lock)
+        self._pending_image = None               # latest-frame-wins slot (msg, receive time)
+        self._camera_info: CameraInfo | None = None
+        self._depths: deque = deque(maxlen=MATCH_HISTORY)
+        self._labels: deque = deque(maxlen=MATCH_HISTORY)
+        self._poses = PoseBuffer()
+        self._last_image_stamp: float | None = None
+        self.counters = dict(frames_received=0, frames_dropped_no_pose=0, frames_dropped_invalid=0,
+                             frames_superseded=0)
+        self.last_error = ""
+        self._warned: set[str] = set()
+        self._stop = threading.Event()
+        self._paused = threading.Event()
+
+        self.trainer = self._new_trainer()
+        self.segmenter = self._new_segmenter()
+        if self.cfg.ros.resume:
+            self._resume_from_autosave()
+
+        self._sensor_group = ReentrantCallbackGroup()
+        self._service_group = MutuallyExclusiveCallbackGroup()
+        self._timer_group = MutuallyExclusiveCallbackGroup()
+        self._create_inputs()
+        self._create_outputs()
+
+        self._assembler = threading.Thread(target=self._assemble_frames, name="ovs3d_frames", daemon=True)
+        self._assembler.start()
+        self._training_thread = self._start_training()
+        self._last_log = time.monotonic()
+        self._last_autosave = time.monotonic()
+        self.get_logger().info(
+            f"ovs3d ready on {self.device}: teacher={self.cfg.teacher.kind}, pose source={self.pose_source}, "
+            f"world frame '{self.cfg.ros.world_frame}', keyframe capacity {self.cfg.keyframes.capacity}")
+
+    # ------------------------------------------------------------------ set-up
+
+    def _new_trainer(self):
+        from ovs3d_ros.core.teachers import build_teacher
+        from ovs3d_ros.core.trainer import Trainer
+
+        names = list(self.cfg.teacher.synthetic.class_names) or None
+        self.teacher = build_teacher(self.cfg.teacher, self.device, class_names=names)
+        return Trainer(self.cfg, self.device, self.teacher)
+
+    def _new_segmenter(self):
+        from ovs3d_ros.core.query import Segmenter
+
+        return Segmenter(self.trainer, self.teacher, self.cfg)
+
+    def _create_inputs(self) -> None:
+        ros = self.cfg.ros
+        image_type = CompressedImage if ros.compressed else Image
+        self.create_subscription(image_type, "image", self._on_image, qos_profile_sensor_data,
+                                 callback_group=self._sensor_group)
+        self.create_subscription(CameraInfo, "camera_info", self._on_camera_info, qos_profile_sensor_data,
+                                 callback_group=self._sensor_group)
+        if ros.use_depth:
+            self.create_subscription(Image, "depth", self._on_depth, qos_profile_sensor_data,
+                                     callback_group=self._sensor_group)
+        if self.cfg.teacher.kind == "synthetic":
+            # ground-truth label maps feed the synthetic benchmark teacher (never a real camera's input)
+            self.create_subscription(Image, "labels", self._on_labels, qos_profile_sensor_data,
+                                     callback_group=self._sensor_group)
+        source = ros.pose_source
+        if source == "auto":
+            source = "tf" if tf2_available() else "pose"
+        if source not in ("tf", "pose", "odometry"):
+            raise ConfigError(f"ros.pose_source must be auto, tf, pose or odometry, got '{ros.pose_source}'")
+        self.pose_source = source
+        self._tf = TfPoseSource(self, ros.world_frame) if source == "tf" else None
+        cam = np.asarray(ros.camera_in_body, dtype=np.float64)
+        if cam.shape != (7,):
+            raise ConfigError("ros.camera_in_body must be 7 numbers: x y z qx qy qz qw")
+        self._camera_in_body = pose_from_xyz_quat(cam[:3], cam[3:])
+        if source == "pose":
+            self.create_subscription(PoseStamped, "pose", self._on_pose, POSE_QOS,
+                                     callback_group=self._sensor_group)
+        elif source == "odometry":
+            self.create_subscription(Odometry, "odom", self._on_odometry, POSE_QOS,
+                                     callback_group=self._sensor_group)
+
+    def _create_outputs(self) -> None:
+        self.cloud_pub = self.create_publisher(PointCloud2, "~/labeled_cloud", LATCHED_QOS)
+        self.mask_pub = self.create_publisher(Image, "~/mask", LATCHED_QOS)
+        self.overlay_pub = self.create_publisher(Image, "~/mask_overlay", LATCHED_QOS)
+        self.mask_info_pub = self.create_publisher(CameraInfo, "~/mask_camera_info", LATCHED_QOS)
+        self.markers_pub = self.create_publisher(MarkerArray, "~/class_markers", LATCHED_QOS)
+        self.status_pub = self.create_publisher(TrainingStatus, "~/status", STATUS_QOS)
+        g = self._service_group
+        self.create_service(Query, "~/query", self._on_query, callback_group=g)
+        self.create_service(Trigger, "~/reset", self._on_reset, callback_group=g)
+        self.create_service(SetBool, "~/pause", self._on_pause, callback_group=g)
+        self.create_service(Checkpoint, "~/save", self._on_save, callback_group=g)
+        self.create_service(Checkpoint, "~/load", self._on_load, callback_group=g)
+        self._status_timer = self.create_timer(1.0 / max(self.cfg.ros.status_rate_hz, 1e-3),
+                                               self._publish_status, callback_group=self._timer_group)
+
+    def _on_set_parameters(self, params) -> SetParametersResult:
+        for p in params:
+            reason = check_parameter_update(self.cfg, p.name, p.value)
+            if reason:
+                return SetParametersResult(successful=False, reason=reason)
+        for p in params:
+            if p.name != "use_sim_time" and p.name in _flat_keys(self.cfg):
+                self.cfg = apply_flat(self.cfg, {p.name: p.value})
+        return SetParametersResult(successful=True)
+
+    # ------------------------------------------------------------------ input callbacks (never block)
+
+    def _on_image(self, msg) -> None:
+        with self._lock:
+            self.counters["frames_received"] += 1
+            if self._pending_image is not None:
+                self.counters["frames_superseded"] += 1
+            self._pending_image = msg
+            self._frame_ready.notify()
+
+    def _on_camera_info(self, msg: CameraInfo) -> None:
+        self._camera_info = msg
+
+    def _on_depth(self, msg: Image) -> None:
+        self._depths.append((conv.stamp_to_sec(msg.header.stamp), msg))
+
+    def _on_labels(self, msg: Image) -> None:
+        self._labels.append((conv.stamp_to_sec(msg.header.stamp), msg))
+
+    def _on_pose(self, msg: PoseStamped) -> None:
+        self._add_pose(msg.header, msg.pose)
+
+    def _on_odometry(self, msg: Odometry) -> None:
+        self._add_pose(msg.header, msg.pose.pose)
+
+    def _add_pose(self, header: Header, pose) -> None:
+        if header.frame_id and header.frame_id != self.cfg.ros.world_frame:
+            self._warn_once(f"pose_frame:{header.frame_id}",
+                            f"poses arrive in frame '{header.frame_id}' but ros.world_frame is "
+                            f"'{self.cfg.ros.world_frame}'; they are used as if in the world frame")
+        try:
+            body = conv.pose_msg_to_matrix(pose)
+        except FrameError as exc:
+            self._drop("invalid", f"pose rejected: {exc}")
+            return
+        self._poses.add(conv.stamp_to_sec(header.stamp), body @ self._camera_in_body)
+
+    # ------------------------------------------------------------------ frame assembly (own thread)
+
+    def _assemble_frames(self) -> None:
+        while not self._stop.is_set():
+            with self._frame_ready:
+                while self._pending_image is None and not self._stop.is_set():
+                    self._frame_ready.wait(timeout=0.2)
+                msg, self._pending_image = self._pending_image, None
+            if msg is None:
+                continue
+            try:
+                frame = self._frame_from(msg)
+                if frame is not None:
+                    self.trainer.add_frame(frame)
+            except (FrameError, ImageDecodeError, ValueError) as exc:
+                self._drop("invalid", str(exc))
+            except Exception as exc:  # a bug must not kill the node: log it and keep going
+                self._drop("invalid", f"unexpected error: {exc!r}")
+                self.get_logger().error(traceback.format_exc())
+
+    def _frame_from(self, msg) -> Frame | None:
+        stamp = conv.stamp_to_sec(msg.header.stamp)
+        if self._last_image_stamp is not None and stamp < self._last_image_stamp - 1.0:
+            self.get_logger().warning(f"image stamps jumped back by {self._last_image_stamp - stamp:.1f} s "
+                                      "(bag loop or clock reset): clearing pose/depth history")
+            self._poses.clear()
+            self._depths.clear()
+            self._labels.clear()
+        self._last_image_stamp = stamp
+        info = self._camera_info
+        if info is None:
+            raise FrameError("no camera_info received yet")
+        intrinsics = conv.camera_info_to_intrinsics(info)
+        if intrinsics.has_distortion():
+            raise FrameError(f"camera_info has distortion {intrinsics.distortion_model} {intrinsics.distortion}; "
+                             "this node expects rectified images (remap to image_rect / use image_proc)")
+        if isinstance(msg, CompressedImage):
+            rgb = decode_compressed(msg.format, bytes(msg.data))
+        else:
+            rgb = decode_image(msg.encoding, msg.height, msg.width, msg.step, bytes(msg.data), msg.is_bigendian)
+        pose = self._lookup_pose(msg, stamp)
+        if pose is None:
+            self._drop("no_pose", f"no pose within {self.cfg.ros.pose_tolerance_s:.3f} s of image stamp "
+                                  f"{stamp:.3f} ({self.pose_source})")
+            return None
+        tol = self.cfg.ros.pose_tolerance_s
+        depth = None
+        depth_msg = _nearest(self._depths, stamp, tol)
+        if depth_msg is not None:
+            depth = decode_depth(depth_msg.encoding, depth_msg.height, depth_msg.width, depth_msg.step,
+                                 bytes(depth_msg.data), depth_msg.is_bigendian)
+            if depth.shape != rgb.shape[:2]:
+                self._warn_once("depth_size", f"depth {depth.shape[::-1]} does not match the image "
+                                              f"{rgb.shape[1::-1]}: depth ignored (register it to colour)")
+                depth = None
+        labels = None
+        if self.cfg.teacher.kind == "synthetic":
+            label_msg = _nearest(self._labels, stamp, tol)
+            if label_msg is None:
+                raise FrameError("synthetic teacher: no ground-truth label image for this frame")
+            if label_msg.encoding != "mono8":
+                raise FrameError(f"label images must be mono8, got '{label_msg.encoding}'")
+            labels = decode_mono8(label_msg.height, label_msg.width, label_msg.step, bytes(label_msg.data))
+        frame = Frame(rgb=rgb, intrinsics=intrinsics, pose=pose, stamp=stamp, depth=depth, labels=labels,
+                      frame_id=msg.header.frame_id, source_id=f"ros:{msg.header.frame_id}@{stamp:.3f}")
+        return frame.validate()
+
+    def _lookup_pose(self, msg, stamp: float) -> np.ndarray | None:
+        tol = self.cfg.ros.pose_tolerance_s
+        if self._tf is not None:
+            return self._tf.lookup(msg.header.frame_id, msg.header.stamp, timeout_s=tol)
+        pose = self._poses.lookup(stamp, tol)
+        deadline = time.monotonic() + tol + 0.1
+        # the pose for this image may still be in flight: wait a little while it can still come
+        while pose is None and time.monotonic() < deadline and not self._stop.is_set():
+            latest = self._poses.latest_stamp()
+            if latest is not None and latest > stamp + tol:
+                break
+            time.sleep(0.01)
+            pose = self._poses.lookup(stamp, tol)
+        return pose
+
+    def _drop(self, kind: str, reason: str) -> None:
+        with self._lock:
+            self.counters[f"frames_dropped_{kind}"] += 1
+            self.last_error = reason
+        self.get_logger().warning(f"frame dropped: {reason}", throttle_duration_sec=5.0)
+
+    def _warn_once(self, key: str, text: str) -> None:
+        if key not in self._warned:
+            self._warned.add(key)
+            self.get_logger().warning(text)
+
+    # ------------------------------------------------------------------ training (own thread)
+
+    def _start_training(self) -> threading.Thread:
+        self._stop.clear()
+        thread = threading.Thread(target=self._train_loop, args=(self.trainer,), name="ovs3d_training",
+                                  daemon=True)
+        thread.start()
+        return thread
+
+    def _train_loop(self, trainer) -> None:
+        try:
+            trainer.run(self._stop, self._paused)
+        except Exception as exc:
+            self.last_error = f"training stopped: {exc!r}"
+            self.get_logger().error(traceback.format_exc())
+
+    def _stop_training(self) -> None:
+        self._stop.set()
+        self._training_thread.join(timeout=30.0)
+
+    # ------------------------------------------------------------------ services
+
+    def _on_query(self, req: Query.Request, res: Query.Response) -> Query.Response:
+        from ovs3d_ros.core.query import QueryError
+
+        t0 = time.perf_counter()
+        try:
+            camera = self._query_camera(req)
+            result = self.segmenter.segment(
+                list(req.classes), refine=bool(req.refine),
+                max_time_s=req.max_time_s if req.max_time_s > 0 else None,
+                max_points=int(req.max_points) if req.max_points > 0 else None,
+                score_threshold=(None if req.score_threshold == 0 else
+                                 (0.0 if req.score_threshold < 0 else float(req.score_threshold))),
+                camera=camera)
+        except (QueryError, FrameError, ValueError) as exc:
+            res.success, res.message = False, str(exc)
+            return res
+        except Exception as exc:  # never let a query kill the node
+            self.get_logger().error(traceback.format_exc())
+            res.success, res.message = False, f"internal error: {exc!r}"
+            return res
+        header = Header(frame_id=self.cfg.ros.world_frame, stamp=self.get_clock().now().to_msg())
+        scene = segmented_scene(result, header)
+        self.cloud_pub.publish(scene.cloud)
+        self.markers_pub.publish(class_markers(result, header))
+        if camera is not None or req.mask_source != Query.Request.MASK_NONE:
+            if scene.label_image.width:
+                self.mask_pub.publish(scene.label_image)
+                self.overlay_pub.publish(scene.overlay_image)
+                self.mask_info_pub.publish(scene.camera_info)
+        res.scene = scene
+        res.success = True
+        res.latency_s = float(time.perf_counter() - t0)
+        res.message = (f"{len(result.class_names)} classes, {len(result.labels)} points"
+                       + (", mask rendered" if scene.label_image.width else "")
+                       + f" in {res.latency_s * 1e3:.0f} ms")
+        return res
+
+    def _query_camera(self, req: Query.Request):
+        """Query.Request mask options -> None | keyframe index | (Intrinsics, c2w)."""
+        src = req.mask_source
+        if src == Query.Request.MASK_NONE:
+            return None
+        if src == Query.Request.MASK_LATEST_KEYFRAME:
+            return -1
+        if src == Query.Request.MASK_KEYFRAME:
+            return int(req.keyframe_index)
+        if src == Query.Request.MASK_POSE:
+            c2w = conv.pose_msg_to_matrix(req.camera_pose)
+            if req.camera_info.width == 0:
+                return ("latest_intrinsics", c2w)
+            return (conv.camera_info_to_intrinsics(req.camera_info), c2w)
+        raise ValueError(f"unknown mask_source {src}")
+
+    def _on_reset(self, req: Trigger.Request, res: Trigger.Response) -> Trigger.Response:
+        try:
+            self._stop_training()
+            self.trainer = self._new_trainer()
+            self.segmenter = self._new_segmenter()
+            self._training_thread = self._start_training()
+        except Exception as exc:
+            res.success, res.message = False, f"reset failed: {exc!r}"
+            return res
+        res.success, res.message = True, "training state cleared"
+        return res
+
+    def _on_pause(self, req: SetBool.Request, res: SetBool.Response) -> SetBool.Response:
+        (self._paused.set if req.data else self._paused.clear)()
+        res.success, res.message = True, "paused" if req.data else "training"
+        return res
+
+    def _checkpoint_path(self, name: str) -> Path:
+        base = Path(self.cfg.ros.checkpoint_dir).expanduser().resolve()
+        path = (base / (name or AUTOSAVE_NAME)).resolve()
+        if path != base and base not in path.parents:
+            raise ValueError(f"checkpoint path '{name}' is outside the allowed directory {base}")
+        return path
+
+    def _on_save(self, req: Checkpoint.Request, res: Checkpoint.Response) -> Checkpoint.Response:
+        try:
+            path = self._checkpoint_path(req.path)
+            path.parent.mkdir(parents=True, exist_ok=True)
+            self.trainer.save(path)
+        except Exception as exc:
+            res.success, res.message = False, f"save failed: {exc}"
+            return res
+        res.success, res.path, res.message = True, str(path), f"saved {path}"
+        return res
+
+    def _on_load(self, req: Checkpoint.Request, res: Checkpoint.Response) -> Checkpoint.Response:
+        try:
+            path = self._checkpoint_path(req.path)
+            if not path.is_file():
+                raise FileNotFoundError(f"no checkpoint at {path}")
+            self.trainer.load_state_from(path)
+            self.segmenter = self._new_segmenter()  # refined vocabularies belong to the old state
+        except Exception as exc:
+            res.success, res.message = False, f"load failed: {exc}"
+            return res
+        res.success, res.path, res.message = True, str(path), f"loaded {path}"
+        return res
+
+    def _resume_from_autosave(self) -> None:
+        path = self._checkpoint_path("")
+        if path.is_file():
+            try:
+                self.trainer.load_state_from(path)
+                self.get_logger().info(f"resumed from {path}")
+            except Exception as exc:
+                self.get_logger().error(f"could not resume from {path}: {exc}")
+
+    # ------------------------------------------------------------------ status, logs, autosave
+
+    def _publish_status(self) -> None:
+        stats = self.trainer.stats()
+        with self._lock:
+            counters = dict(self.counters)
+            last_error = self.last_error
+        if self._paused.is_set():
+            state = "paused"
+        elif not self._training_thread.is_alive() and not self._stop.is_set():
+            state = "error"
+        elif stats.get("keyframes", 0) == 0:
+            state = "waiting_for_frames"
+        else:
+            state = "training"
+        losses = stats.get("losses", {})
+        msg = TrainingStatus(
+            header=Header(stamp=self.get_clock().now().to_msg(), frame_id=self.cfg.ros.world_frame),
+            state=state, device=str(self.device), keyframes=int(stats.get("keyframes", 0)),
+            keyframe_capacity=int(self.cfg.keyframes.capacity), iterations=int(stats.get("iterations", 0)),
+            iterations_per_s=float(stats.get("iterations_per_s", 0.0)),
+            training_time_s=float(stats.get("training_time_s", 0.0)), psnr=float(stats.get("psnr", 0.0)),
+            loss_names=list(losses.keys()), loss_values=[float(v) for v in losses.values()],
+            last_error=last_error, **counters)
+        self.status_pub.publish(msg)
+        now = time.monotonic()
+        if now - self._last_log >= self.cfg.ros.log_every_s:
+            self._last_log = now
+            self.get_logger().info(
+                f"{state}: {msg.keyframes}/{msg.keyframe_capacity} keyframes, {msg.iterations} it "
+                f"({msg.iterations_per_s:.1f}/s), PSNR {msg.psnr:.1f} dB, frames {counters['frames_received']} "
+                f"(no pose {counters['frames_dropped_no_pose']}, invalid {counters['frames_dropped_invalid']})")
+        every = self.cfg.ros.autosave_every_s
+        if every > 0 and now - self._last_autosave >= every and msg.keyframes > 0:
+            self._last_autosave = now
+            self._autosave()
+
+    def _autosave(self) -> None:
+        try:
+            path = self._checkpoint_path("")
+            path.parent.mkdir(parents=True, exist_ok=True)
+            self.trainer.save(path)
+        except Exception as exc:
+            self.get_logger().error(f"autosave failed: {exc}")
+
+    def shutdown(self) -> None:
+        if self.cfg.ros.autosave_every_s > 0 and self.trainer.stats().get("keyframes", 0) > 0:
+            self._autosave()
+        self._stop.set()
+        with self._frame_ready:
+            self._frame_ready.notify_all()
+        self._training_thread.join(timeout=30.0)
+        self._assembler.join(timeout=5.0)
+
+
+def _flat_keys(cfg: Config) -> set[str]:
+    from ovs3d_ros.config import to_flat_dict
+
+    return set(to_flat_dict(cfg))
+
+
+def _nearest(history: deque, stamp: float, tolerance_s: float):
+    best = None
+    for s, msg in list(history):
+        if abs(s - stamp) <= tolerance_s and (best is None or abs(s - stamp) < abs(best[0] - stamp)):
+            best = (s, msg)
+    return None if best is None else best[1]
+
+
+def main(args=None) -> None:
+    rclpy.init(args=args)
+    node = None
+    executor = MultiThreadedExecutor(num_threads=4)
+    try:
+        node = Ovs3dNode()
+        executor.add_node(node)
+        executor.spin()
+    except (KeyboardInterrupt, ExternalShutdownException):
+        pass
+    finally:
+        if node is not None:
+            node.shutdown()
+            executor.shutdown()
+            node.destroy_node()
+        rclpy.try_shutdown()
+
+
+if __name__ == "__main__":
+    main()

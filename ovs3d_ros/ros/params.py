@@ -1,0 +1,89 @@
+"""ROS parameters <-> Config: every leaf of the Config tree is one parameter with the same dotted name.
+
+Declared up front with the field's docstring as description and a non-negative range for numbers
+(every numeric setting of the Config is a size, a rate, a weight or a threshold). Most parameters
+shape the model and apply at start-up only; a few are live (see LIVE_PARAMETERS).
+"""
+
+from __future__ import annotations
+
+import typing
+
+from rcl_interfaces.msg import FloatingPointRange, IntegerRange, ParameterDescriptor, ParameterType
+from rclpy.node import Node
+
+from ovs3d_ros.config import Config, ConfigError, apply_flat, field_docs, to_flat_dict
+
+# Settings the running node applies without a restart.
+LIVE_PARAMETERS = frozenset({
+    "trainer.max_steps_per_s", "query.score_threshold", "query.max_points", "query.refine_max_time_s",
+    "query.use_canonical_negatives", "ros.status_rate_hz", "ros.log_every_s",
+})
+
+_INT_MAX = 2**31 - 1
+_FLOAT_MAX = 1e12
+
+
+def _descriptor(key: str, value: typing.Any, doc: str) -> ParameterDescriptor:
+    desc = ParameterDescriptor(description=doc, read_only=key not in LIVE_PARAMETERS)
+    if isinstance(value, bool):
+        desc.type = ParameterType.PARAMETER_BOOL
+    elif isinstance(value, int):
+        desc.type = ParameterType.PARAMETER_INTEGER
+        desc.integer_range = [IntegerRange(from_value=0, to_value=_INT_MAX, step=0)]
+    elif isinstance(value, float):
+        desc.type = ParameterType.PARAMETER_DOUBLE
+        desc.floating_point_range = [FloatingPointRange(from_value=0.0, to_value=_FLOAT_MAX, step=0.0)]
+    elif isinstance(value, str):
+        desc.type = ParameterType.PARAMETER_STRING
+    elif isinstance(value, list):
+        if value and all(isinstance(v, str) for v in value) or key.endswith("class_names") \
+                or key.endswith("negatives"):
+            desc.type = ParameterType.PARAMETER_STRING_ARRAY
+        elif all(isinstance(v, int) and not isinstance(v, bool) for v in value) and value:
+            desc.type = ParameterType.PARAMETER_INTEGER_ARRAY
+        else:
+            desc.type = ParameterType.PARAMETER_DOUBLE_ARRAY
+    return desc
+
+
+def declare_config_parameters(node: Node, defaults: Config | None = None) -> None:
+    """Declare every Config leaf as a parameter (values from a params file override the defaults)."""
+    defaults = defaults or Config()
+    docs = field_docs()
+    for key, value in to_flat_dict(defaults).items():
+        desc = _descriptor(key, value, docs.get(key, ""))
+        if isinstance(value, list) and not value:
+            # an empty list has no type of its own: declare by type so a params file can fill it
+            node.declare_parameter(key, desc.type, desc)
+        else:
+            node.declare_parameter(key, value, desc)
+
+
+def config_from_parameters(node: Node, defaults: Config | None = None) -> Config:
+    """Read the declared parameters back into a Config (raises ConfigError on bad values)."""
+    defaults = defaults or Config()
+    flat = {}
+    for key, default in to_flat_dict(defaults).items():
+        value = node.get_parameter(key).value
+        if value is None:
+            value = default
+        if isinstance(default, list) or isinstance(value, (list, tuple)) or hasattr(value, "tolist"):
+            value = list(value) if not hasattr(value, "tolist") else value.tolist()
+        if isinstance(default, float) and isinstance(value, int) and not isinstance(value, bool):
+            value = float(value)
+        flat[key] = value
+    return apply_flat(defaults, flat)
+
+
+def check_parameter_update(cfg: Config, name: str, value: typing.Any) -> str | None:
+    """None when `name := value` may be applied to the running node, else the reason it may not."""
+    if name not in to_flat_dict(cfg) or name == "use_sim_time":
+        return None
+    if name not in LIVE_PARAMETERS:
+        return f"'{name}' shapes the model; set it in the params file and restart the node"
+    try:
+        apply_flat(cfg, {name: value})
+    except ConfigError as exc:
+        return str(exc)
+    return None
