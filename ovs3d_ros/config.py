@@ -45,6 +45,8 @@ class ClipConfig:
     """open_clip pretrained tag (downloaded once into the cache) or a path to a local checkpoint file."""
     cache_dir: str = ""
     """Where open_clip looks for / stores pretrained weights ('' = its default, ~/.cache)."""
+    model_config: str = ""
+    """Optional open_clip model-config JSON file (or folder of them) registering a custom architecture."""
     image_downsample: int = 8
     """The teacher sees the image divided by this (the original: 8)."""
     min_teacher_short_side: int = 40
@@ -52,9 +54,11 @@ class ClipConfig:
     scale_divisors: tuple[int, int, int] = (5, 7, 10)
     """Patch side = teacher-image short side // d, one scale per divisor."""
     stride_fraction: float = 0.25
-    """Patch stride as a fraction of the patch side."""
+    """Patch stride as a fraction of the patch side (the original: p // 4)."""
     jitter: bool = True
-    """Push each crop side outward by a random 0..p*stride_fraction pixels (as the original)."""
+    """Push each crop side outward by its own random 0..p*jitter_fraction pixels (as the original)."""
+    jitter_fraction: float = 0.25
+    """Largest outward jitter of a crop side as a fraction of the patch side (the original: p // 4)."""
     batch_size: int = 256
     """Crops encoded per forward pass (bounded memory for any image size)."""
     feature_downsample: int = 1
@@ -63,6 +67,8 @@ class ClipConfig:
     """'' = encode the raw class string (the paper); e.g. 'a photo of a {}.'"""
     canonical_negatives: tuple[str, ...] = ("object", "things", "stuff", "texture")
     """Phrases used to decide 'unknown' when a query asks for it."""
+    text_cache_size: int = 16
+    """Vocabularies whose text features are kept (least recently used dropped first)."""
 
 
 @dataclass
@@ -70,13 +76,15 @@ class DinoConfig:
     enabled: bool = True
     """Compute DINO tokens per keyframe (needed by FDA)."""
     model: str = "vit_base_patch8_224.dino"
-    """timm model name (the paper: DINO ViT-B/8)."""
+    """timm model name (the paper: DINO ViT-B/8; also vit_small_patch8_224.dino, vit_small_patch14_dinov2)."""
     checkpoint: str = ""
     """Local weights file for the timm model ('' = timm's pretrained download/cache)."""
+    arch_overrides: str = ""
+    """JSON object of timm create_model keyword overrides for a custom architecture ('' = none)."""
     image_downsample: int = 5
     """DINO sees the image divided by this (the original: 5) ..."""
     min_short_side: int = 64
-    """... but never smaller than this short side."""
+    """... but never smaller than this short side (rounded to a multiple of the patch size)."""
 
 
 @dataclass
@@ -88,9 +96,13 @@ class SyntheticTeacherConfig:
     confusion_strength: float = 0.6
     """How far a confused crop leans toward the wrong class (0..1)."""
     noise_std: float = 0.15
-    """Gaussian noise added to each crop embedding before averaging."""
+    """Norm of the Gaussian noise added to each unit crop embedding before averaging."""
     dino_dim: int = 64
     """Channels of the synthetic DINO-like token grid."""
+    dino_patch: int = 8
+    """Pixels per synthetic DINO token side (at the DINO resolution of teacher.dino)."""
+    dino_color_weight: float = 0.5
+    """Weight of the token's mean colour (randomly projected) against its class vector in DINO tokens."""
     seed: int = 0
     """Seed of the synthetic text space and of the per-view confusions."""
 
@@ -103,13 +115,13 @@ class TeacherConfig:
     dino: DinoConfig = dataclasses.field(default_factory=DinoConfig)
     synthetic: SyntheticTeacherConfig = dataclasses.field(default_factory=SyntheticTeacherConfig)
     seed: int = 0
-    """Seed of the crop jitter."""
+    """Seed of the crop jitter (combined with each frame's stamp and source id)."""
 
 
 @dataclass
 class FieldConfig:
     num_levels: int = 12
-    """Hash-grid levels."""
+    """Hash-grid levels (geometry and appearance grid)."""
     features_per_level: int = 2
     """Features per hash-grid level."""
     log2_hashmap_size: int = 17
@@ -117,21 +129,33 @@ class FieldConfig:
     base_resolution: int = 16
     """Coarsest grid resolution (over the contracted [-2, 2]^3 cube)."""
     max_resolution: int = 1024
-    """Finest grid resolution."""
+    """Finest grid resolution (the linear inner region gets half of it across its diameter)."""
     hidden_dim: int = 64
     """Width of the small MLPs."""
-    geo_feature_dim: int = 15
-    """Density MLP output features passed on to the heads."""
     appearance_dim: int = 27
-    """Low-dimensional appearance feature (the original's app_dim)."""
+    """Appearance feature per point (the original's app_dim), output by the density MLP next to density."""
+    semantic_num_levels: int = 8
+    """Levels of the separate semantic hash grid (latent + selection)."""
+    semantic_log2_hashmap_size: int = 15
+    """Entries per semantic level = 2**this."""
+    semantic_max_resolution: int = 256
+    """Finest resolution of the semantic grid (CLIP targets are patch-level, so coarser than geometry)."""
+    semantic_hidden_dim: int = 32
+    """Width of the semantic MLP."""
     semantic_latent_dim: int = 32
     """Low-dimensional semantic latent composited along the ray, expanded to CLIP dim after compositing."""
     clip_dim: int = 512
     """Teacher CLIP embedding dimension."""
     num_scales: int = 3
     """Selection volume logits (one per CLIP patch scale)."""
+    detach_semantic_weights: bool = True
+    """Composite semantics with detached weights so semantic losses never reshape density."""
+    contraction_order: str = "inf"
+    """Scene contraction norm: 'inf' (fills the grid cube) or 'l2' (mip-NeRF 360)."""
     scene_radius_m: float = 4.0
-    """Inside this radius around the scene centre space is linear; outside it is contracted."""
+    """Smallest radius of the linear (uncontracted) region around the scene centre."""
+    scene_radius_margin: float = 1.2
+    """The radius also covers the first keyframes' cameras and depth points times this margin."""
     near_m: float = 0.05
     """Nearest sample distance from the camera."""
     far_m: float = 12.0
@@ -139,13 +163,19 @@ class FieldConfig:
     occupancy_resolution: int = 64
     """Occupancy grid cells per side (over the contracted cube)."""
     occupancy_threshold: float = 0.01
-    """Density-derived opacity above which a cell stays occupied."""
+    """Opacity of one cell-sized step above which a cell stays occupied."""
     occupancy_update_every: int = 16
     """Training steps between occupancy grid updates."""
+    occupancy_update_fraction: float = 0.25
+    """Random fraction of cells re-evaluated per update (plus all occupied cells after warm-up)."""
     occupancy_ema_decay: float = 0.95
-    """Decay of the occupancy density estimate."""
+    """Decay of the occupancy opacity estimate."""
     occupancy_warmup_steps: int = 256
     """Before this many steps every cell counts as occupied."""
+    surface_image_downsample: int = 2
+    """Surface extraction renders keyframe depth at the keyframe size divided by this."""
+    surface_min_opacity: float = 0.9
+    """Surface extraction keeps rendered pixels at least this opaque."""
 
 
 @dataclass
@@ -153,19 +183,31 @@ class TrainerConfig:
     rays_per_step: int = 2048
     """Rays per training step."""
     samples_per_ray: int = 48
-    """Samples per ray without depth."""
+    """Uniform (occupancy-skipped) samples per ray without depth."""
+    importance_samples: int = 32
+    """Extra samples per ray drawn from the uniform pass's weights (0 = no importance pass)."""
     depth_samples: int = 8
     """Samples around the measured depth (depth-guided sampling)."""
     depth_uniform_samples: int = 8
-    """Additional uniform samples per ray when depth is given."""
+    """Additional uniform samples per ray between near and the measured depth."""
     depth_sigma_m: float = 0.05
-    """Spread of the depth-guided samples and the tolerance of the depth loss."""
+    """Spread of the depth-guided samples."""
+    depth_sample_sigmas: float = 3.0
+    """Depth-guided samples cover measured depth +- this many depth_sigma_m."""
+    render_samples_per_ray: int = 64
+    """Uniform samples per ray when rendering images (no depth at render time)."""
+    render_importance_samples: int = 48
+    """Importance samples per ray when rendering images."""
+    render_chunk: int = 8192
+    """Rays per chunk when rendering images (bounds memory at any resolution)."""
     lr_grid: float = 1e-2
     """Learning rate of the hash grids."""
     lr_mlp: float = 1e-3
     """Learning rate of the MLPs and heads."""
     lr_decay_steps: int = 20000
     """Exponential decay horizon: lr x 0.1 after this many steps."""
+    adam_eps: float = 1e-15
+    """Adam epsilon (tiny, as Instant-NGP: hash entries get rare, small gradients)."""
     rgb_weight: float = 1.0
     """Weight of the RGB MSE loss."""
     depth_weight: float = 0.1
@@ -174,6 +216,10 @@ class TrainerConfig:
     """Cap on training steps per second (0 = as fast as possible): the node's compute budget."""
     semantic_start_step: int = 200
     """Semantic losses start once geometry had this many steps."""
+    holdout_eval_every: int = 50
+    """Steps between PSNR estimates on the keyframes' held-out pixels."""
+    holdout_eval_rays: int = 1024
+    """Held-out rays rendered per PSNR estimate."""
     seed: int = 0
     """Seed of the ray sampling."""
 
