@@ -185,13 +185,218 @@ class SegmentationResult:
     def points_per_class(self) -> dict[str, int]:
         counts = np.bincount(self.labels[self.labels != UNKNOWN_U16].astype(np.int64),
                              minlength=len(self.class_names))
-        return {name: int(c) for name, c in zip(self.class_names, counts)}
+        return {name: int(c) for name, c in zip(self.class_names, counts, strict=False)}
 
 
 def to_cloud_labels(labels: torch.Tensor) -> np.ndarray:
     out = labels.cpu().numpy().astype(np.int64)
     out[out < 0] = UNKNOWN_U16
     return out.astype(np.uint16)
+
+
+
+def _render_lock(trainer):
+    """The trainer's lock (held by one training step at a time), or nothing for a bare trainer."""
+    import contextlib
+
+    lock = getattr(trainer, "lock", None)
+    return lock if lock is not None else contextlib.nullcontext()
+
+
+def teacher_id(teacher, cfg) -> str:
+    """What makes text features differ between teachers (part of the refine cache key)."""
+    kind = cfg.teacher.kind
+    if kind == "clip":
+        clip = cfg.teacher.clip
+        return f"clip:{clip.model}:{clip.pretrained}:{clip.prompt_template}"
+    return f"{kind}:{type(teacher).__name__}:{cfg.teacher.synthetic.seed}:{cfg.teacher.synthetic.embed_dim}"
+
+
+class Segmenter:
+    """The one query entry point of the ROS node and the CLI (thread-safe with a training thread).
+
+    ``segment(classes, ...)`` answers from the current field; the trainer's lock is held only while
+    rendering / evaluating the field, so a query waits at most one training step.
+    """
+
+    def __init__(self, trainer, teacher, cfg):
+        self.trainer = trainer
+        self.teacher = teacher
+        self.cfg = cfg
+        self.cache = RefineCache(cfg.query.refine_cache_size)
+        self._refine_lock = threading.Lock()  # one refine burst at a time
+        self._teacher_id = teacher_id(teacher, cfg)
+
+    # ------------------------------------------------------------------ helpers
+    def _text(self, names: list[str]) -> torch.Tensor:
+        return self.teacher.encode_text(list(names)).float().to(self.trainer.device)
+
+    def _negatives(self, names: list[str]) -> torch.Tensor | None:
+        negs = [n for n in self.cfg.teacher.clip.canonical_negatives if n not in set(names)]
+        return self._text(negs) if negs else None
+
+    def _keyframes(self) -> list:
+        from ovs3d_ros.core.semantic_training import keyframe_snapshot
+
+        return keyframe_snapshot(self.trainer)
+
+    def _resolve_camera(self, camera, keyframes):
+        """-> (intrinsics, c2w, background image or None)."""
+        from ovs3d_ros.core.frame import Intrinsics
+
+        if isinstance(camera, (int, np.integer)) and not isinstance(camera, bool):
+            if not -len(keyframes) <= int(camera) < len(keyframes):
+                raise QueryError(f"camera keyframe index {int(camera)} outside 0..{len(keyframes) - 1}")
+            kf = keyframes[int(camera)]
+            return kf.intrinsics, np.asarray(kf.pose, dtype=np.float64), kf.rgb.cpu().numpy()
+        if isinstance(camera, (tuple, list)) and len(camera) == 2 and isinstance(camera[0], Intrinsics):
+            c2w = np.asarray(camera[1], dtype=np.float64)
+            if c2w.shape != (4, 4) or not np.all(np.isfinite(c2w)):
+                raise QueryError(f"camera pose must be a finite 4x4 matrix, got shape {c2w.shape}")
+            try:
+                camera[0].validate()
+            except ValueError as exc:
+                raise QueryError(f"camera intrinsics: {exc}") from None
+            return camera[0], c2w, None
+        raise QueryError("camera must be None, a keyframe index, or (Intrinsics, 4x4 camera-to-world)")
+
+    def _surface(self, max_points: int) -> tuple[np.ndarray, np.ndarray]:
+        from ovs3d_ros.core.semantic_training import surface_points
+
+        with _render_lock(self.trainer):
+            return surface_points(self.trainer, max_points)
+
+    @torch.no_grad()
+    def _point_features(self, xyz: np.ndarray, chunk: int = 65536) -> torch.Tensor:
+        field_ = self.trainer.field
+        out = []
+        for start in range(0, len(xyz), chunk):
+            pts = torch.as_tensor(xyz[start:start + chunk], dtype=torch.float32, device=self.trainer.device)
+            with _render_lock(self.trainer):
+                latent = field_.semantic_at(pts)
+                out.append(field_.expand_feature(latent, torch.ones(len(pts), device=pts.device)))
+        if not out:
+            return torch.zeros(0, self.cfg.field.clip_dim, device=self.trainer.device)
+        return torch.cat(out)
+
+    def refine_head(self, names: list[str], text: torch.Tensor, max_time_s: float | None,
+                    max_steps: int | None = None) -> tuple[RefineHead, dict[str, float]]:
+        """The cached head of this vocabulary, or a new one trained by a bounded RDA+FDA burst."""
+        from ovs3d_ros.core.semantic_training import collect_refine_data
+
+        key = vocabulary_key(names, self._teacher_id)
+        head = self.cache.get(key)
+        if head is not None:
+            return head, {"cached": 1.0}
+        with self._refine_lock:
+            head = self.cache.get(key)
+            if head is not None:
+                return head, {"cached": 1.0}
+            q = self.cfg.query
+            budget = q.refine_max_time_s if max_time_s is None else float(max_time_s)
+            if budget <= 0:
+                raise QueryError(f"refine time budget must be positive, got {budget}")
+            start = time.perf_counter()
+            gen = torch.Generator().manual_seed(self.cfg.seed)
+            data = collect_refine_data(self.trainer, text, self.cfg, gen)
+            if data is None:
+                raise QueryError("cannot refine: no keyframe has teacher (CLIP) features yet")
+            collect_s = time.perf_counter() - start
+            head = RefineHead(text.shape[1], q.refine_hidden_dim).to(self.trainer.device)
+            stats = train_refine_head(head, data, text, self.cfg.semantic, q,
+                                      max_steps=q.refine_max_steps if max_steps is None else max_steps,
+                                      max_time_s=max(budget - collect_s, 0.0), generator=gen)
+            head.eval()
+            for p in head.parameters():
+                p.requires_grad_(False)
+            self.cache.put(key, head)
+            return head, {"cached": 0.0, "collect_s": collect_s, **stats}
+
+    # ------------------------------------------------------------------ the query
+    def segment(self, classes, refine: bool = False, max_time_s: float | None = None,
+                max_points: int | None = None, score_threshold: float | None = None, camera=None,
+                unknown: bool | None = None, cloud: bool = True) -> SegmentationResult:
+        from ovs3d_ros.core import outputs
+        from ovs3d_ros.core.rendering import SamplingSettings, render_image
+        from ovs3d_ros.core.vocabulary import class_colors
+
+        t0 = time.perf_counter()
+        timing: dict[str, float] = {}
+        q = self.cfg.query
+        names = validate_classes(classes, q.max_classes, q.max_class_name_chars)
+        keyframes = self._keyframes()
+        if not keyframes:
+            raise QueryError("no keyframes yet: the field has not seen any image, nothing to segment")
+        max_points = q.max_points if max_points is None else int(max_points)
+        if max_points <= 0:
+            raise QueryError(f"max_points must be positive, got {max_points}")
+        threshold = q.score_threshold if score_threshold is None else float(score_threshold)
+        if not 0.0 <= threshold <= 1.0:
+            raise QueryError(f"score_threshold must be in [0, 1], got {threshold}")
+        use_negatives = q.use_canonical_negatives if unknown is None else bool(unknown)
+        text = self._text(names)
+        negatives = self._negatives(names) if use_negatives else None
+        timing["text_s"] = time.perf_counter() - t0
+
+        head = None
+        if refine:
+            t = time.perf_counter()
+            head, stats = self.refine_head(names, text, max_time_s)
+            timing["refine_s"] = time.perf_counter() - t
+            timing.update({f"refine_{k}": float(v) for k, v in stats.items()})
+
+        def label(features: torch.Tensor) -> Labels:
+            with torch.no_grad():
+                feats = head(features) if head is not None else features
+                return classify(feats, text, q.score_temperature, threshold, negatives)
+
+        colors = class_colors(names)
+        xyz = np.zeros((0, 3), np.float32)
+        rgb = np.zeros((0, 3), np.uint8)
+        labels = np.zeros(0, np.uint16)
+        scores = np.zeros(0, np.float32)
+        if cloud:
+            t = time.perf_counter()
+            xyz, rgb = self._surface(max_points * 2)
+            thin = outputs.downsample_cloud(
+                outputs.LabeledCloud(xyz, rgb, np.zeros(len(xyz), np.uint16), np.zeros(len(xyz), np.float32)),
+                max_points, q.voxel_size_m, seed=self.cfg.seed)
+            xyz, rgb = thin.xyz, thin.rgb
+            timing["surface_s"] = time.perf_counter() - t
+            t = time.perf_counter()
+            lab = label(self._point_features(xyz))
+            labels, scores = to_cloud_labels(lab.labels), lab.scores.cpu().numpy().astype(np.float32)
+            timing["cloud_labels_s"] = time.perf_counter() - t
+
+        result = SegmentationResult(class_names=names, colors=colors, points=xyz.astype(np.float32),
+                                    rgb=rgb.astype(np.uint8), labels=labels, scores=scores,
+                                    refined=head is not None, timing_s=timing)
+        if camera is not None:
+            t = time.perf_counter()
+            intr, c2w, background = self._resolve_camera(camera, keyframes)
+            scale = min(1.0, q.mask_max_side / max(intr.width, intr.height))
+            width, height = max(1, round(intr.width * scale)), max(1, round(intr.height * scale))
+            intr = intr.scaled(width, height)
+            with _render_lock(self.trainer):
+                img = render_image(self.trainer.field, intr, c2w, SamplingSettings.for_rendering(self.cfg),
+                                   occupancy=getattr(self.trainer, "occupancy", None))
+            timing["render_s"] = time.perf_counter() - t
+            lab = label(img["feature"].reshape(height * width, -1))
+            idx = lab.labels.reshape(height, width).cpu().numpy()
+            rendered = (img["rgb"].clamp(0, 1) * 255).round().to(torch.uint8).cpu().numpy()
+            if background is not None and background.shape[:2] != (height, width):
+                from PIL import Image
+
+                background = np.asarray(Image.fromarray(background).resize((width, height), Image.BILINEAR))
+            base = background if background is not None else rendered
+            result.label_image = outputs.label_image(idx, len(names))
+            result.score_image = lab.scores.reshape(height, width).cpu().numpy().astype(np.float32)
+            result.overlay = outputs.overlay(base, result.label_image, colors, q.overlay_alpha)
+            result.rendered_rgb = rendered
+            result.camera = (intr, c2w)
+            timing["mask_s"] = time.perf_counter() - t
+        timing["total_s"] = time.perf_counter() - t0
+        return result
 
 
 __all__ = [

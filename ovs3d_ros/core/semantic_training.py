@@ -1,0 +1,300 @@
+"""Vocabulary-specific training: RDA and FDA as trainer ``extra_losses`` and the data of a refine burst.
+
+The trainer's own losses (RGB, depth, the class-agnostic feature distillation) never need class
+names. RDA and FDA do: ``SemanticAlignment(text, ...)`` is a callable the trainer runs every step
+(``trainer.extra_losses.append(...)``) for a fixed vocabulary (the paper's offline mode), and
+``collect_refine_data`` renders, once and without gradient, what a query's refine burst trains on.
+
+Relevancy maps are computed lazily per keyframe for the current text features and cached (they are
+an einsum and a min-max: cheap, but not free at 3 scales x C classes per keyframe).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+
+from ovs3d_ros.config import SemanticConfig
+from ovs3d_ros.core import losses
+from ovs3d_ros.core.teachers.relevancy import relevancy_maps
+
+
+def gather_maps(maps: torch.Tensor, pixels: torch.Tensor, height: int, width: int) -> torch.Tensor:
+    """Per-ray values of (S, C, h, w) maps at full-res pixel indices (N, 2) (u, v) -> (N, S, C).
+
+    Nearest map cell: map pixel (i, j) covers full-res pixels [j W/w, (j+1) W/w) x [i H/h, (i+1) H/h).
+    """
+    s, c, h, w = maps.shape
+    u = pixels[:, 0].float() + 0.5
+    v = pixels[:, 1].float() + 0.5
+    j = (u * w / width).long().clamp(0, w - 1)
+    i = (v * h / height).long().clamp(0, h - 1)
+    return maps[:, :, i, j].permute(2, 0, 1)
+
+
+def token_pixels(rows: torch.Tensor, cols: torch.Tensor, grid_hw: tuple[int, int],
+                 image_hw: tuple[int, int]) -> torch.Tensor:
+    """Pixel 'indices' (N, 2) float (u, v) whose ray (``camera.generate_rays`` adds 0.5) passes
+    through the centre of DINO token (row, col): full-res ((col + .5) W / Wt, (row + .5) H / Ht)."""
+    ht, wt = grid_hw
+    height, width = image_hw
+    u = (cols.float() + 0.5) * width / wt - 0.5
+    v = (rows.float() + 0.5) * height / ht - 0.5
+    return torch.stack([u, v], dim=-1)
+
+
+def sample_window(grid_hw: tuple[int, int], window: int, generator: torch.Generator | None = None
+                  ) -> tuple[torch.Tensor, torch.Tensor]:
+    """Token (rows, cols), flattened row-major, of a random square window of side min(window, grid)."""
+    ht, wt = grid_hw
+    sh, sw = min(window, ht), min(window, wt)
+    top = int(torch.randint(0, ht - sh + 1, (1,), generator=generator))
+    left = int(torch.randint(0, wt - sw + 1, (1,), generator=generator))
+    rr, cc = torch.meshgrid(torch.arange(top, top + sh), torch.arange(left, left + sw), indexing="ij")
+    return rr.reshape(-1), cc.reshape(-1)
+
+
+class RelevancyCache:
+    """Min-max relevancy maps (S, C, h, w) per keyframe for one set of text features."""
+
+    def __init__(self, text: torch.Tensor):
+        self.text = text
+        self._maps: dict[object, torch.Tensor] = {}
+
+    def get(self, key: object, clip: torch.Tensor) -> torch.Tensor:
+        maps = self._maps.get(key)
+        if maps is None or maps.device != clip.device:
+            maps = relevancy_maps(clip, self.text.to(clip.device)).to(torch.float16)
+            self._maps[key] = maps
+        return maps
+
+    def prune(self, live_keys) -> None:
+        """Forget keyframes that left the buffer."""
+        live = set(live_keys)
+        for key in [k for k in self._maps if k not in live]:
+            del self._maps[key]
+
+
+def fda_from_windows(rendered: torch.Tensor, text: torch.Tensor, dino: torch.Tensor, sem: SemanticConfig,
+                     generator: torch.Generator | None = None) -> dict[str, torch.Tensor]:
+    """FDA with the config's weights (rendered (B, T, D), dino (B, T, Cd))."""
+    return losses.fda_loss(rendered, text, dino, temperature=sem.temperature, dino_shift=sem.dino_shift,
+                           pos_weight=sem.fda_pos_weight, neg_weight=sem.fda_neg_weight,
+                           max_pairs=sem.fda_max_pairs, generator=generator)
+
+
+
+# ----------------------------------------------------------------------------------------------
+# Reading the trainer's state (the one place that knows its attribute names)
+
+
+def keyframe_snapshot(trainer) -> list:
+    """The keyframes now in the buffer (a list copy, taken under the buffer's lock)."""
+    buffer = trainer.keyframes
+    with buffer._lock:
+        return list(buffer.keyframes)
+
+
+def window_rays(kf, window: int, generator: torch.Generator | None, device: torch.device
+                ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Rays through the token centres of a random DINO window of keyframe ``kf``:
+    (origins (T,3), directions (T,3), depth (T,) from the keyframe's depth or 0, dino (T, Cd))."""
+    from ovs3d_ros.core.camera import generate_rays
+
+    ht, wt = kf.dino.shape[:2]
+    rows, cols = sample_window((ht, wt), window, generator)
+    height, width = kf.intrinsics.height, kf.intrinsics.width
+    pix = token_pixels(rows, cols, (ht, wt), (height, width))
+    origins, directions = generate_rays(kf.intrinsics, kf.pose, pix, device=device)
+    if kf.depth is not None:
+        u = (pix[:, 0] + 0.5).long().clamp(0, width - 1).to(kf.depth.device)
+        v = (pix[:, 1] + 0.5).long().clamp(0, height - 1).to(kf.depth.device)
+        depth = kf.depth[v, u].to(device)
+    else:
+        depth = torch.zeros(len(rows), device=device)
+    dino = kf.dino[rows.to(kf.dino.device), cols.to(kf.dino.device)].to(device)
+    return origins, directions, depth, dino
+
+
+def batch_relevancy(cache: RelevancyCache, keyframes: list, uids: torch.Tensor, pixels: torch.Tensor,
+                    device: torch.device) -> torch.Tensor | None:
+    """(N, S, C) relevancy of each ray's pixel in its keyframe, or None when a keyframe lacks CLIP."""
+    by_uid = {kf.uid: kf for kf in keyframes}
+    out = None
+    for uid in uids.unique().tolist():
+        kf = by_uid.get(uid)
+        if kf is None or kf.clip is None:
+            return None
+        rows = (uids == uid).nonzero().squeeze(1)
+        maps = cache.get(uid, kf.clip)
+        vals = gather_maps(maps, pixels[rows].to(maps.device), kf.intrinsics.height,
+                           kf.intrinsics.width).float().to(device)
+        if out is None:
+            out = torch.zeros(len(uids), *vals.shape[1:], device=device)
+        out[rows.to(device)] = vals
+    return out
+
+
+class SemanticAlignment:
+    """RDA + FDA for one vocabulary as a trainer ``extra_losses`` callable (the paper's offline mode).
+
+    Returns weighted terms ``{'rda': rda_weight * L_RDA, 'fda': 200 L_pos + w_neg L_neg}``; a term is
+    absent when its weight is 0 or its inputs are not there yet (no CLIP/DINO on the keyframes).
+    """
+
+    def __init__(self, text: torch.Tensor, sem: SemanticConfig, seed: int = 0):
+        self.text = text
+        self.sem = sem
+        self.relevancy = RelevancyCache(text)
+        self.generator = torch.Generator().manual_seed(seed)
+
+    def __call__(self, trainer, batch, outputs) -> dict[str, torch.Tensor]:
+        from ovs3d_ros.core.rendering import SamplingSettings, render_rays
+
+        terms: dict[str, torch.Tensor] = {}
+        keyframes = keyframe_snapshot(trainer)
+        self.relevancy.prune(kf.uid for kf in keyframes)
+        text = self.text.to(trainer.device)
+        if self.sem.rda_weight > 0 and outputs.feature is not None and outputs.selection is not None:
+            k = outputs.feature.shape[0]
+            rel = batch_relevancy(self.relevancy, keyframes, batch.keyframe_uids[:k].cpu(),
+                                  batch.pixels[:k].cpu(), outputs.feature.device)
+            if rel is not None:
+                terms["rda"] = self.sem.rda_weight * losses.rda_loss(outputs.feature, text, rel,
+                                                                     outputs.selection)
+        if self.sem.fda_pos_weight > 0 or self.sem.fda_neg_weight > 0:
+            with_dino = [kf for kf in keyframes if kf.dino is not None]
+            if with_dino:
+                picks = torch.randint(0, len(with_dino), (self.sem.fda_windows_per_step,),
+                                      generator=self.generator).tolist()
+                windows = [window_rays(with_dino[i], self.sem.fda_window, self.generator, trainer.device)
+                           for i in picks]
+                size = min(w[0].shape[0] for w in windows)  # windows of one size stack
+                origins = torch.cat([w[0][:size] for w in windows])
+                directions = torch.cat([w[1][:size] for w in windows])
+                depth = torch.cat([w[2][:size] for w in windows])
+                dino = torch.stack([w[3][:size] for w in windows])
+                settings = SamplingSettings.for_training(trainer.cfg)
+                out = render_rays(trainer.field, origins, directions, settings, depth=depth,
+                                  occupancy=getattr(trainer, "occupancy", None),
+                                  semantic_rays=origins.shape[0])
+                feat = out.feature.reshape(len(windows), size, -1)
+                terms["fda"] = fda_from_windows(feat, text, dino, self.sem, self.generator)["fda"]
+        return terms
+
+
+@torch.no_grad()
+def collect_refine_data(trainer, text: torch.Tensor, cfg, generator: torch.Generator, chunk: int = 8192):
+    """Render, once and without gradient, the rays a refine burst trains on (None without CLIP):
+    ``query.refine_rays`` keyframe rays with their relevancy and selection, and ``query.refine_windows``
+    DINO windows (when the keyframes carry DINO)."""
+    from ovs3d_ros.core.query import RefineData, _render_lock
+    from ovs3d_ros.core.rendering import SamplingSettings, render_rays
+
+    keyframes = [kf for kf in keyframe_snapshot(trainer) if kf.clip is not None]
+    if not keyframes:
+        return None
+    device = trainer.device
+    settings = SamplingSettings.for_rendering(cfg)
+    occupancy = getattr(trainer, "occupancy", None)
+    cache = RelevancyCache(text)
+    q = cfg.query
+    feats, sels, rels = [], [], []
+    remaining = q.refine_rays
+    while remaining > 0:
+        n = min(chunk, remaining)
+        batch = trainer.keyframes.sample(n, generator)
+        rel = batch_relevancy(cache, keyframes, batch.keyframe_uids, batch.pixels, device)
+        if rel is None:  # a keyframe without CLIP was drawn: keep only rays of keyframes with CLIP
+            ok = torch.isin(batch.keyframe_uids, torch.tensor([kf.uid for kf in keyframes]))
+            if not bool(ok.any()):
+                remaining -= n
+                continue
+            batch = _subset(batch, ok)
+            rel = batch_relevancy(cache, keyframes, batch.keyframe_uids, batch.pixels, device)
+        with _render_lock(trainer):
+            out = render_rays(trainer.field, batch.origins, batch.directions, settings, depth=batch.depth,
+                              occupancy=occupancy, semantic_rays=len(batch))
+        feats.append(out.feature)
+        sels.append(out.selection)
+        rels.append(rel)
+        remaining -= n
+    if not feats:
+        return None
+    data = RefineData(torch.cat(feats), torch.cat(rels), torch.cat(sels))
+    sem = cfg.semantic
+    with_dino = [kf for kf in keyframes if kf.dino is not None]
+    if with_dino and q.refine_windows > 0 and (sem.fda_pos_weight > 0 or sem.fda_neg_weight > 0):
+        wf, wd = [], []
+        for i in torch.randint(0, len(with_dino), (q.refine_windows,), generator=generator).tolist():
+            origins, directions, depth, dino = window_rays(with_dino[i], sem.fda_window, generator, device)
+            with _render_lock(trainer):
+                out = render_rays(trainer.field, origins, directions, settings, depth=depth,
+                                  occupancy=occupancy, semantic_rays=origins.shape[0])
+            wf.append(out.feature)
+            wd.append(dino.float())
+        size = min(f.shape[0] for f in wf)
+        data.window_features = torch.stack([f[:size] for f in wf])
+        data.window_dino = torch.stack([d[:size] for d in wd])
+    return data
+
+
+def _subset(batch, keep: torch.Tensor):
+    import dataclasses
+
+    fields = {}
+    for f in dataclasses.fields(batch):
+        value = getattr(batch, f.name)
+        if f.name == "clip_targets":
+            fields[f.name] = None
+        elif torch.is_tensor(value) and value.shape[:1] == keep.shape:
+            fields[f.name] = value[keep.to(value.device)]
+        else:
+            fields[f.name] = value
+    return type(batch)(**fields)
+
+
+@torch.no_grad()
+def surface_points(trainer, max_points: int, render_side: int = 160) -> tuple[np.ndarray, np.ndarray]:
+    """World points on the learned surface with colours: (xyz (N,3) float32, rgb (N,3) uint8).
+
+    Uses ``core/surface.py`` when present; else back-projects each keyframe's depth (sensor depth
+    where measured, else depth rendered at ``render_side``) through its pixels, keeping pixels the
+    field finds opaque, coloured by the keyframe image.
+    """
+    try:
+        from ovs3d_ros.core import surface as surface_mod
+    except ImportError:
+        surface_mod = None
+    if surface_mod is not None and hasattr(surface_mod, "surface_points"):
+        xyz, rgb = surface_mod.surface_points(trainer, max_points)
+        return np.asarray(xyz, np.float32), np.asarray(rgb, np.uint8)
+    from ovs3d_ros.core.camera import camera_directions, pixel_grid
+    from ovs3d_ros.core.rendering import SamplingSettings, render_image
+
+    keyframes = keyframe_snapshot(trainer)
+    per_kf = max(1, max_points // max(1, len(keyframes)))
+    xyz_all, rgb_all = [], []
+    for kf in keyframes:
+        intr = kf.intrinsics
+        scale = min(1.0, render_side / max(intr.width, intr.height))
+        small = intr.scaled(max(1, round(intr.width * scale)), max(1, round(intr.height * scale)))
+        rendered = render_image(trainer.field, small, kf.pose, SamplingSettings.for_rendering(trainer.cfg),
+                                occupancy=getattr(trainer, "occupancy", None), semantics=False)
+        depth = rendered["depth"].cpu().numpy().reshape(-1)
+        ok = rendered["opacity"].cpu().numpy().reshape(-1) > 0.5
+        pix = pixel_grid(small.width, small.height)
+        pts_cam = camera_directions(small, pix) * depth[:, None]
+        pts = pts_cam @ kf.pose[:3, :3].T + kf.pose[:3, 3]
+        full = kf.rgb.cpu().numpy()
+        u = np.clip(((pix[:, 0] + 0.5) / scale).astype(np.int64), 0, intr.width - 1)
+        v = np.clip(((pix[:, 1] + 0.5) / scale).astype(np.int64), 0, intr.height - 1)
+        colours = full[v, u]
+        idx = np.flatnonzero(ok)
+        if len(idx) > per_kf:
+            idx = idx[np.linspace(0, len(idx) - 1, per_kf).astype(np.int64)]
+        xyz_all.append(pts[idx].astype(np.float32))
+        rgb_all.append(colours[idx].astype(np.uint8))
+    if not xyz_all:
+        return np.zeros((0, 3), np.float32), np.zeros((0, 3), np.uint8)
+    return np.concatenate(xyz_all), np.concatenate(rgb_all)
