@@ -53,6 +53,8 @@ POSE_QOS = QoSProfile(depth=50, reliability=ReliabilityPolicy.RELIABLE)
 # Depth/label images kept for stamp matching against colour images.
 MATCH_HISTORY = 30
 AUTOSAVE_NAME = "autosave.ckpt"
+# The node's input names (relative, so a launch file or -r remaps them to the robot's topics).
+INPUT_TOPICS = ("image", "camera_info", "depth", "labels", "pose", "odom")
 
 
 class Ovs3dNode(Node):
