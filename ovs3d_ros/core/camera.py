@@ -110,8 +110,9 @@ def xyz_quat_from_pose(pose: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     return pose[:3, 3].copy(), q
 
 
-def look_at(eye: Sequence[float], target: Sequence[float],
-            up: Sequence[float] = (0.0, 0.0, 1.0)) -> np.ndarray:
+def look_at(
+    eye: Sequence[float], target: Sequence[float], up: Sequence[float] = (0.0, 0.0, 1.0)
+) -> np.ndarray:
     """Optical camera-to-world at ``eye`` looking at ``target`` with image 'up' toward ``up``."""
     eye = np.asarray(eye, dtype=np.float64)
     forward = np.asarray(target, dtype=np.float64) - eye
@@ -194,22 +195,31 @@ def generate_rays(
                 raise PoseError("generate_rays: several poses and pixels need camera_indices")
             cam_idx = torch.zeros(len(pix), dtype=torch.long, device=device)
         else:
-            cam_idx = torch.as_tensor(camera_indices if torch.is_tensor(camera_indices)
-                                      else np.asarray(camera_indices)).to(device=device, dtype=torch.long)
+            cam_idx = torch.as_tensor(
+                camera_indices if torch.is_tensor(camera_indices) else np.asarray(camera_indices)
+            ).to(device=device, dtype=torch.long)
             if cam_idx.shape != (len(pix),):
-                raise PoseError(f"generate_rays: camera_indices must be ({len(pix)},), "
-                                f"got {tuple(cam_idx.shape)}")
+                raise PoseError(
+                    f"generate_rays: camera_indices must be ({len(pix)},), got {tuple(cam_idx.shape)}"
+                )
     kk = k[cam_idx]
-    dirs_cam = torch.stack([(pix[:, 0] + 0.5 - kk[:, 2]) / kk[:, 0],
-                            (pix[:, 1] + 0.5 - kk[:, 3]) / kk[:, 1],
-                            torch.ones_like(pix[:, 0])], dim=-1)
+    dirs_cam = torch.stack(
+        [
+            (pix[:, 0] + 0.5 - kk[:, 2]) / kk[:, 0],
+            (pix[:, 1] + 0.5 - kk[:, 3]) / kk[:, 1],
+            torch.ones_like(pix[:, 0]),
+        ],
+        dim=-1,
+    )
     rot = poses[cam_idx, :3, :3]
     directions = torch.einsum("nij,nj->ni", rot, dirs_cam)
     origins = poses[cam_idx, :3, 3]
     return origins.contiguous(), directions.contiguous()
 
 
-def project_points(intrinsics: Intrinsics, c2w: np.ndarray, points: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+def project_points(
+    intrinsics: Intrinsics, c2w: np.ndarray, points: np.ndarray
+) -> tuple[np.ndarray, np.ndarray]:
     """World points (N,3) -> (pixel coordinates (N,2) float, optical depth z (N,)); inverse of the rays."""
     c2w = _as_poses(c2w, "project_points")
     pts_cam = (np.asarray(points, dtype=np.float64) - c2w[:3, 3]) @ c2w[:3, :3]

@@ -66,12 +66,16 @@ class SceneDataset:
             if frame.labels is not None:
                 valid = frame.labels[frame.labels != 255]
                 if valid.size and int(valid.max()) >= len(self.class_names):
-                    raise DatasetError(f"{self.name}: frame {i} ({frame.source_id}): label "
-                                       f"{int(valid.max())} but only {len(self.class_names)} classes")
+                    raise DatasetError(
+                        f"{self.name}: frame {i} ({frame.source_id}): label "
+                        f"{int(valid.max())} but only {len(self.class_names)} classes"
+                    )
             multi_hot = frame.extras.get("gt_multi_hot")
             if multi_hot is not None and multi_hot.shape != (*frame.rgb.shape[:2], len(self.class_names)):
-                raise DatasetError(f"{self.name}: frame {i}: gt_multi_hot has shape {multi_hot.shape}, "
-                                   f"expected {(*frame.rgb.shape[:2], len(self.class_names))}")
+                raise DatasetError(
+                    f"{self.name}: frame {i}: gt_multi_hot has shape {multi_hot.shape}, "
+                    f"expected {(*frame.rgb.shape[:2], len(self.class_names))}"
+                )
         return self
 
 

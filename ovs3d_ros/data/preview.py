@@ -15,7 +15,9 @@ def label_palette(num_classes: int) -> np.ndarray:
     import colorsys
 
     hues = (np.arange(num_classes) * 0.618034) % 1.0
-    return np.array([[int(255 * c) for c in colorsys.hsv_to_rgb(h, 0.75, 0.95)] for h in hues], dtype=np.uint8)
+    return np.array(
+        [[int(255 * c) for c in colorsys.hsv_to_rgb(h, 0.75, 0.95)] for h in hues], dtype=np.uint8
+    )
 
 
 def colour_labels(labels: np.ndarray, num_classes: int) -> np.ndarray:
@@ -42,12 +44,16 @@ def preview_grid(dataset: SceneDataset, indices: list[int] | None = None, max_vi
     legend_h = 14 * ((n_cls + 2) // 3) + 6
     sheet = Image.new("RGB", (3 * w, len(frames) * h + legend_h), (30, 30, 30))
     for row, f in enumerate(frames):
-        tiles = [f.rgb,
-                 colour_labels(f.labels, n_cls) if f.labels is not None else np.zeros_like(f.rgb),
-                 colour_depth(f.depth) if f.depth is not None else np.zeros_like(f.rgb)]
+        tiles = [
+            f.rgb,
+            colour_labels(f.labels, n_cls) if f.labels is not None else np.zeros_like(f.rgb),
+            colour_depth(f.depth) if f.depth is not None else np.zeros_like(f.rgb),
+        ]
         for col, tile in enumerate(tiles):
-            sheet.paste(Image.fromarray(np.asarray(tile, dtype=np.uint8)).resize((w, h), Image.NEAREST),
-                        (col * w, row * h))
+            sheet.paste(
+                Image.fromarray(np.asarray(tile, dtype=np.uint8)).resize((w, h), Image.NEAREST),
+                (col * w, row * h),
+            )
     draw = ImageDraw.Draw(sheet)
     palette = label_palette(n_cls)
     for k, name in enumerate(dataset.class_names):
@@ -57,8 +63,14 @@ def preview_grid(dataset: SceneDataset, indices: list[int] | None = None, max_vi
     return sheet
 
 
-def preview(preset: str = "room", out: str | Path = "outputs/preview.png", seed: int = 0,
-            n_views: int = 6, width: int = 160, height: int = 120) -> Path:
+def preview(
+    preset: str = "room",
+    out: str | Path = "outputs/preview.png",
+    seed: int = 0,
+    n_views: int = 6,
+    width: int = 160,
+    height: int = 120,
+) -> Path:
     """Render ``n_views`` views all around a synthetic scene and write the contact sheet PNG."""
     from ovs3d_ros.data.synthetic import SyntheticScene
 

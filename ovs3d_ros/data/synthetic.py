@@ -89,8 +89,9 @@ def _intersect_sphere(o, d, center, radius):
     c = np.einsum("ij,ij->i", oc, oc) - radius * radius
     disc = b * b - 4 * a * c
     sq = np.sqrt(np.maximum(disc, 0.0))
-    t = _first_positive(np.where(disc >= 0, (-b - sq) / (2 * a), np.inf),
-                        np.where(disc >= 0, (-b + sq) / (2 * a), np.inf))
+    t = _first_positive(
+        np.where(disc >= 0, (-b - sq) / (2 * a), np.inf), np.where(disc >= 0, (-b + sq) / (2 * a), np.inf)
+    )
     p = o + d * np.where(np.isfinite(t), t, 0.0)[:, None]
     return t, (p - center) / radius
 
@@ -195,8 +196,12 @@ def _intersect_room(o, d, room: Room):
 
 
 def _hash3(ix: np.ndarray, iy: np.ndarray, iz: np.ndarray, seed: int) -> np.ndarray:
-    h = (ix.astype(np.int64) * 73856093) ^ (iy.astype(np.int64) * 19349663) \
-        ^ (iz.astype(np.int64) * 83492791) ^ (seed * 2654435761)
+    h = (
+        (ix.astype(np.int64) * 73856093)
+        ^ (iy.astype(np.int64) * 19349663)
+        ^ (iz.astype(np.int64) * 83492791)
+        ^ (seed * 2654435761)
+    )
     h = (h ^ (h >> 13)) * 1274126177
     h = h ^ (h >> 16)
     return (h & 0xFFFF).astype(np.float64) / 65535.0
@@ -236,10 +241,18 @@ def _pattern(material: Material, p_local: np.ndarray, seed: int) -> np.ndarray:
 # Presets
 
 _COLOURS = {
-    "red": (0.85, 0.12, 0.1), "blue": (0.12, 0.25, 0.85), "green": (0.1, 0.65, 0.2),
-    "yellow": (0.95, 0.85, 0.1), "purple": (0.55, 0.15, 0.7), "orange": (0.98, 0.5, 0.05),
-    "cyan": (0.1, 0.8, 0.85), "pink": (0.95, 0.45, 0.7), "white": (0.93, 0.93, 0.9),
-    "black": (0.08, 0.08, 0.09), "brown": (0.45, 0.28, 0.12), "grey": (0.5, 0.5, 0.52),
+    "red": (0.85, 0.12, 0.1),
+    "blue": (0.12, 0.25, 0.85),
+    "green": (0.1, 0.65, 0.2),
+    "yellow": (0.95, 0.85, 0.1),
+    "purple": (0.55, 0.15, 0.7),
+    "orange": (0.98, 0.5, 0.05),
+    "cyan": (0.1, 0.8, 0.85),
+    "pink": (0.95, 0.45, 0.7),
+    "white": (0.93, 0.93, 0.9),
+    "black": (0.08, 0.08, 0.09),
+    "brown": (0.45, 0.28, 0.12),
+    "grey": (0.5, 0.5, 0.52),
 }
 _NOUNS = {"box": "box", "sphere": "ball", "cylinder": "cylinder", "cone": "cone"}
 
@@ -252,38 +265,85 @@ def _mat(colour: str, pattern: str, scale: float, rng: np.random.Generator) -> M
 
 
 def _room_preset(rng: np.random.Generator) -> list[Primitive]:
-    j = lambda s=0.08: float(rng.uniform(-s, s))  # small seed-dependent jitter
+    def j(s=0.08):
+        return float(rng.uniform(-s, s))  # small seed-dependent jitter
     return [
-        Primitive("box", "red box", (0.75 + j(), 0.35 + j(), 0.3), (0.3, 0.25, 0.3),
-                  _mat("red", "checker", 0.12, rng), yaw=0.4 + j(0.3)),
-        Primitive("sphere", "blue ball", (-0.55 + j(), 0.65 + j(), 0.35), (0.35,),
-                  _mat("blue", "stripes", 0.18, rng)),
-        Primitive("cylinder", "green cylinder", (-0.45 + j(), -0.7 + j(), 0.0), (0.25, 0.8),
-                  _mat("green", "noise", 0.1, rng)),
-        Primitive("cone", "yellow cone", (0.55 + j(), -0.6 + j(), 0.0), (0.3, 0.7),
-                  _mat("yellow", "stripes", 0.12, rng)),
+        Primitive(
+            "box",
+            "red box",
+            (0.75 + j(), 0.35 + j(), 0.3),
+            (0.3, 0.25, 0.3),
+            _mat("red", "checker", 0.12, rng),
+            yaw=0.4 + j(0.3),
+        ),
+        Primitive(
+            "sphere",
+            "blue ball",
+            (-0.55 + j(), 0.65 + j(), 0.35),
+            (0.35,),
+            _mat("blue", "stripes", 0.18, rng),
+        ),
+        Primitive(
+            "cylinder",
+            "green cylinder",
+            (-0.45 + j(), -0.7 + j(), 0.0),
+            (0.25, 0.8),
+            _mat("green", "noise", 0.1, rng),
+        ),
+        Primitive(
+            "cone",
+            "yellow cone",
+            (0.55 + j(), -0.6 + j(), 0.0),
+            (0.3, 0.7),
+            _mat("yellow", "stripes", 0.12, rng),
+        ),
     ]
 
 
 def _table_preset(rng: np.random.Generator) -> list[Primitive]:
-    j = lambda s=0.05: float(rng.uniform(-s, s))
+    def j(s=0.05):
+        return float(rng.uniform(-s, s))
     wood = Material((0.55, 0.35, 0.18), (0.4, 0.24, 0.1), "stripes", 0.06)
     top_z, leg_h = 0.72, 0.70
     prims = [Primitive("box", "wooden table", (0.0, 0.0, top_z), (0.8, 0.55, 0.03), wood)]
     for sx in (-1, 1):
         for sy in (-1, 1):
-            prims.append(Primitive("box", "wooden table", (sx * 0.72, sy * 0.47, leg_h / 2),
-                                   (0.04, 0.04, leg_h / 2), wood))
+            prims.append(
+                Primitive(
+                    "box", "wooden table", (sx * 0.72, sy * 0.47, leg_h / 2), (0.04, 0.04, leg_h / 2), wood
+                )
+            )
     surf = top_z + 0.03
     prims += [
-        Primitive("cylinder", "white mug", (0.35 + j(), 0.2 + j(), surf), (0.07, 0.16),
-                  _mat("white", "stripes", 0.04, rng)),
-        Primitive("sphere", "orange fruit", (-0.3 + j(), 0.25 + j(), surf + 0.09), (0.09,),
-                  _mat("orange", "noise", 0.03, rng)),
-        Primitive("box", "blue book", (0.05 + j(), -0.25 + j(), surf + 0.03), (0.16, 0.11, 0.03),
-                  _mat("blue", "checker", 0.05, rng), yaw=0.3 + j(0.3)),
-        Primitive("cone", "red cone", (-0.45 + j(), -0.2 + j(), surf), (0.08, 0.22),
-                  _mat("red", "stripes", 0.04, rng)),
+        Primitive(
+            "cylinder",
+            "white mug",
+            (0.35 + j(), 0.2 + j(), surf),
+            (0.07, 0.16),
+            _mat("white", "stripes", 0.04, rng),
+        ),
+        Primitive(
+            "sphere",
+            "orange fruit",
+            (-0.3 + j(), 0.25 + j(), surf + 0.09),
+            (0.09,),
+            _mat("orange", "noise", 0.03, rng),
+        ),
+        Primitive(
+            "box",
+            "blue book",
+            (0.05 + j(), -0.25 + j(), surf + 0.03),
+            (0.16, 0.11, 0.03),
+            _mat("blue", "checker", 0.05, rng),
+            yaw=0.3 + j(0.3),
+        ),
+        Primitive(
+            "cone",
+            "red cone",
+            (-0.45 + j(), -0.2 + j(), surf),
+            (0.08, 0.22),
+            _mat("red", "stripes", 0.04, rng),
+        ),
     ]
     return prims
 
@@ -393,9 +453,11 @@ class SyntheticScene:
         base = np.zeros((n, 3))
         labels = np.zeros(n, dtype=np.uint8)
         room_hit = best_obj < 0
-        for face_id, material, cls in ((0, self.room.floor, self.room.floor_class),
-                                       (1, self.room.wall, self.room.wall_class),
-                                       (2, self.room.wall, self.room.wall_class)):
+        for face_id, material, cls in (
+            (0, self.room.floor, self.room.floor_class),
+            (1, self.room.wall, self.room.wall_class),
+            (2, self.room.wall, self.room.wall_class),
+        ):
             sel = room_hit & (face == face_id)
             if np.any(sel):
                 base[sel] = self._shade_colour(material, points[sel], self.seed + 11)
@@ -426,8 +488,15 @@ class SyntheticScene:
         return rgb8, t.astype(np.float32).reshape(h, w), labels.reshape(h, w)
 
     # --------------------------------------------------------------------------------------------
-    def camera_path(self, n: int, radius: float | None = None, height_range: tuple[float, float] | None = None,
-                    phase: float = 0.0, jitter_m: float = 0.08, seed: int | None = None) -> list[np.ndarray]:
+    def camera_path(
+        self,
+        n: int,
+        radius: float | None = None,
+        height_range: tuple[float, float] | None = None,
+        phase: float = 0.0,
+        jitter_m: float = 0.08,
+        seed: int | None = None,
+    ) -> list[np.ndarray]:
         """``n`` poses all around the scene (360 degrees), varying height, looking at the centre
         with a little jitter. ``phase`` (radians) shifts the azimuths: held-out paths use another."""
         if n <= 0:
@@ -446,22 +515,80 @@ class SyntheticScene:
             poses.append(look_at(eye, target))
         return poses
 
-    def make_frames(self, n_train: int, n_test: int, width: int, height: int,
-                    hfov_deg: float = 60.0) -> SceneDataset:
+    def make_frames(
+        self, n_train: int, n_test: int, width: int, height: int, hfov_deg: float = 60.0
+    ) -> SceneDataset:
         """Training views then held-out test views (at the END; on other azimuths and radii)."""
         intr = intrinsics_for(width, height, hfov_deg)
         train_poses = self.camera_path(n_train)
-        test_poses = self.camera_path(n_test, radius=self.orbit_radius * 0.85,
-                                      phase=np.pi / max(n_train, 1) + 0.37, seed=self.seed + 2000)
+        test_poses = self.camera_path(
+            n_test,
+            radius=self.orbit_radius * 0.85,
+            phase=np.pi / max(n_train, 1) + 0.37,
+            seed=self.seed + 2000,
+        )
         frames = []
         for i, pose in enumerate(train_poses + test_poses):
             rgb, depth, labels = self.render(intr, pose)
-            frame = Frame(rgb=rgb, intrinsics=intr, pose=pose, stamp=0.1 * i, depth=depth, labels=labels,
-                          frame_id="camera_color_optical_frame", source_id=f"synthetic:{self.preset}:{i}")
+            frame = Frame(
+                rgb=rgb,
+                intrinsics=intr,
+                pose=pose,
+                stamp=0.1 * i,
+                depth=depth,
+                labels=labels,
+                frame_id="camera_color_optical_frame",
+                source_id=f"synthetic:{self.preset}:{i}",
+            )
             if i >= n_train:
                 frame.extras["gt_multi_hot"] = multi_hot_from_labels(labels, len(self.class_names))
             frames.append(frame)
-        return SceneDataset(name=f"synthetic_{self.preset}_s{self.seed}", frames=frames,
-                            class_names=list(self.class_names),
-                            test_indices=list(range(n_train, n_train + n_test)), test_held_out=True,
-                            metadata={"preset": self.preset, "seed": self.seed})
+        return SceneDataset(
+            name=f"synthetic_{self.preset}_s{self.seed}",
+            frames=frames,
+            class_names=list(self.class_names),
+            test_indices=list(range(n_train, n_train + n_test)),
+            test_held_out=True,
+            metadata={"preset": self.preset, "seed": self.seed},
+        )
+
+
+# ------------------------------------------------------------------------------------------------
+# Writers (re-exported here: generate a scene and write it in every supported format)
+
+from ovs3d_ros.data.writers import write_3dovs, write_nerfstudio, write_rosbag  # noqa: E402
+
+
+def generate(
+    preset: str = "room",
+    out_dir: str = "outputs/synthetic",
+    n_train: int = 24,
+    n_test: int = 6,
+    width: int = 160,
+    height: int = 120,
+    seed: int = 0,
+    bag_storage: str = "sqlite3",
+) -> SceneDataset:
+    """Render a scene; write it as <out_dir>/3dovs, <out_dir>/nerfstudio and <out_dir>/rosbag."""
+    from pathlib import Path
+
+    dataset = SyntheticScene(preset, seed=seed).make_frames(n_train, n_test, width, height)
+    out = Path(out_dir)
+    write_3dovs(dataset, out / "3dovs")
+    write_nerfstudio(dataset, out / "nerfstudio")
+    write_rosbag(dataset, out / "rosbag", storage=bag_storage)
+    return dataset
+
+
+__all__ = [
+    "PRESETS",
+    "Material",
+    "Primitive",
+    "Room",
+    "SyntheticScene",
+    "generate",
+    "intrinsics_for",
+    "write_3dovs",
+    "write_nerfstudio",
+    "write_rosbag",
+]

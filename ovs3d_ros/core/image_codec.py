@@ -1,0 +1,157 @@
+"""sensor_msgs/Image and CompressedImage payloads <-> numpy, without ROS.
+
+Shared by the rosbag2 reader (messages deserialised by ``rosbags``) and the ROS node (live rclpy
+messages): both pass the message fields, so the bytes are decoded the same way everywhere.
+"""
+
+from __future__ import annotations
+
+import io
+
+import numpy as np
+
+COLOUR_ENCODINGS = ("rgb8", "bgr8", "rgba8", "bgra8", "mono8")
+DEPTH_ENCODINGS = ("16UC1", "mono16", "32FC1")
+_CHANNELS = {"rgb8": 3, "bgr8": 3, "rgba8": 4, "bgra8": 4, "mono8": 1}
+_DEPTH_DTYPE = {"16UC1": np.uint16, "mono16": np.uint16, "32FC1": np.float32}
+
+
+class ImageDecodeError(ValueError):
+    """Image bytes that do not match their declared encoding and size."""
+
+
+def _as_bytes_array(data) -> np.ndarray:
+    """uint8 view of bytes / bytearray / array.array / numpy (rosbags) / list payloads."""
+    if isinstance(data, np.ndarray):
+        return np.ascontiguousarray(data).reshape(-1).view(np.uint8)
+    try:
+        return np.frombuffer(data, dtype=np.uint8)
+    except TypeError:
+        return np.frombuffer(bytes(data), dtype=np.uint8)
+
+
+def _rows(height: int, width: int, step: int, data, bytes_per_pixel: int, encoding: str) -> np.ndarray:
+    """(height, width*bpp) uint8 view of the payload, dropping any row padding."""
+    if height <= 0 or width <= 0:
+        raise ImageDecodeError(f"{encoding} image has invalid size {width}x{height}")
+    buf = _as_bytes_array(data)
+    if buf.size == 0:
+        raise ImageDecodeError(f"{encoding} image {width}x{height} has empty data")
+    row_bytes = width * bytes_per_pixel
+    if step < row_bytes:
+        raise ImageDecodeError(
+            f"{encoding} image {width}x{height}: step {step} is smaller than "
+            f"width x {bytes_per_pixel} bytes = {row_bytes}"
+        )
+    if buf.size < step * (height - 1) + row_bytes:
+        raise ImageDecodeError(
+            f"{encoding} image {width}x{height} (step {step}) needs {step * height} bytes, got {buf.size}"
+        )
+    if buf.size > step * height:
+        raise ImageDecodeError(
+            f"{encoding} image {width}x{height} (step {step}) needs {step * height} bytes, got {buf.size}"
+        )
+    padded = np.zeros(step * height, np.uint8) if buf.size < step * height else None
+    if padded is not None:  # last row may omit its padding
+        padded[: buf.size] = buf
+        buf = padded
+    return buf.reshape(height, step)[:, :row_bytes]
+
+
+def decode_image(
+    encoding: str, height: int, width: int, step: int, data, is_bigendian: int = 0
+) -> np.ndarray:
+    """Colour encodings -> HxWx3 uint8 RGB; depth encodings (16UC1/mono16 mm, 32FC1 m) -> HxW float32 m."""
+    if encoding in DEPTH_ENCODINGS:
+        return decode_depth(encoding, height, width, step, data, is_bigendian)
+    if encoding not in _CHANNELS:
+        raise ImageDecodeError(
+            f"unsupported image encoding '{encoding}' "
+            f"(supported: {', '.join(COLOUR_ENCODINGS + DEPTH_ENCODINGS)})"
+        )
+    ch = _CHANNELS[encoding]
+    px = _rows(height, width, step, data, ch, encoding).reshape(height, width, ch)
+    if encoding == "mono8":
+        return np.repeat(px, 3, axis=2)
+    if encoding in ("bgr8", "bgra8"):
+        px = px[:, :, [2, 1, 0]]
+    return np.ascontiguousarray(px[:, :, :3])
+
+
+def decode_mono8(height: int, width: int, step: int, data) -> np.ndarray:
+    """mono8 -> HxW uint8 as is (label images)."""
+    return np.ascontiguousarray(_rows(height, width, step, data, 1, "mono8"))
+
+
+def decode_depth(
+    encoding: str, height: int, width: int, step: int, data, is_bigendian: int = 0
+) -> np.ndarray:
+    """Depth image -> HxW float32 metres (16UC1/mono16 are millimetres; 0 stays 0 = no measurement)."""
+    if encoding not in _DEPTH_DTYPE:
+        raise ImageDecodeError(
+            f"unsupported depth encoding '{encoding}' (supported: {', '.join(DEPTH_ENCODINGS)})"
+        )
+    dtype = np.dtype(_DEPTH_DTYPE[encoding]).newbyteorder(">" if is_bigendian else "<")
+    raw = _rows(height, width, step, data, dtype.itemsize, encoding)
+    values = np.ascontiguousarray(raw).view(dtype).reshape(height, width)
+    if encoding == "32FC1":
+        return values.astype(np.float32)
+    return (values.astype(np.float32) / 1000.0).astype(np.float32)
+
+
+def decode_compressed(format: str, data) -> np.ndarray:
+    """CompressedImage (jpeg/png; the format string as image_transport writes it) -> HxWx3 uint8 RGB."""
+    from PIL import Image, UnidentifiedImageError
+
+    payload = _as_bytes_array(data).tobytes()
+    if not payload:
+        raise ImageDecodeError(f"compressed image ('{format}') has empty data")
+    fmt = format.lower()
+    if "compresseddepth" in fmt:
+        raise ImageDecodeError(f"compressedDepth images are not supported (format '{format}')")
+    try:
+        with Image.open(io.BytesIO(payload)) as img:
+            img.load()
+            if img.format not in ("JPEG", "PNG"):
+                raise ImageDecodeError(f"compressed image is {img.format}, expected jpeg or png ('{format}')")
+            return np.asarray(img.convert("RGB"), dtype=np.uint8).copy()
+    except (UnidentifiedImageError, OSError, SyntaxError) as exc:
+        raise ImageDecodeError(
+            f"cannot decode compressed image ('{format}', {len(payload)} bytes): {exc}"
+        ) from None
+
+
+# ------------------------------------------------------------------------------------------------
+# Encoders (writers and publishers): (encoding, step, data bytes)
+
+
+def encode_rgb8(rgb: np.ndarray) -> tuple[str, int, bytes]:
+    rgb = np.ascontiguousarray(rgb, dtype=np.uint8)
+    if rgb.ndim != 3 or rgb.shape[2] != 3:
+        raise ImageDecodeError(f"rgb8 needs HxWx3 uint8, got {rgb.shape}")
+    return "rgb8", rgb.shape[1] * 3, rgb.tobytes()
+
+
+def encode_mono8(img: np.ndarray) -> tuple[str, int, bytes]:
+    img = np.ascontiguousarray(img, dtype=np.uint8)
+    if img.ndim != 2:
+        raise ImageDecodeError(f"mono8 needs HxW uint8, got {img.shape}")
+    return "mono8", img.shape[1], img.tobytes()
+
+
+def encode_depth(depth_m: np.ndarray, encoding: str = "32FC1") -> tuple[str, int, bytes]:
+    """HxW metres -> 32FC1 (metres) or 16UC1 (millimetres, rounded; out of range or NaN -> 0)."""
+    depth_m = np.asarray(depth_m)
+    if depth_m.ndim != 2:
+        raise ImageDecodeError(f"depth needs HxW, got {depth_m.shape}")
+    if encoding == "32FC1":
+        return encoding, depth_m.shape[1] * 4, np.ascontiguousarray(depth_m, dtype="<f4").tobytes()
+    if encoding == "16UC1":
+        return encoding, depth_m.shape[1] * 2, depth_to_mm(depth_m).astype("<u2").tobytes()
+    raise ImageDecodeError(f"cannot encode depth as '{encoding}' (use 32FC1 or 16UC1)")
+
+
+def depth_to_mm(depth_m: np.ndarray) -> np.ndarray:
+    """HxW metres -> uint16 millimetres; NaN, negative or > 65.535 m become 0 (no measurement)."""
+    mm = np.round(np.nan_to_num(np.asarray(depth_m, dtype=np.float64), nan=0.0) * 1000.0)
+    return np.where((mm > 0) & (mm <= 65535), mm, 0).astype(np.uint16)

@@ -1,0 +1,530 @@
+"""rosbag2 (sqlite3 or MCAP) -> SceneDataset, with the ``rosbags`` library (no ROS installation).
+
+Images (Image or CompressedImage), CameraInfo, optional depth and label images, and poses from a
+PoseStamped topic, an Odometry topic, or /tf + /tf_static (chained, interpolated at the image stamp:
+translation linear, rotation slerp). Images without a pose within ``tolerance_s`` are skipped and
+counted in ``BagStats`` (``dataset.metadata["stats"]``).
+"""
+
+from __future__ import annotations
+
+import json
+from bisect import bisect_left
+from collections.abc import Iterable
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import numpy as np
+from scipy.spatial.transform import Rotation, Slerp
+
+from ovs3d_ros.core.camera import PoseError, pose_from_xyz_quat
+from ovs3d_ros.core.frame import Frame, FrameError, Intrinsics
+from ovs3d_ros.core.image_codec import (
+    ImageDecodeError,
+    decode_compressed,
+    decode_depth,
+    decode_image,
+    decode_mono8,
+)
+from ovs3d_ros.data.dataset import DatasetError, SceneDataset
+
+IMAGE_TYPES = ("sensor_msgs/msg/Image", "sensor_msgs/msg/CompressedImage")
+
+
+def default_typestore():
+    """ROS 2 Humble message definitions (the newest store when Humble is missing)."""
+    from rosbags.typesys import Stores, get_typestore
+
+    store = getattr(Stores, "ROS2_HUMBLE", None) or Stores.LATEST
+    return get_typestore(store)
+
+
+def stamp_ns(header) -> int:
+    return int(header.stamp.sec) * 1_000_000_000 + int(header.stamp.nanosec)
+
+
+@dataclass
+class BagStats:
+    images: int = 0
+    """Image messages seen on the image topic."""
+    frames: int = 0
+    """Frames produced."""
+    skipped_no_pose: int = 0
+    """Images without a pose within the tolerance."""
+    skipped_no_camera_info: int = 0
+    """Images with no CameraInfo of the same size."""
+    skipped_decode_error: int = 0
+    """Images whose bytes could not be decoded."""
+    skipped_by_stride: int = 0
+    """Images dropped by ``every_n`` / ``max_frames``."""
+    depth_matched: int = 0
+    """Frames that got a depth image."""
+    depth_missing: int = 0
+    """Frames with no depth image within the tolerance (when a depth topic is read)."""
+    labels_matched: int = 0
+    """Frames that got a label image."""
+
+    def as_dict(self) -> dict:
+        return asdict(self)
+
+
+# ------------------------------------------------------------------------------------------------
+# Time-indexed poses
+
+
+class PoseTrack:
+    """Poses of one frame over time; ``at(t)`` interpolates between the samples around ``t``.
+
+    A stamp gets a pose when some sample is within ``tolerance_ns``; between two samples no
+    farther apart than ``max_gap_ns`` it is interpolated (translation linear, rotation slerp).
+    """
+
+    def __init__(self) -> None:
+        self._stamps: list[int] = []
+        self._poses: list[np.ndarray] = []
+        self._sorted = True
+
+    def add(self, stamp: int, pose: np.ndarray) -> None:
+        if self._stamps and stamp < self._stamps[-1]:
+            self._sorted = False
+        self._stamps.append(int(stamp))
+        self._poses.append(np.asarray(pose, dtype=np.float64))
+
+    def __len__(self) -> int:
+        return len(self._stamps)
+
+    def _sort(self) -> None:
+        if not self._sorted:
+            order = np.argsort(self._stamps, kind="stable")
+            self._stamps = [self._stamps[i] for i in order]
+            self._poses = [self._poses[i] for i in order]
+            self._sorted = True
+
+    def at(self, stamp: int, tolerance_ns: int, max_gap_ns: int | None = None) -> np.ndarray | None:
+        self._sort()
+        if not self._stamps:
+            return None
+        i = bisect_left(self._stamps, stamp)
+        if i < len(self._stamps) and self._stamps[i] == stamp:
+            return self._poses[i]
+        before = i - 1 if i > 0 else None
+        after = i if i < len(self._stamps) else None
+        gaps = [abs(stamp - self._stamps[j]) for j in (before, after) if j is not None]
+        if min(gaps) > tolerance_ns:
+            return None
+        if before is None or after is None:
+            return self._poses[before if after is None else after]
+        t0, t1 = self._stamps[before], self._stamps[after]
+        if max_gap_ns is not None and t1 - t0 > max_gap_ns:
+            return self._poses[before if stamp - t0 <= t1 - stamp else after]
+        return interpolate_pose(self._poses[before], self._poses[after], (stamp - t0) / (t1 - t0))
+
+
+def interpolate_pose(a: np.ndarray, b: np.ndarray, alpha: float) -> np.ndarray:
+    """Pose between ``a`` (alpha 0) and ``b`` (alpha 1): translation linear, rotation slerp."""
+    slerp = Slerp([0.0, 1.0], Rotation.from_matrix(np.stack([a[:3, :3], b[:3, :3]])))
+    out = np.eye(4)
+    out[:3, :3] = slerp([alpha]).as_matrix()[0]
+    out[:3, 3] = (1 - alpha) * a[:3, 3] + alpha * b[:3, 3]
+    return out
+
+
+class TfBuffer:
+    """/tf and /tf_static edges (parent <- child); ``lookup(target, source, t)`` chains them."""
+
+    def __init__(self) -> None:
+        self.parent: dict[str, str] = {}
+        self.static: dict[str, np.ndarray] = {}  # child -> parent_T_child
+        self.dynamic: dict[str, PoseTrack] = {}
+
+    def add(self, parent: str, child: str, stamp: int, parent_T_child: np.ndarray, static: bool) -> None:
+        parent, child = parent.lstrip("/"), child.lstrip("/")
+        self.parent[child] = parent
+        if static:
+            self.static[child] = parent_T_child
+            self.dynamic.pop(child, None)
+        else:
+            self.dynamic.setdefault(child, PoseTrack()).add(stamp, parent_T_child)
+
+    def _chain_to_root(self, frame: str, stamp: int, tolerance_ns: int, max_gap_ns: int | None):
+        """[(frame, root_T_frame)] for the frame and every ancestor; None when an edge has no data."""
+        chain = [(frame, np.eye(4))]
+        seen = {frame}
+        while frame in self.parent:
+            parent = self.parent[frame]
+            if parent in seen:
+                break  # a cycle in the tree: stop rather than loop
+            if frame in self.static:
+                edge = self.static[frame]
+            else:
+                edge = self.dynamic[frame].at(stamp, tolerance_ns, max_gap_ns)
+                if edge is None:
+                    return chain, False
+            chain = [(f, edge @ t) for f, t in chain]  # re-express everything in the parent
+            chain.append((parent, np.eye(4)))
+            seen.add(parent)
+            frame = parent
+        return chain, True
+
+    def lookup(
+        self, target: str, source: str, stamp: int, tolerance_ns: int, max_gap_ns: int | None = None
+    ) -> np.ndarray | None:
+        """target_T_source at ``stamp``, or None when the frames are not connected or data is missing."""
+        target, source = target.lstrip("/"), source.lstrip("/")
+        if target == source:
+            return np.eye(4)
+        src_chain, ok_s = self._chain_to_root(source, stamp, tolerance_ns, max_gap_ns)
+        tgt_chain, ok_t = self._chain_to_root(target, stamp, tolerance_ns, max_gap_ns)
+        if not (ok_s and ok_t):
+            return None
+        # both chains end in their root; same root = connected
+        if src_chain[-1][0] != tgt_chain[-1][0]:
+            return None
+        root_T_source = dict(src_chain)[source]
+        root_T_target = dict(tgt_chain)[target]
+        return np.linalg.inv(root_T_target) @ root_T_source
+
+
+# ------------------------------------------------------------------------------------------------
+
+
+def _pose_of(p) -> np.ndarray:
+    return pose_from_xyz_quat(
+        (p.position.x, p.position.y, p.position.z),
+        (p.orientation.x, p.orientation.y, p.orientation.z, p.orientation.w),
+    )
+
+
+def _transform_of(t) -> np.ndarray:
+    return pose_from_xyz_quat(
+        (t.translation.x, t.translation.y, t.translation.z),
+        (t.rotation.x, t.rotation.y, t.rotation.z, t.rotation.w),
+    )
+
+
+def _pick_topic(
+    path: Path,
+    topics: dict[str, str],
+    wanted: str | None,
+    types: Iterable[str],
+    what: str,
+    prefer: tuple[str, ...] = (),
+    avoid: tuple[str, ...] = (),
+    required: bool = True,
+) -> str | None:
+    types = tuple(types)
+    if wanted is not None:
+        if wanted not in topics:
+            raise DatasetError(
+                f"{path}: {what} topic '{wanted}' is not in the bag (topics: {', '.join(sorted(topics))})"
+            )
+        if topics[wanted] not in types:
+            raise DatasetError(
+                f"{path}: {what} topic '{wanted}' has type {topics[wanted]}, expected {' or '.join(types)}"
+            )
+        return wanted
+    cands = [t for t, ty in topics.items() if ty in types and not any(a in t for a in avoid)]
+    if len(cands) > 1 and prefer:
+        preferred = [t for t in cands if any(p in t for p in prefer)]
+        cands = preferred or cands
+    if len(cands) == 1:
+        return cands[0]
+    if not cands:
+        if required:
+            raise DatasetError(
+                f"{path}: no {what} topic of type {' or '.join(types)} (topics: {', '.join(sorted(topics))})"
+            )
+        return None
+    if required:
+        raise DatasetError(f"{path}: several possible {what} topics {sorted(cands)}; name one explicitly")
+    return None
+
+
+def read_rosbag(
+    path: str | Path,
+    image_topic: str | None = None,
+    camera_info_topic: str | None = None,
+    depth_topic: str | None = None,
+    label_topic: str | None = None,
+    pose_source: str = "auto",
+    pose_topic: str | None = None,
+    odometry_topic: str | None = None,
+    world_frame: str = "map",
+    camera_frame: str | None = None,
+    camera_in_body: tuple[float, ...] | None = None,
+    tolerance_s: float = 0.05,
+    max_interpolation_gap_s: float = 0.5,
+    every_n: int = 1,
+    max_frames: int | None = None,
+    class_names: list[str] | None = None,
+    use_depth: bool = True,
+    name: str | None = None,
+) -> SceneDataset:
+    """Read a rosbag2 directory or a single .mcap/.db3 file.
+
+    Topics left as None are found by type (image: an Image/CompressedImage topic, preferring 'color'/
+    'rgb', not 'depth'/'label'; depth: an Image topic with 'depth' in its name). ``pose_source``:
+    'pose' (PoseStamped of the camera in the world frame), 'odometry' (Odometry of the body;
+    camera = body @ ``camera_in_body`` x y z qx qy qz qw), 'tf' (lookup ``world_frame`` <-
+    ``camera_frame``, default the image's frame_id) or 'auto' (tf when /tf exists, else pose, else
+    odometry). Class names and test views come from a ``/ovs3d/scene`` JSON String when present.
+    """
+    from rosbags.rosbag2 import Reader
+
+    path = Path(path)
+    if not path.exists():
+        raise DatasetError(f"{path}: rosbag2 not found")
+    if every_n < 1:
+        raise DatasetError(f"every_n must be >= 1, got {every_n}")
+    if pose_source not in ("auto", "pose", "odometry", "tf"):
+        raise DatasetError(f"unknown pose_source '{pose_source}' (auto, pose, odometry or tf)")
+    ts = default_typestore()
+    tol = int(round(tolerance_s * 1e9))
+    max_gap = int(round(max_interpolation_gap_s * 1e9))
+    try:
+        reader = Reader(path)
+        reader.open()
+    except Exception as exc:  # rosbags raises its own error types for every kind of broken bag
+        raise DatasetError(f"{path}: cannot open as rosbag2: {exc}") from None
+    try:
+        topics = {c.topic: c.msgtype for c in reader.connections}
+        img_topic = _pick_topic(
+            path, topics, image_topic, IMAGE_TYPES, "image", prefer=("color", "rgb"), avoid=("depth", "label")
+        )
+        info_topic = _pick_topic(
+            path,
+            topics,
+            camera_info_topic,
+            ("sensor_msgs/msg/CameraInfo",),
+            "camera_info",
+            prefer=("color", "rgb"),
+            avoid=("depth",),
+        )
+        dep_topic = None
+        if use_depth:
+            if depth_topic is not None:
+                dep_topic = _pick_topic(path, topics, depth_topic, ("sensor_msgs/msg/Image",), "depth")
+            else:
+                deps = sorted(t for t, ty in topics.items() if ty == "sensor_msgs/msg/Image" and "depth" in t)
+                dep_topic = deps[0] if deps else None
+        lab_topic = (
+            _pick_topic(
+                path,
+                topics,
+                label_topic,
+                ("sensor_msgs/msg/Image",),
+                "label",
+                prefer=("label",),
+                required=label_topic is not None,
+            )
+            if label_topic
+            else next((t for t, ty in topics.items() if ty == "sensor_msgs/msg/Image" and "label" in t), None)
+        )
+
+        source = pose_source
+        if source == "auto":
+            if "/tf" in topics or "/tf_static" in topics:
+                source = "tf"
+            elif any(ty == "geometry_msgs/msg/PoseStamped" for ty in topics.values()):
+                source = "pose"
+            elif any(ty == "nav_msgs/msg/Odometry" for ty in topics.values()):
+                source = "odometry"
+            else:
+                raise DatasetError(f"{path}: no pose source (no /tf, PoseStamped or Odometry topic)")
+        pose_conn_topics: list[str] = []
+        if source == "pose":
+            pose_conn_topics = [
+                _pick_topic(path, topics, pose_topic, ("geometry_msgs/msg/PoseStamped",), "pose")
+            ]
+        elif source == "odometry":
+            pose_conn_topics = [
+                _pick_topic(path, topics, odometry_topic, ("nav_msgs/msg/Odometry",), "odometry")
+            ]
+        else:
+            pose_conn_topics = [t for t in ("/tf", "/tf_static") if t in topics]
+            if not pose_conn_topics:
+                raise DatasetError(f"{path}: pose_source 'tf' but the bag has no /tf or /tf_static")
+        body_T_cam = np.eye(4)
+        if source == "odometry" and camera_in_body is not None:
+            if len(camera_in_body) != 7:
+                raise DatasetError(f"camera_in_body needs x y z qx qy qz qw, got {camera_in_body}")
+            body_T_cam = pose_from_xyz_quat(camera_in_body[:3], camera_in_body[3:])
+
+        # pass 1: poses, camera infos, scene metadata
+        track = PoseTrack()
+        tf = TfBuffer()
+        infos: list[tuple[int, Intrinsics]] = []
+        meta: dict = {}
+        meta_topics = [
+            t for t, ty in topics.items() if ty == "std_msgs/msg/String" and t.endswith("ovs3d/scene")
+        ]
+        pass1 = set(pose_conn_topics) | {info_topic} | set(meta_topics)
+        for conn, _, raw in reader.messages(connections=[c for c in reader.connections if c.topic in pass1]):
+            msg = ts.deserialize_cdr(raw, conn.msgtype)
+            try:
+                if conn.topic == info_topic:
+                    k = msg.k
+                    infos.append(
+                        (
+                            stamp_ns(msg.header),
+                            Intrinsics(
+                                fx=float(k[0]),
+                                fy=float(k[4]),
+                                cx=float(k[2]),
+                                cy=float(k[5]),
+                                width=int(msg.width),
+                                height=int(msg.height),
+                                distortion_model=str(msg.distortion_model),
+                                distortion=tuple(float(x) for x in msg.d),
+                            ),
+                        )
+                    )
+                elif conn.topic in meta_topics:
+                    meta = json.loads(msg.data)
+                elif source == "pose":
+                    track.add(stamp_ns(msg.header), _pose_of(msg.pose))
+                elif source == "odometry":
+                    track.add(stamp_ns(msg.header), _pose_of(msg.pose.pose) @ body_T_cam)
+                else:
+                    for tr in msg.transforms:
+                        tf.add(
+                            tr.header.frame_id,
+                            tr.child_frame_id,
+                            stamp_ns(tr.header),
+                            _transform_of(tr.transform),
+                            static=conn.topic == "/tf_static",
+                        )
+            except PoseError as exc:
+                raise DatasetError(f"{path}: bad pose on {conn.topic}: {exc}") from None
+            except json.JSONDecodeError as exc:
+                raise DatasetError(f"{path}: {conn.topic} is not valid JSON: {exc}") from None
+        if not infos:
+            raise DatasetError(f"{path}: no CameraInfo messages on {info_topic}")
+        infos.sort(key=lambda x: x[0])
+        info_stamps = [s for s, _ in infos]
+
+        # pass 2: depth and label images by stamp (kept raw; decoded when matched)
+        side: dict[str, dict[int, object]] = {"depth": {}, "labels": {}}
+        side_topics = {t: k for t, k in ((dep_topic, "depth"), (lab_topic, "labels")) if t}
+        if side_topics:
+            for conn, _, raw in reader.messages(
+                connections=[c for c in reader.connections if c.topic in side_topics]
+            ):
+                msg = ts.deserialize_cdr(raw, conn.msgtype)
+                side[side_topics[conn.topic]][stamp_ns(msg.header)] = msg
+        side_stamps = {k: sorted(v) for k, v in side.items()}
+
+        def nearest(kind: str, stamp: int):
+            stamps = side_stamps[kind]
+            if not stamps:
+                return None
+            i = bisect_left(stamps, stamp)
+            best = min((j for j in (i - 1, i) if 0 <= j < len(stamps)), key=lambda j: abs(stamps[j] - stamp))
+            return side[kind][stamps[best]] if abs(stamps[best] - stamp) <= tol else None
+
+        # pass 3: images
+        stats = BagStats()
+        frames: list[Frame] = []
+        img_conns = [c for c in reader.connections if c.topic == img_topic]
+        for conn, _, raw in reader.messages(connections=img_conns):
+            stats.images += 1
+            if (stats.images - 1) % every_n or (max_frames is not None and len(frames) >= max_frames):
+                stats.skipped_by_stride += 1
+                continue
+            msg = ts.deserialize_cdr(raw, conn.msgtype)
+            stamp = stamp_ns(msg.header)
+            frame_id = msg.header.frame_id.lstrip("/")
+            if source == "tf":
+                pose = tf.lookup(world_frame, camera_frame or frame_id, stamp, tol, max_gap)
+            else:
+                pose = track.at(stamp, tol, max_gap)
+            if pose is None:
+                stats.skipped_no_pose += 1
+                continue
+            try:
+                if conn.msgtype.endswith("CompressedImage"):
+                    rgb = decode_compressed(msg.format, msg.data)
+                else:
+                    rgb = decode_image(
+                        msg.encoding, msg.height, msg.width, msg.step, msg.data, msg.is_bigendian
+                    )
+                    if rgb.ndim != 3:
+                        raise ImageDecodeError(f"image topic carries depth encoding '{msg.encoding}'")
+            except ImageDecodeError:
+                stats.skipped_decode_error += 1
+                continue
+            h, w = rgb.shape[:2]
+            j = max(0, min(bisect_left(info_stamps, stamp), len(infos) - 1))
+            cands = sorted({max(j - 1, 0), j}, key=lambda i: abs(info_stamps[i] - stamp))
+            intr = next(
+                (infos[i][1] for i in cands if (infos[i][1].width, infos[i][1].height) == (w, h)), None
+            )
+            if intr is None:
+                intr = next((k for _, k in infos if (k.width, k.height) == (w, h)), None)
+            if intr is None:
+                stats.skipped_no_camera_info += 1
+                continue
+            depth = labels = None
+            if dep_topic:
+                dmsg = nearest("depth", stamp)
+                if dmsg is not None:
+                    try:
+                        depth = decode_depth(
+                            dmsg.encoding, dmsg.height, dmsg.width, dmsg.step, dmsg.data, dmsg.is_bigendian
+                        )
+                    except ImageDecodeError as exc:
+                        raise DatasetError(f"{path}: depth on {dep_topic}: {exc}") from None
+                    if depth.shape != (h, w):
+                        raise DatasetError(
+                            f"{path}: depth on {dep_topic} is {depth.shape[::-1]} but the image "
+                            f"is {w}x{h} (register depth to the colour camera first)"
+                        )
+                    stats.depth_matched += 1
+                else:
+                    stats.depth_missing += 1
+            if lab_topic:
+                lmsg = nearest("labels", stamp)
+                if lmsg is not None:
+                    try:
+                        labels = decode_mono8(lmsg.height, lmsg.width, lmsg.step, lmsg.data)
+                    except ImageDecodeError as exc:
+                        raise DatasetError(f"{path}: labels on {lab_topic}: {exc}") from None
+                    stats.labels_matched += 1
+            frame = Frame(
+                rgb=rgb,
+                intrinsics=intr,
+                pose=pose,
+                stamp=stamp * 1e-9,
+                depth=depth,
+                labels=labels,
+                frame_id=frame_id,
+                source_id=f"{path.name}:{img_topic}@{stamp}",
+            )
+            frame.extras["stamp_ns"] = stamp
+            try:
+                frame.validate()
+            except FrameError as exc:
+                raise DatasetError(f"{path}: {exc}") from None
+            frames.append(frame)
+        stats.frames = len(frames)
+    finally:
+        reader.close()
+
+    names = sorted(class_names if class_names is not None else meta.get("class_names", []))
+    test_stamps = set(meta.get("test_stamps_ns", []))
+    test_indices = [i for i, f in enumerate(frames) if f.extras["stamp_ns"] in test_stamps]
+    dataset = SceneDataset(
+        name=name or meta.get("name") or path.stem,
+        frames=frames,
+        class_names=names,
+        test_indices=test_indices,
+        test_held_out=bool(meta.get("test_held_out", True)),
+        metadata={
+            "stats": stats,
+            "pose_source": source,
+            "image_topic": img_topic,
+            "depth_topic": dep_topic,
+            "format": "rosbag2",
+        },
+    )
+    return dataset
