@@ -105,6 +105,9 @@ class SyntheticTeacherConfig:
     """Weight of the token's mean colour (randomly projected) against its class vector in DINO tokens."""
     seed: int = 0
     """Seed of the synthetic text space and of the per-view confusions."""
+    class_names: tuple[str, ...] = ()
+    """Sorted class names of the scene whose ground-truth label maps feed the synthetic teacher (the
+    ROS node receives those maps on its `labels` topic, stamped like the images)."""
 
 
 @dataclass
