@@ -1,0 +1,100 @@
+import io
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from ovs3d_ros.core.image_codec import (
+    ImageDecodeError,
+    decode_compressed,
+    decode_depth,
+    decode_image,
+    decode_mono8,
+    encode_depth,
+    encode_rgb8,
+)
+
+RNG = np.random.default_rng(0)
+RGB = RNG.integers(0, 256, size=(5, 7, 3), dtype=np.uint8)
+
+
+def padded(rows: np.ndarray, step: int) -> bytes:
+    """Rows of bytes padded to ``step`` (as drivers with aligned rows write them)."""
+    h = rows.shape[0]
+    flat = rows.reshape(h, -1)
+    out = np.zeros((h, step), np.uint8)
+    out[:, : flat.shape[1]] = flat
+    return out.tobytes()
+
+
+@pytest.mark.parametrize(
+    "encoding, pixels",
+    [
+        ("rgb8", RGB),
+        ("bgr8", RGB[:, :, ::-1]),
+        ("rgba8", np.concatenate([RGB, np.full((5, 7, 1), 9, np.uint8)], axis=2)),
+        ("bgra8", np.concatenate([RGB[:, :, ::-1], np.full((5, 7, 1), 9, np.uint8)], axis=2)),
+    ],
+)
+def test_colour_encodings_with_and_without_row_padding(encoding, pixels):
+    ch = pixels.shape[2]
+    for step in (7 * ch, 7 * ch + 5):
+        out = decode_image(encoding, 5, 7, step, padded(pixels, step))
+        assert out.dtype == np.uint8 and out.shape == (5, 7, 3)
+        np.testing.assert_array_equal(out, RGB)
+
+
+def test_mono8_and_numpy_payload():
+    grey = RGB[:, :, 0]
+    out = decode_image("mono8", 5, 7, 7, np.frombuffer(grey.tobytes(), np.uint8))  # rosbags gives arrays
+    np.testing.assert_array_equal(out, np.repeat(grey[..., None], 3, axis=2))
+    np.testing.assert_array_equal(decode_mono8(5, 7, 8, padded(grey, 8)), grey)
+
+
+def test_depth_encodings():
+    mm = RNG.integers(0, 9000, size=(4, 6)).astype(np.uint16)
+    out = decode_image("16UC1", 4, 6, 12, mm.astype("<u2").tobytes())
+    assert out.dtype == np.float32
+    np.testing.assert_allclose(out, mm / 1000.0, rtol=1e-6)
+    np.testing.assert_allclose(
+        decode_depth("16UC1", 4, 6, 12, mm.astype(">u2").tobytes(), is_bigendian=1), mm / 1000.0, rtol=1e-6
+    )
+    metres = RNG.random((4, 6)).astype(np.float32) * 5
+    np.testing.assert_array_equal(decode_depth("32FC1", 4, 6, 24, metres.tobytes()), metres)
+    enc, step, data = encode_depth(metres, "32FC1")
+    np.testing.assert_array_equal(decode_depth(enc, 4, 6, step, data), metres)
+    enc, step, data = encode_depth(metres, "16UC1")
+    np.testing.assert_allclose(decode_depth(enc, 4, 6, step, data), metres, atol=5e-4)
+    enc, step, data = encode_rgb8(RGB)
+    np.testing.assert_array_equal(decode_image(enc, 5, 7, step, data), RGB)
+
+
+def test_bad_payloads_raise_clear_errors():
+    with pytest.raises(ImageDecodeError, match="unsupported image encoding 'yuv422'"):
+        decode_image("yuv422", 5, 7, 14, b"\0" * 70)
+    with pytest.raises(ImageDecodeError, match="empty data"):
+        decode_image("rgb8", 5, 7, 21, b"")
+    with pytest.raises(ImageDecodeError, match="step 20 is smaller"):
+        decode_image("rgb8", 5, 7, 20, b"\0" * 100)
+    with pytest.raises(ImageDecodeError, match="needs 105 bytes, got 104"):
+        decode_image("rgb8", 5, 7, 21, b"\0" * 104)
+    with pytest.raises(ImageDecodeError, match="needs 105 bytes, got 106"):
+        decode_image("rgb8", 5, 7, 21, b"\0" * 106)
+    with pytest.raises(ImageDecodeError, match="invalid size"):
+        decode_image("rgb8", 0, 7, 21, b"\0")
+    with pytest.raises(ImageDecodeError, match="unsupported depth encoding"):
+        decode_depth("rgb8", 5, 7, 21, b"\0" * 105)
+
+
+def test_compressed_png_jpeg_and_garbage():
+    buf = io.BytesIO()
+    Image.fromarray(RGB).save(buf, format="PNG")
+    np.testing.assert_array_equal(decode_compressed("png", buf.getvalue()), RGB)
+    buf = io.BytesIO()
+    Image.fromarray(np.full((8, 8, 3), 120, np.uint8)).save(buf, format="JPEG", quality=95)
+    out = decode_compressed("rgb8; jpeg compressed bgr8", np.frombuffer(buf.getvalue(), np.uint8))
+    assert out.shape == (8, 8, 3) and abs(int(out.mean()) - 120) <= 2
+    with pytest.raises(ImageDecodeError, match="cannot decode"):
+        decode_compressed("jpeg", b"definitely not a jpeg")
+    with pytest.raises(ImageDecodeError, match="empty"):
+        decode_compressed("jpeg", b"")
