@@ -297,7 +297,7 @@ class ClipTeacher(Teacher):
     def patch_features(self, image: np.ndarray, boxes: list[np.ndarray]) -> torch.Tensor:
         """Teacher-resolution image (h, w, 3) uint8 and per-scale boxes -> (S, D, h, w) float32 unit."""
         h, w = image.shape[:2]
-        img = torch.from_numpy(np.ascontiguousarray(image)).to(self.device).permute(2, 0, 1).float()
+        img = torch.tensor(image, device=self.device).permute(2, 0, 1).float()
         all_boxes = torch.from_numpy(np.concatenate(boxes)).to(self.device)
         scale_of = torch.cat([torch.full((len(b),), s, dtype=torch.int64) for s, b in enumerate(boxes)])
         scale_of = scale_of.to(self.device)

@@ -62,7 +62,7 @@ class DinoTeacher:
         if rgb.ndim != 3 or rgb.shape[2] != 3 or rgb.dtype != np.uint8:
             raise TeacherError(f"DINO input must be HxWx3 uint8, got {rgb.shape} {rgb.dtype}")
         w, h = self.input_size(rgb.shape[1], rgb.shape[0])
-        x = torch.from_numpy(np.ascontiguousarray(rgb)).to(self.device).permute(2, 0, 1)[None].float()
+        x = torch.tensor(rgb, device=self.device).permute(2, 0, 1)[None].float()
         x = F.interpolate(x / 255.0, size=(h, w), mode="bilinear", align_corners=False, antialias=True)
         x = ((x - self._mean) / self._std).to(self.dtype)
         (last,) = self.model.forward_intermediates(x, indices=1, norm=False, output_fmt="NCHW",
