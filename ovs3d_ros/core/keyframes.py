@@ -1,0 +1,289 @@
+"""Keyframes: selection by pose novelty and sharpness, bounded capacity, coverage-keeping replacement,
+and ray sampling for the trainer (recent keyframes favoured, the whole buffer always in play).
+
+Teacher features are computed once, by the caller, when a keyframe is inserted, and stored with it in
+fp16. Every keyframe holds out a regular pixel lattice (every ``holdout_every``-th row and column) that
+is never trained on; ``holdout_batch`` samples it for an honest running PSNR.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+import threading
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import torch
+from scipy import ndimage
+
+from ovs3d_ros.config import KeyframeConfig
+from ovs3d_ros.core.camera import generate_rays
+from ovs3d_ros.core.frame import Frame, Intrinsics
+
+
+class KeyframeError(ValueError):
+    """Bad keyframe input or state (the message names the field)."""
+
+
+def sharpness(rgb: np.ndarray) -> float:
+    """Variance of the Laplacian of the grey image (0-255 scale); low = blurry."""
+    grey = rgb.astype(np.float32) @ np.array([0.299, 0.587, 0.114], dtype=np.float32)
+    return float(ndimage.laplace(grey).var())
+
+
+def rotation_angle_deg(r_a: np.ndarray, r_b: np.ndarray) -> float:
+    """Angle of the relative rotation between two 3x3 rotation matrices, degrees."""
+    cos = (np.trace(r_a.T @ r_b) - 1.0) / 2.0
+    return math.degrees(math.acos(float(np.clip(cos, -1.0, 1.0))))
+
+
+@dataclass
+class Keyframe:
+    uid: int                           # insertion number, monotonic over the buffer's life
+    rgb: torch.Tensor                  # (H, W, 3) uint8
+    depth: torch.Tensor | None         # (H, W) float32 metres, 0 = none
+    pose: np.ndarray                   # (4, 4) float64 camera-to-world (optical)
+    intrinsics: Intrinsics
+    clip: torch.Tensor | None = None   # (S, D, h, w) fp16 unit teacher features
+    dino: torch.Tensor | None = None   # (Ht, Wt, Cd) fp16
+    sharpness: float = 0.0
+    stamp: float = 0.0
+
+    def nbytes(self) -> int:
+        tensors = [self.rgb, self.depth, self.clip, self.dino]
+        return int(sum(t.numel() * t.element_size() for t in tensors if t is not None))
+
+
+@dataclass
+class RayBatch:
+    origins: torch.Tensor              # (n, 3)
+    directions: torch.Tensor           # (n, 3), camera z = 1
+    rgb: torch.Tensor                  # (n, 3) float in [0, 1]
+    depth: torch.Tensor                # (n,) metres, 0 = no measurement
+    keyframe_uids: torch.Tensor        # (n,) long, Keyframe.uid of each ray
+    pixels: torch.Tensor               # (n, 2) long (u, v)
+    clip_targets: torch.Tensor | None = None  # (k, S, D) float32 for the FIRST k rays (k = feature_rays)
+
+    def __len__(self) -> int:
+        return int(self.origins.shape[0])
+
+
+class KeyframeBuffer:
+    """Thread-safe keyframe store. ``should_insert`` then ``insert`` (teacher features in between)."""
+
+    def __init__(self, cfg: KeyframeConfig, device: str | torch.device = "cpu"):
+        if cfg.capacity < 2:
+            raise KeyframeError(f"keyframes.capacity must be >= 2, got {cfg.capacity}")
+        if not 0.0 <= cfg.recent_ray_fraction <= 1.0:
+            raise KeyframeError(f"keyframes.recent_ray_fraction must be in [0, 1], got {cfg.recent_ray_fraction}")
+        if cfg.holdout_every < 0 or cfg.holdout_every == 1:
+            raise KeyframeError(f"keyframes.holdout_every must be 0 (off) or >= 2, got {cfg.holdout_every}")
+        self.cfg = cfg
+        self.device = torch.device(device)
+        self.keyframes: list[Keyframe] = []  # oldest first
+        self.next_uid = 0
+        self.evicted = 0
+        self._lock = threading.RLock()
+
+    def __len__(self) -> int:
+        return len(self.keyframes)
+
+    # ------------------------------------------------------------------ selection
+    def should_insert(self, frame: Frame) -> tuple[bool, str]:
+        """(decision, reason). Novel when, against every kept keyframe, it moved or turned enough."""
+        if self.cfg.min_sharpness > 0:
+            s = sharpness(frame.rgb)
+            if s < self.cfg.min_sharpness:
+                return False, f"blurry (sharpness {s:.1f} < {self.cfg.min_sharpness})"
+        pose = np.asarray(frame.pose, dtype=np.float64)
+        with self._lock:
+            for kf in self.keyframes:
+                moved = float(np.linalg.norm(pose[:3, 3] - kf.pose[:3, 3]))
+                turned = rotation_angle_deg(pose[:3, :3], kf.pose[:3, :3])
+                if moved < self.cfg.min_translation_m and turned < self.cfg.min_rotation_deg:
+                    return False, f"too close to keyframe {kf.uid} ({moved:.2f} m, {turned:.1f} deg)"
+        return True, "novel"
+
+    def _pose_distance(self, a: Keyframe, b: Keyframe) -> float:
+        """Translation plus rotation, the rotation in metres via the two selection thresholds' ratio."""
+        metres_per_deg = self.cfg.min_translation_m / max(self.cfg.min_rotation_deg, 1e-6)
+        return float(np.linalg.norm(a.pose[:3, 3] - b.pose[:3, 3])) \
+            + metres_per_deg * rotation_angle_deg(a.pose[:3, :3], b.pose[:3, :3])
+
+    def _most_redundant(self) -> int:
+        """Index of the keyframe closest to its nearest neighbour in pose space, never the newest."""
+        best, best_dist = 0, math.inf
+        for i, kf in enumerate(self.keyframes[:-1]):
+            nearest = min(self._pose_distance(kf, other) for j, other in enumerate(self.keyframes) if j != i)
+            if nearest < best_dist:
+                best, best_dist = i, nearest
+        return best
+
+    def insert(self, frame: Frame, clip: torch.Tensor | None = None, dino: torch.Tensor | None = None) -> Keyframe:
+        """Store ``frame`` (validated by the caller) with its teacher features; evict if over capacity."""
+        depth = None
+        if frame.depth is not None:
+            d = np.nan_to_num(frame.depth.astype(np.float32), nan=0.0, posinf=0.0, neginf=0.0)
+            depth = torch.from_numpy(np.clip(d, 0.0, None)).to(self.device)
+        if clip is not None and clip.ndim != 4:
+            raise KeyframeError(f"teacher clip features must be (S, D, h, w), got {tuple(clip.shape)}")
+        with self._lock:
+            kf = Keyframe(uid=self.next_uid, rgb=torch.from_numpy(np.ascontiguousarray(frame.rgb)).to(self.device),
+                          depth=depth, pose=np.asarray(frame.pose, dtype=np.float64).copy(),
+                          intrinsics=frame.intrinsics,
+                          clip=None if clip is None else clip.to(self.device, torch.float16),
+                          dino=None if dino is None else dino.to(self.device, torch.float16),
+                          sharpness=sharpness(frame.rgb) if self.cfg.min_sharpness > 0 else 0.0,
+                          stamp=float(frame.stamp))
+            self.next_uid += 1
+            self.keyframes.append(kf)
+            if len(self.keyframes) > self.cfg.capacity:
+                self.keyframes.pop(self._most_redundant())
+                self.evicted += 1
+            return kf
+
+    # ------------------------------------------------------------------ memory
+    def nbytes(self) -> int:
+        with self._lock:
+            return sum(kf.nbytes() for kf in self.keyframes)
+
+    def has_features(self) -> bool:
+        with self._lock:
+            return any(kf.clip is not None for kf in self.keyframes)
+
+    # ------------------------------------------------------------------ ray sampling
+    def _is_holdout(self, u: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
+        h = self.cfg.holdout_every
+        if h == 0:
+            return torch.zeros_like(u, dtype=torch.bool)
+        return (u % h == 0) & (v % h == 0)
+
+    def _choose_keyframes(self, n: int, generator: torch.Generator) -> torch.Tensor:
+        count = len(self.keyframes)
+        n_recent = int(round(n * self.cfg.recent_ray_fraction)) if count > self.cfg.recent_count else 0
+        recent = torch.randint(count - self.cfg.recent_count, count, (n_recent,), generator=generator) \
+            if n_recent else torch.zeros(0, dtype=torch.long)
+        anywhere = torch.randint(0, count, (n - n_recent,), generator=generator)
+        chosen = torch.cat((recent, anywhere))
+        return chosen[torch.randperm(n, generator=generator)]
+
+    def sample(self, n: int, generator: torch.Generator, feature_rays: int = 0) -> RayBatch:
+        """``n`` training rays (never held-out pixels); CLIP targets for the first ``feature_rays`` rays
+        when every keyframe drawn for them has teacher features."""
+        return self._sample(n, generator, feature_rays, holdout=False)
+
+    def holdout_batch(self, n: int, generator: torch.Generator) -> RayBatch:
+        """``n`` rays on held-out pixels of random keyframes (for the running PSNR)."""
+        if self.cfg.holdout_every == 0:
+            raise KeyframeError("keyframes.holdout_every is 0: no held-out pixels")
+        return self._sample(n, generator, 0, holdout=True)
+
+    def _sample(self, n: int, generator: torch.Generator, feature_rays: int, holdout: bool) -> RayBatch:
+        if n <= 0:
+            raise KeyframeError(f"ray count must be positive, got {n}")
+        with self._lock:
+            if not self.keyframes:
+                raise KeyframeError("the keyframe buffer is empty")
+            slots = self._choose_keyframes(n, generator)
+            pixels = torch.zeros(n, 2, dtype=torch.long)
+            rgb = torch.zeros(n, 3, device=self.device)
+            depth = torch.zeros(n, device=self.device)
+            uids = torch.zeros(n, dtype=torch.long)
+            k = min(feature_rays, n)
+            want_features = k > 0 and all(self.keyframes[int(s)].clip is not None for s in slots[:k].unique())
+            clip_targets = None
+            used = slots.unique()
+            for slot in used.tolist():
+                kf = self.keyframes[slot]
+                rows = (slots == slot).nonzero().squeeze(1)
+                m = rows.numel()
+                w, h = kf.intrinsics.width, kf.intrinsics.height
+                if holdout:
+                    step = self.cfg.holdout_every
+                    u = torch.randint(0, (w + step - 1) // step, (m,), generator=generator) * step
+                    v = torch.randint(0, (h + step - 1) // step, (m,), generator=generator) * step
+                else:
+                    u = torch.randint(0, w, (m,), generator=generator)
+                    v = torch.randint(0, h, (m,), generator=generator)
+                    # a held-out pixel moves to its right neighbour (left at the image edge)
+                    shift = torch.where(u + 1 < w, 1, -1)
+                    u = torch.where(self._is_holdout(u, v), u + shift, u)
+                pixels[rows, 0], pixels[rows, 1] = u, v
+                uids[rows] = kf.uid
+                dev_u, dev_v, dev_rows = u.to(self.device), v.to(self.device), rows.to(self.device)
+                rgb[dev_rows] = kf.rgb[dev_v, dev_u].float() / 255.0
+                if kf.depth is not None:
+                    depth[dev_rows] = kf.depth[dev_v, dev_u]
+                if want_features:
+                    feat_rows = rows < k
+                    if bool(feat_rows.any()):
+                        targets = _bilinear_features(kf.clip, u[feat_rows], v[feat_rows], w, h)
+                        if clip_targets is None:
+                            clip_targets = torch.zeros(k, *targets.shape[1:], device=self.device)
+                        clip_targets[rows[feat_rows].to(self.device)] = targets
+            poses = torch.as_tensor(np.stack([self.keyframes[s].pose for s in used.tolist()]), dtype=torch.float32)
+            intr = [self.keyframes[s].intrinsics for s in used.tolist()]
+            camera_index = torch.searchsorted(used, slots)
+        origins, directions = generate_rays(intr, poses, pixels, camera_indices=camera_index, device=self.device)
+        return RayBatch(origins=origins, directions=directions, rgb=rgb, depth=depth, keyframe_uids=uids,
+                        pixels=pixels, clip_targets=clip_targets)
+
+    # ------------------------------------------------------------------ checkpoint
+    def state_dict(self) -> dict[str, Any]:
+        with self._lock:
+            frames = []
+            for kf in self.keyframes:
+                frames.append({
+                    "uid": kf.uid, "rgb": kf.rgb.cpu(), "depth": None if kf.depth is None else kf.depth.cpu(),
+                    "pose": torch.from_numpy(kf.pose.copy()),
+                    "intrinsics": {k: (list(v) if isinstance(v, tuple) else v)
+                                   for k, v in dataclasses.asdict(kf.intrinsics).items()},
+                    "clip": None if kf.clip is None else kf.clip.cpu(),
+                    "dino": None if kf.dino is None else kf.dino.cpu(),
+                    "sharpness": kf.sharpness, "stamp": kf.stamp,
+                })
+            return {"keyframes": frames, "next_uid": self.next_uid, "evicted": self.evicted}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        try:
+            frames = []
+            for d in state["keyframes"]:
+                intr = dict(d["intrinsics"])
+                intr["distortion"] = tuple(intr.get("distortion", ()))
+                frames.append(Keyframe(
+                    uid=int(d["uid"]), rgb=d["rgb"].to(self.device, torch.uint8),
+                    depth=None if d["depth"] is None else d["depth"].to(self.device, torch.float32),
+                    pose=d["pose"].numpy().astype(np.float64), intrinsics=Intrinsics(**intr),
+                    clip=None if d["clip"] is None else d["clip"].to(self.device, torch.float16),
+                    dino=None if d["dino"] is None else d["dino"].to(self.device, torch.float16),
+                    sharpness=float(d["sharpness"]), stamp=float(d["stamp"])))
+            next_uid, evicted = int(state["next_uid"]), int(state["evicted"])
+        except (KeyError, TypeError, AttributeError, ValueError) as exc:
+            raise KeyframeError(f"keyframe state is malformed: {exc!r}") from exc
+        with self._lock:
+            self.keyframes, self.next_uid, self.evicted = frames, next_uid, evicted
+
+
+def _bilinear_features(clip: torch.Tensor, u: torch.Tensor, v: torch.Tensor, width: int, height: int) -> torch.Tensor:
+    """(S, D, h, w) feature map sampled bilinearly at full-res pixel centres -> (m, S, D) float32.
+
+    Same as ``grid_sample(align_corners=False, padding_mode='border')`` but gathers only the 4
+    neighbouring fp16 columns per ray instead of converting the whole map to float32.
+    """
+    s, d, fh, fw = clip.shape
+    device = clip.device
+    x = ((u.to(device).float() + 0.5) * fw / width - 0.5).clamp(0.0, fw - 1)
+    y = ((v.to(device).float() + 0.5) * fh / height - 0.5).clamp(0.0, fh - 1)
+    x0, y0 = x.floor().long(), y.floor().long()
+    x1, y1 = (x0 + 1).clamp(max=fw - 1), (y0 + 1).clamp(max=fh - 1)
+    wx, wy = x - x0, y - y0
+    flat = clip.reshape(s * d, fh * fw)
+
+    def col(yy: torch.Tensor, xx: torch.Tensor) -> torch.Tensor:
+        return flat[:, yy * fw + xx].float()
+
+    out = (col(y0, x0) * ((1 - wx) * (1 - wy)) + col(y0, x1) * (wx * (1 - wy))
+           + col(y1, x0) * ((1 - wx) * wy) + col(y1, x1) * (wx * wy))
+    return out.reshape(s, d, -1).permute(2, 0, 1).contiguous()
