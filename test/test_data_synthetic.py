@@ -119,3 +119,19 @@ def test_bad_arguments():
         SyntheticScene("castle")
     with pytest.raises(ValueError, match="image size"):
         intrinsics_for(0, 10)
+
+
+def test_generate_writes_all_three_formats_and_preview(tmp_path):
+    from PIL import Image
+
+    from ovs3d_ros.data import generate, load_dataset
+    from ovs3d_ros.data.preview import preview
+
+    ds = generate("clutter", str(tmp_path / "gen"), n_train=3, n_test=1, width=24, height=18, seed=4)
+    for sub in ("3dovs", "nerfstudio", "rosbag"):
+        back = load_dataset(tmp_path / "gen" / sub)
+        assert back.class_names == ds.class_names and back.test_indices == [3]
+        np.testing.assert_array_equal(back.frames[3].labels, ds.frames[3].labels)
+    out = preview("room", tmp_path / "p.png", n_views=2, width=32, height=24)
+    with Image.open(out) as img:
+        assert img.size[0] == 3 * 32 and img.size[1] > 2 * 24

@@ -75,8 +75,8 @@ class BagStats:
 class PoseTrack:
     """Poses of one frame over time; ``at(t)`` interpolates between the samples around ``t``.
 
-    A stamp gets a pose when some sample is within ``tolerance_ns``; between two samples no
-    farther apart than ``max_gap_ns`` it is interpolated (translation linear, rotation slerp).
+    Between two samples no farther apart than ``max_gap_ns`` a stamp is interpolated (translation
+    linear, rotation slerp, like tf2); elsewhere the nearest sample within ``tolerance_ns`` is used.
     """
 
     def __init__(self) -> None:
@@ -101,23 +101,23 @@ class PoseTrack:
             self._sorted = True
 
     def at(self, stamp: int, tolerance_ns: int, max_gap_ns: int | None = None) -> np.ndarray | None:
+        """Pose at ``stamp``: interpolated between the samples around it when they are at most
+        ``max_gap_ns`` apart (default 2 x tolerance), else the nearest sample within ``tolerance_ns``."""
         self._sort()
         if not self._stamps:
             return None
+        max_gap = 2 * tolerance_ns if max_gap_ns is None else max_gap_ns
         i = bisect_left(self._stamps, stamp)
         if i < len(self._stamps) and self._stamps[i] == stamp:
             return self._poses[i]
-        before = i - 1 if i > 0 else None
-        after = i if i < len(self._stamps) else None
-        gaps = [abs(stamp - self._stamps[j]) for j in (before, after) if j is not None]
-        if min(gaps) > tolerance_ns:
-            return None
-        if before is None or after is None:
-            return self._poses[before if after is None else after]
-        t0, t1 = self._stamps[before], self._stamps[after]
-        if max_gap_ns is not None and t1 - t0 > max_gap_ns:
-            return self._poses[before if stamp - t0 <= t1 - stamp else after]
-        return interpolate_pose(self._poses[before], self._poses[after], (stamp - t0) / (t1 - t0))
+        if 0 < i < len(self._stamps):
+            t0, t1 = self._stamps[i - 1], self._stamps[i]
+            if t1 - t0 <= max_gap:
+                return interpolate_pose(self._poses[i - 1], self._poses[i], (stamp - t0) / (t1 - t0))
+        near = min(
+            (j for j in (i - 1, i) if 0 <= j < len(self._stamps)), key=lambda j: abs(self._stamps[j] - stamp)
+        )
+        return self._poses[near] if abs(self._stamps[near] - stamp) <= tolerance_ns else None
 
 
 def interpolate_pose(a: np.ndarray, b: np.ndarray, alpha: float) -> np.ndarray:
