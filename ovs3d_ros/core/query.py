@@ -196,11 +196,12 @@ def to_cloud_labels(labels: torch.Tensor) -> np.ndarray:
 
 
 def _render_lock(trainer):
-    """The trainer's lock (held by one training step at a time), or nothing for a bare trainer."""
+    """Exclusive use of the trainer between steps (``Trainer.exclusive``: the training loop lets a
+    waiting query in after the step in flight), or nothing for an object without one."""
     import contextlib
 
-    lock = getattr(trainer, "lock", None)
-    return lock if lock is not None else contextlib.nullcontext()
+    exclusive = getattr(trainer, "exclusive", None)
+    return exclusive() if exclusive is not None else contextlib.nullcontext()
 
 
 def teacher_id(teacher, cfg) -> str:
@@ -303,9 +304,11 @@ class Segmenter:
                 raise QueryError("cannot refine: no keyframe has teacher (CLIP) features yet")
             collect_s = time.perf_counter() - start
             head = RefineHead(text.shape[1], q.refine_hidden_dim).to(self.trainer.device)
+            # The budget covers rendering the refine set too; when that alone ate it (a slow CPU),
+            # the burst still gets a quarter of the budget rather than caching an untrained head.
             stats = train_refine_head(head, data, text, self.cfg.semantic, q,
                                       max_steps=q.refine_max_steps if max_steps is None else max_steps,
-                                      max_time_s=max(budget - collect_s, 0.0), generator=gen)
+                                      max_time_s=max(budget - collect_s, 0.25 * budget), generator=gen)
             head.eval()
             for p in head.parameters():
                 p.requires_grad_(False)

@@ -255,12 +255,13 @@ def _subset(batch, keep: torch.Tensor):
 
 
 @torch.no_grad()
-def surface_points(trainer, max_points: int, render_side: int = 160) -> tuple[np.ndarray, np.ndarray]:
-    """World points on the learned surface with colours: (xyz (N,3) float32, rgb (N,3) uint8).
+def surface_points(trainer, max_points: int, render_side: int = 64) -> tuple[np.ndarray, np.ndarray]:
+    """World points on the observed surface with colours: (xyz (N,3) float32, rgb (N,3) uint8).
 
-    Uses ``core/surface.py`` when present; else back-projects each keyframe's depth (sensor depth
-    where measured, else depth rendered at ``render_side``) through its pixels, keeping pixels the
-    field finds opaque, coloured by the keyframe image.
+    Uses ``core/surface.py`` when it provides ``surface_points``; else back-projects each keyframe's
+    depth through its pixels: the sensor depth where the keyframe has one (free, and exactly the
+    surface the robot saw), else depth rendered at ``render_side`` pixels keeping opaque pixels.
+    Colours come from the keyframe images; at most ``max_points`` points, spread over keyframes.
     """
     try:
         from ovs3d_ros.core import surface as surface_mod
@@ -277,19 +278,27 @@ def surface_points(trainer, max_points: int, render_side: int = 160) -> tuple[np
     xyz_all, rgb_all = [], []
     for kf in keyframes:
         intr = kf.intrinsics
-        scale = min(1.0, render_side / max(intr.width, intr.height))
-        small = intr.scaled(max(1, round(intr.width * scale)), max(1, round(intr.height * scale)))
-        rendered = render_image(trainer.field, small, kf.pose, SamplingSettings.for_rendering(trainer.cfg),
-                                occupancy=getattr(trainer, "occupancy", None), semantics=False)
-        depth = rendered["depth"].cpu().numpy().reshape(-1)
-        ok = rendered["opacity"].cpu().numpy().reshape(-1) > 0.5
-        pix = pixel_grid(small.width, small.height)
-        pts_cam = camera_directions(small, pix) * depth[:, None]
-        pts = pts_cam @ kf.pose[:3, :3].T + kf.pose[:3, 3]
         full = kf.rgb.cpu().numpy()
-        u = np.clip(((pix[:, 0] + 0.5) / scale).astype(np.int64), 0, intr.width - 1)
-        v = np.clip(((pix[:, 1] + 0.5) / scale).astype(np.int64), 0, intr.height - 1)
-        colours = full[v, u]
+        if kf.depth is not None and bool((kf.depth > 0).any()):
+            pix = pixel_grid(intr.width, intr.height)
+            depth = kf.depth.cpu().numpy().reshape(-1).astype(np.float64)
+            ok = np.isfinite(depth) & (depth > 0)
+            cam = camera_directions(intr, pix) * depth[:, None]
+            colours = full.reshape(-1, 3)
+        else:
+            scale = min(1.0, render_side / max(intr.width, intr.height))
+            small = intr.scaled(max(1, round(intr.width * scale)), max(1, round(intr.height * scale)))
+            settings = SamplingSettings.for_rendering(trainer.cfg)
+            rendered = render_image(trainer.field, small, kf.pose, settings,
+                                    occupancy=getattr(trainer, "occupancy", None), semantics=False)
+            depth = rendered["depth"].cpu().numpy().reshape(-1).astype(np.float64)
+            ok = rendered["opacity"].cpu().numpy().reshape(-1) > 0.5
+            pix = pixel_grid(small.width, small.height)
+            cam = camera_directions(small, pix) * depth[:, None]
+            u = np.clip(((pix[:, 0] + 0.5) / scale).astype(np.int64), 0, intr.width - 1)
+            v = np.clip(((pix[:, 1] + 0.5) / scale).astype(np.int64), 0, intr.height - 1)
+            colours = full[v, u]
+        pts = cam @ kf.pose[:3, :3].T + kf.pose[:3, 3]
         idx = np.flatnonzero(ok)
         if len(idx) > per_kf:
             idx = idx[np.linspace(0, len(idx) - 1, per_kf).astype(np.int64)]
