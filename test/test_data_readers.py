@@ -210,3 +210,12 @@ def test_rosbag_bad_options_name_the_problem(scene, tmp_path):
     (tmp_path / "junk.mcap").write_bytes(b"garbage")
     with pytest.raises(DatasetError, match="junk.mcap: cannot open as rosbag2"):
         load_dataset(tmp_path / "junk.mcap")
+
+
+def test_rosbag_tf_only_bag_is_read_with_auto_pose_source(scene, tmp_path):
+    bag = write_rosbag(scene, tmp_path / "bag", pose_outputs=("tf",))
+    back = load_dataset(bag)
+    assert back.metadata["pose_source"] == "tf"
+    assert_same_frames(scene.frames, back.frames)
+    with pytest.raises(DatasetError, match="no pose topic of type"):
+        load_dataset(bag, pose_source="pose")

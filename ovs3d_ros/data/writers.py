@@ -177,11 +177,13 @@ def write_rosbag(
     camera_frame: str = "camera_color_optical_frame",
     start_s: int = 1_700_000_000,
     camera_in_body: tuple[float, ...] = CAMERA_IN_BODY_XYZ_QUAT,
+    pose_outputs: tuple[str, ...] = ("pose", "odometry", "tf"),
 ) -> Path:
     """A rosbag2 (``storage`` 'sqlite3' or 'mcap') with Image rgb8, CameraInfo, depth (32FC1 on
     ``/camera/depth/image_raw``, 16UC1 mm on ``..._mm``), mono8 labels, PoseStamped of the camera in
     ``world_frame``, Odometry of ``base_frame``, /tf (world -> base) and /tf_static (base -> camera),
-    and a JSON String with the class names and test-view stamps. Stamps at ``rate_hz``."""
+    and a JSON String with the class names and test-view stamps. Stamps at ``rate_hz``.
+    ``pose_outputs`` picks which of the pose forms ('pose', 'odometry', 'tf') are written."""
     from rosbags.rosbag2 import StoragePlugin, Writer
 
     from ovs3d_ros.data.rosbag import default_typestore
@@ -189,6 +191,9 @@ def write_rosbag(
     plugins = {"sqlite3": StoragePlugin.SQLITE3, "mcap": StoragePlugin.MCAP}
     if storage not in plugins:
         raise DatasetError(f"unknown rosbag2 storage '{storage}' (use sqlite3 or mcap)")
+    unknown = set(pose_outputs) - {"pose", "odometry", "tf"}
+    if unknown:
+        raise DatasetError(f"unknown pose outputs {sorted(unknown)} (use pose, odometry, tf)")
     for enc in depth_encodings:
         if enc not in ("32FC1", "16UC1"):
             raise DatasetError(f"unknown depth encoding '{enc}' (use 32FC1 and/or 16UC1)")
@@ -247,6 +252,11 @@ def write_rosbag(
             return conns[key]
 
         def write(key: str, topic: str, msgtype: str, stamp_ns: int, msg) -> None:
+            if (
+                key in ("pose", "odometry", "tf", "tf_static")
+                and key.removesuffix("_static") not in pose_outputs
+            ):
+                return
             writer.write(conn(key, topic, msgtype), stamp_ns, ts.serialize_cdr(msg, msgtype))
 
         meta = {
