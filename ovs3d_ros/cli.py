@@ -45,9 +45,11 @@ def build_config(config_path: str | None, sets: list[str] | None, teacher: str |
             raise CliError(f"--set expects key=value, got {item!r}")
         key, value = item.split("=", 1)
         try:
-            flat[key.strip()] = yaml.safe_load(value)
-        except yaml.YAMLError as exc:
-            raise CliError(f"--set {key}: cannot parse value {value!r}: {exc}") from None
+            parsed = yaml.safe_load(value)
+        except yaml.YAMLError:
+            parsed = value
+        # no leaf of the config is a mapping: '{"depth": 2}' is a JSON string field (arch_overrides)
+        flat[key.strip()] = value if isinstance(parsed, dict) else parsed
     if teacher:
         flat["teacher.kind"] = teacher
     return apply_flat(cfg, flat) if flat else cfg
