@@ -98,6 +98,16 @@ def _intersect_sphere(o, d, center, radius):
     return t, (p - center) / radius
 
 
+def _bounding_sphere(prim: Primitive) -> tuple[np.ndarray, float]:
+    c = np.asarray(prim.center, dtype=np.float64)
+    if prim.kind == "sphere":
+        return c, prim.size[0]
+    if prim.kind == "box":
+        return c, float(np.linalg.norm(prim.size))
+    radius, height = prim.size[0], prim.size[1]  # cylinder / cone: base centre + height
+    return c + np.array([0.0, 0.0, height / 2]), float(np.hypot(radius, height / 2))
+
+
 def _rows_times(x: np.ndarray, m: np.ndarray) -> np.ndarray:
     """``x @ m`` for (N,3) x (3,K) as three broadcast multiply-adds: a BLAS call for such thin
     products is slower and, with several processes on few cores, can be 10x slower still."""
@@ -442,22 +452,33 @@ class SyntheticScene:
         best_t = t_room
         best_n = n_room
         best_obj = np.full(n, -1)
+        dd = np.einsum("ij,ij->i", d, d)
         for i, prim in enumerate(self.objects):
             c = np.asarray(prim.center, dtype=np.float64)
+            # only rays that pass through the bounding sphere are intersected exactly (most miss)
+            b_centre, b_radius = _bounding_sphere(prim)
+            oc = b_centre - o
+            along = np.einsum("ij,ij->i", oc, d)
+            miss_dist2 = np.einsum("ij,ij->i", oc, oc) - along * along / dd
+            idx = np.nonzero((miss_dist2 <= b_radius * b_radius) & (along + b_radius * np.sqrt(dd) > 0))[0]
+            if idx.size == 0:
+                continue
+            os, ds = o[idx], d[idx]
             if prim.kind == "sphere":
-                t, nrm = _intersect_sphere(o, d, c, prim.size[0])
+                t, nrm = _intersect_sphere(os, ds, c, prim.size[0])
             elif prim.kind == "box":
-                t, nrm = _intersect_box(o, d, c, prim.size, prim.yaw)
+                t, nrm = _intersect_box(os, ds, c, prim.size, prim.yaw)
             elif prim.kind == "cylinder":
-                t, nrm = _intersect_cylinder(o, d, c, prim.size[0], prim.size[1])
+                t, nrm = _intersect_cylinder(os, ds, c, prim.size[0], prim.size[1])
             elif prim.kind == "cone":
-                t, nrm = _intersect_cone(o, d, c, prim.size[0], prim.size[1])
+                t, nrm = _intersect_cone(os, ds, c, prim.size[0], prim.size[1])
             else:
                 raise ValueError(f"unknown primitive kind '{prim.kind}'")
-            closer = t < best_t
-            best_t = np.where(closer, t, best_t)
-            best_n = np.where(closer[:, None], nrm, best_n)
-            best_obj = np.where(closer, i, best_obj)
+            closer = t < best_t[idx]
+            hit = idx[closer]
+            best_t[hit] = t[closer]
+            best_n[hit] = nrm[closer]
+            best_obj[hit] = i
 
         points = o + d * best_t[:, None]
         base = np.zeros((n, 3))
