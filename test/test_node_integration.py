@@ -53,7 +53,9 @@ def running_node(scene, ros, tmp_path_factory):
     proc = start_node_process(params, remaps=stream.topics(), log_path=log)
     client = Ovs3dClient(node)
     try:
-        client.wait_ready(executor, timeout_s=90.0)
+        client.wait_ready(executor, timeout_s=90.0, proc=proc)
+        assert stream.wait_for_subscribers(lambda s: spin_for(executor, s),
+                                           names=("image", "camera_info", "pose", "depth", "labels"))
         t0 = 1000.0
         for i in scene.train_indices:
             stream.publish(scene.frames[i], stamp=t0 + 0.2 * i)
@@ -231,7 +233,7 @@ def test_garbage_compressed_images_do_not_kill_a_compressed_node(scene, ros, tmp
                               log_path=tmp_path / "node.log")
     try:
         client = Ovs3dClient(node, node_name="ovs3d_compressed")
-        client.wait_ready(executor, timeout_s=90.0)
+        client.wait_ready(executor, timeout_s=90.0, proc=proc)
         rng = np.random.default_rng(0)
         frame = scene.frames[0]
         for i, fmt in enumerate(["jpeg", "png", "rgb8; jpeg compressed bgr8", "bmp"]):

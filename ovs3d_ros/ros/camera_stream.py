@@ -39,6 +39,19 @@ class CameraStreamPublisher:
                 "depth": self.depth_pub.topic_name, "labels": self.labels_pub.topic_name,
                 "pose": self.pose_pub.topic_name}
 
+    def wait_for_subscribers(self, spin, timeout_s: float = 30.0, names=("image", "camera_info", "pose")) -> bool:
+        """Spin until the receiving node has matched our publishers, so the first frames are not lost."""
+        import time
+
+        pubs = {"image": self.image_pub, "camera_info": self.info_pub, "depth": self.depth_pub,
+                "labels": self.labels_pub, "pose": self.pose_pub}
+        deadline = time.monotonic() + timeout_s
+        while time.monotonic() < deadline:
+            if all(pubs[n].get_subscription_count() > 0 for n in names):
+                return True
+            spin(0.1)
+        return False
+
     def publish(self, frame: Frame, stamp: float) -> None:
         """Pose first: the node matches an image to the pose nearest in time."""
         t = conv.sec_to_stamp(stamp)

@@ -68,10 +68,13 @@ class Ovs3dClient:
     def _on_status(self, msg: TrainingStatus) -> None:
         self.status = msg
 
-    def wait_ready(self, executor, timeout_s: float = 60.0) -> None:
+    def wait_ready(self, executor, timeout_s: float = 60.0, proc: subprocess.Popen | None = None) -> None:
+        """Wait for the query service; fail at once if the node process `proc` exits meanwhile."""
         deadline = time.monotonic() + timeout_s
         while not self.query_client.wait_for_service(timeout_sec=0.5):
             executor.spin_once(timeout_sec=0.1)
+            if proc is not None and proc.poll() is not None:
+                raise RuntimeError(f"the ovs3d node exited with code {proc.returncode} during start-up")
             if time.monotonic() > deadline:
                 raise TimeoutError("the ovs3d node did not come up")
 

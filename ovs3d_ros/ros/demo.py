@@ -49,7 +49,7 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--width", type=int, default=160)
     p.add_argument("--height", type=int, default=120)
     p.add_argument("--frames", type=int, default=36, help="training views streamed")
-    p.add_argument("--rate", type=float, default=6.0, help="camera rate, Hz")
+    p.add_argument("--rate", type=float, default=3.0, help="camera rate, Hz")
     p.add_argument("--train-time", type=float, default=75.0, help="seconds of training after the stream")
     p.add_argument("--teacher", default="synthetic", choices=["synthetic", "clip"])
     p.add_argument("--device", default="auto")
@@ -74,7 +74,10 @@ def main(argv=None) -> int:
                               log_path=out / "node.log", extra_params_file=REPO / "config" / "ovs3d.yaml")
     try:
         client = Ovs3dClient(node)
-        client.wait_ready(executor, timeout_s=90.0)
+        client.wait_ready(executor, timeout_s=90.0, proc=proc)
+        names = ("image", "camera_info", "pose", "depth") + (("labels",) if args.teacher == "synthetic" else ())
+        if not stream.wait_for_subscribers(lambda s: spin_for(executor, s), names=names):
+            raise RuntimeError("the node did not subscribe to the camera stream")
         print(f"[demo] node up after {time.monotonic() - t_start:.1f} s; streaming")
         t0 = time.monotonic()
         for i in data.train_indices:

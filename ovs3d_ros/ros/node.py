@@ -8,6 +8,8 @@ assembler thread matches pose/depth and inserts keyframes; a training thread ste
 
 from __future__ import annotations
 
+import faulthandler
+import signal
 import threading
 import time
 import traceback
@@ -373,9 +375,10 @@ class Ovs3dNode(Node):
             return int(req.keyframe_index)
         if src == Query.Request.MASK_POSE:
             c2w = conv.pose_msg_to_matrix(req.camera_pose)
-            if req.camera_info.width == 0:
-                return ("latest_intrinsics", c2w)
-            return (conv.camera_info_to_intrinsics(req.camera_info), c2w)
+            info = req.camera_info if req.camera_info.width else self._camera_info
+            if info is None:
+                raise ValueError("mask_source MASK_POSE needs a camera_info (none in the request, none received)")
+            return (conv.camera_info_to_intrinsics(info), c2w)
         raise ValueError(f"unknown mask_source {src}")
 
     def _on_reset(self, req: Trigger.Request, res: Trigger.Response) -> Trigger.Response:
@@ -505,6 +508,8 @@ def _nearest(history: deque, stamp: float, tolerance_s: float):
 
 
 def main(args=None) -> None:
+    # `kill -USR1 <pid>` prints every thread's stack: the first tool for "the node seems stuck"
+    faulthandler.register(signal.SIGUSR1, all_threads=True)
     rclpy.init(args=args)
     node = None
     executor = MultiThreadedExecutor(num_threads=4)

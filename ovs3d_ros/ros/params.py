@@ -11,6 +11,7 @@ import typing
 
 from rcl_interfaces.msg import FloatingPointRange, IntegerRange, ParameterDescriptor, ParameterType
 from rclpy.node import Node
+from rclpy.parameter import Parameter
 
 from ovs3d_ros.config import Config, ConfigError, apply_flat, field_docs, to_flat_dict
 
@@ -55,7 +56,7 @@ def declare_config_parameters(node: Node, defaults: Config | None = None) -> Non
         desc = _descriptor(key, value, docs.get(key, ""))
         if isinstance(value, list) and not value:
             # an empty list has no type of its own: declare by type so a params file can fill it
-            node.declare_parameter(key, desc.type, desc)
+            node.declare_parameter(key, Parameter.Type(desc.type), desc)
         else:
             node.declare_parameter(key, value, desc)
 
