@@ -173,9 +173,9 @@ class FieldConfig:
     """Random fraction of cells re-evaluated per update (plus all occupied cells after warm-up)."""
     occupancy_ema_decay: float = 0.95
     """Decay of the occupancy opacity estimate."""
-    occupancy_warmup_steps: int = 256
+    occupancy_warmup_steps: int = 128
     """Before this many steps every cell counts as occupied."""
-    surface_image_downsample: int = 2
+    surface_image_downsample: int = 4
     """Surface extraction renders keyframe depth at the keyframe size divided by this."""
     surface_min_opacity: float = 0.9
     """Surface extraction keeps rendered pixels at least this opaque."""
@@ -183,7 +183,7 @@ class FieldConfig:
 
 @dataclass
 class TrainerConfig:
-    rays_per_step: int = 2048
+    rays_per_step: int = 1024
     """Rays per training step."""
     samples_per_ray: int = 48
     """Uniform (occupancy-skipped) samples per ray without depth."""
@@ -197,9 +197,9 @@ class TrainerConfig:
     """Spread of the depth-guided samples."""
     depth_sample_sigmas: float = 3.0
     """Depth-guided samples cover measured depth +- this many depth_sigma_m."""
-    render_samples_per_ray: int = 64
+    render_samples_per_ray: int = 48
     """Uniform samples per ray when rendering images (no depth at render time)."""
-    render_importance_samples: int = 48
+    render_importance_samples: int = 32
     """Importance samples per ray when rendering images."""
     render_chunk: int = 8192
     """Rays per chunk when rendering images (bounds memory at any resolution)."""
@@ -225,6 +225,8 @@ class TrainerConfig:
     """Held-out rays rendered per PSNR estimate."""
     seed: int = 0
     """Seed of the ray sampling."""
+    oom_min_rays_per_step: int = 128
+    """After a GPU out-of-memory in a step the ray budgets halve (core/oom.py), never below this."""
 
 
 @dataclass
@@ -287,6 +289,8 @@ class QueryConfig:
     """DINO windows rendered once as the FDA set of a refine burst."""
     refine_rays_per_step: int = 2048
     """RDA rays per refine step."""
+    oom_retries: int = 2
+    """A query that runs out of GPU memory is retried this often, each time with half the points and chunk."""
 
 
 @dataclass
