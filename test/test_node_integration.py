@@ -234,6 +234,10 @@ def test_garbage_compressed_images_do_not_kill_a_compressed_node(scene, ros, tmp
     try:
         client = Ovs3dClient(node, node_name="ovs3d_compressed")
         client.wait_ready(executor, timeout_s=90.0, proc=proc)
+        deadline = time.monotonic() + 20
+        while (pub.get_subscription_count() == 0 or info_pub.get_subscription_count() == 0) \
+                and time.monotonic() < deadline:
+            spin_for(executor, 0.1)
         rng = np.random.default_rng(0)
         frame = scene.frames[0]
         for i, fmt in enumerate(["jpeg", "png", "rgb8; jpeg compressed bgr8", "bmp"]):
@@ -241,8 +245,11 @@ def test_garbage_compressed_images_do_not_kill_a_compressed_node(scene, ros, tmp
             info_pub.publish(conv.intrinsics_to_camera_info(frame.intrinsics, hdr))
             pub.publish(CompressedImage(header=hdr, format=fmt, data=rng.integers(0, 256, 500, dtype=np.uint8).tobytes()))
             spin_for(executor, 0.3)
-        status = client.wait_status(executor, lambda s: s.frames_dropped_invalid >= 4, 15.0)
-        assert status is not None and status.frames_dropped_invalid >= 4
+        status = client.wait_status(
+            executor, lambda s: s.frames_received >= 4 and s.frames_dropped_invalid + s.frames_superseded >= 4, 20.0)
+        # every frame was refused (decoded and rejected, or replaced by a newer one before decoding)
+        assert status is not None and status.frames_received >= 4 and status.keyframes == 0
+        assert status.frames_dropped_invalid >= 1 and "cannot decode" in status.last_error
         assert proc.poll() is None
         res = client.query(executor, ["a", "b"])
         assert not res.success and "keyframe" in res.message.lower()  # answered, no training yet

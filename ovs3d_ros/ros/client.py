@@ -26,7 +26,7 @@ def start_node_process(params: dict, remaps: dict[str, str] | None = None, log_p
     """`python -m ovs3d_ros.ros.node` with a params file (nested dicts or dotted keys) and remaps."""
     fd, params_path = tempfile.mkstemp(prefix="ovs3d_params_", suffix=".yaml")
     with os.fdopen(fd, "w") as f:
-        yaml.safe_dump({NODE_NAME: {"ros__parameters": params}}, f)
+        yaml.safe_dump({"/**": {"ros__parameters": params}}, f)  # any node name (remapped __node too)
     cmd = [sys.executable, "-m", "ovs3d_ros.ros.node", "--ros-args"]
     if extra_params_file:
         cmd += ["--params-file", str(extra_params_file)]
