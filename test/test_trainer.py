@@ -1,0 +1,170 @@
+"""Trainer on a tiny synthetic scene: losses fall, depth guidance, semantic distillation with a teacher
+test double, the extra_losses hook, concurrency (add_frame / render while a thread trains), surface."""
+
+import threading
+import time
+
+import numpy as np
+import pytest
+import torch
+import torch.nn.functional as F
+
+from ovs3d_ros.config import Config
+from ovs3d_ros.core.frame import FrameError
+from ovs3d_ros.core.surface import SurfaceError, extract_surface
+from ovs3d_ros.core.teachers.base import TeacherFeatures
+from ovs3d_ros.core.trainer import Trainer, TrainerError
+from ovs3d_ros.data.synthetic import SyntheticScene
+
+
+def tiny_config() -> Config:
+    cfg = Config()
+    f = cfg.field
+    f.num_levels, f.log2_hashmap_size, f.max_resolution, f.hidden_dim = 6, 12, 128, 32
+    f.semantic_num_levels, f.semantic_log2_hashmap_size, f.semantic_max_resolution = 2, 8, 32
+    f.semantic_hidden_dim, f.semantic_latent_dim, f.clip_dim = 16, 8, 16
+    f.occupancy_resolution, f.occupancy_update_every, f.occupancy_warmup_steps = 16, 5, 10
+    t = cfg.trainer
+    t.rays_per_step, t.samples_per_ray, t.importance_samples = 256, 16, 8
+    t.depth_samples, t.depth_uniform_samples = 6, 6
+    t.render_samples_per_ray, t.render_importance_samples = 16, 8
+    t.semantic_start_step, t.holdout_eval_every, t.holdout_eval_rays = 5, 10, 64
+    t.lr_grid, t.lr_mlp = 3e-2, 5e-3
+    cfg.semantic.rays_per_step = 64
+    cfg.keyframes.capacity, cfg.keyframes.min_translation_m = 6, 0.05
+    return cfg
+
+
+class RandomTeacherDouble:
+    """Test double with the teacher interface: fixed random unit CLIP-like maps per frame, no DINO."""
+
+    embed_dim = 16
+
+    def extract(self, frame) -> TeacherFeatures:
+        gen = torch.Generator().manual_seed(int(frame.stamp * 10))
+        clip = F.normalize(torch.randn(3, 16, frame.height // 4, frame.width // 4, generator=gen), dim=1)
+        return TeacherFeatures(clip=clip.half(), dino=None)
+
+
+@pytest.fixture(scope="module")
+def scene():
+    return SyntheticScene(preset="table", seed=0).make_frames(6, 1, 32, 24)
+
+
+def test_training_reduces_losses_and_renders(scene):
+    torch.manual_seed(0)
+    trainer = Trainer(tiny_config(), "cpu")
+    with pytest.raises(TrainerError, match="no keyframes"):
+        trainer.step()
+    assert all(trainer.add_frame(f) for f in scene.train_frames)
+    first = trainer.step()
+    assert {"rgb", "depth", "loss"} <= set(first) and "feature" not in first
+    for _ in range(40):
+        last = trainer.step()
+    assert last["rgb"] < first["rgb"] and last["depth"] < first["depth"]
+    stats = trainer.stats()
+    assert stats["iterations"] == 41 and stats["keyframes"] == 6 and np.isfinite(stats["psnr"])
+    assert stats["lr"]["grid"] < tiny_config().trainer.lr_grid  # exponential decay is running
+    assert int(trainer.occupancy.updates) == 41 // 5 and float(trainer.occupancy.opacity.std()) > 0
+    test = scene.frames[scene.test_indices[0]]
+    out = trainer.render(test.intrinsics, test.pose, width=16, height=12)
+    assert out["rgb"].shape == (12, 16, 3) and out["feature"].shape == (12, 16, 16)
+    assert out["selection"].shape == (12, 16, 3)
+
+
+def test_frame_validation_and_duplicate_rejection(scene):
+    trainer = Trainer(tiny_config(), "cpu")
+    assert trainer.add_frame(scene.train_frames[0])
+    assert not trainer.add_frame(scene.train_frames[0])  # same pose: not a keyframe
+    bad = scene.train_frames[1]
+    bad = type(bad)(**{**bad.__dict__, "depth": bad.depth.astype(np.float64)})
+    with pytest.raises(FrameError, match="float32"):
+        trainer.add_frame(bad)
+    assert trainer.stats()["frames_rejected"] == 1
+
+
+def test_scene_bounds_from_first_keyframe(scene):
+    trainer = Trainer(tiny_config(), "cpu")
+    trainer.add_frame(scene.train_frames[0])
+    stats = trainer.stats()
+    cam = scene.train_frames[0].pose[:3, 3]
+    center = np.array(stats["scene_center"])
+    # the camera lies inside the linear region, the centre is in front of it
+    assert np.linalg.norm(cam - center) < stats["scene_radius"]
+    assert np.dot(center - cam, scene.train_frames[0].pose[:3, 2]) > 0
+
+
+def test_semantic_distillation_and_extra_loss_hook(scene):
+    trainer = Trainer(tiny_config(), "cpu", teacher=RandomTeacherDouble())
+    for f in scene.train_frames[:3]:
+        trainer.add_frame(f)
+    assert trainer.keyframes.keyframes[0].clip.dtype == torch.float16
+    seen = []
+
+    def hook(tr, batch, outputs):
+        seen.append((len(batch), None if outputs.feature is None else outputs.feature.shape))
+        return {"hook_term": 0.5 * outputs.opacity.mean()}
+
+    trainer.extra_losses.append(hook)
+    results = [trainer.step() for _ in range(8)]
+    assert "feature" not in results[0] and "feature" in results[-1]  # starts at semantic_start_step = 5
+    assert all("hook_term" in r for r in results) and seen[0] == (256, None) and seen[-1][1] == (64, 16)
+    before = trainer.field.semantic_encoding.table.detach().clone()
+    trainer.step()
+    assert not torch.equal(before, trainer.field.semantic_encoding.table.detach())
+
+
+def test_teacher_dimension_mismatch_is_reported():
+    cfg = tiny_config()
+    cfg.field.clip_dim = 32
+    with pytest.raises(TrainerError, match="clip_dim"):
+        Trainer(cfg, "cpu", teacher=RandomTeacherDouble())
+
+
+def test_add_frame_and_render_while_training_thread_runs(scene):
+    trainer = Trainer(tiny_config(), "cpu")
+    trainer.add_frame(scene.train_frames[0])
+    stop, paused = threading.Event(), threading.Event()
+    errors = []
+
+    def loop():
+        try:
+            trainer.run(stop, paused)
+        except Exception as exc:  # pragma: no cover - reported below
+            errors.append(exc)
+
+    thread = threading.Thread(target=loop)
+    thread.start()
+    try:
+        for frame in scene.train_frames[1:]:
+            trainer.add_frame(frame)
+            time.sleep(0.05)
+        steps_before = trainer.stats()["iterations"]
+        test = scene.frames[scene.test_indices[0]]
+        out = trainer.render(test.intrinsics, test.pose, width=8, height=6, semantics=False)
+        assert torch.isfinite(out["rgb"]).all()
+        paused.set()
+        time.sleep(0.3)
+        frozen = trainer.stats()["iterations"]
+        time.sleep(0.3)
+        assert trainer.stats()["iterations"] == frozen  # paused: no steps
+        paused.clear()
+    finally:
+        stop.set()
+        thread.join(timeout=30)
+    assert not errors and not thread.is_alive()
+    assert trainer.stats()["keyframes"] == 6 and trainer.stats()["iterations"] > steps_before > 0
+
+
+def test_surface_extraction(scene):
+    trainer = Trainer(tiny_config(), "cpu")
+    with pytest.raises(SurfaceError, match="no keyframes"):
+        extract_surface(trainer, max_points=100, voxel_size_m=0.05)
+    for f in scene.train_frames:
+        trainer.add_frame(f)
+    trainer.train(30)
+    cloud = extract_surface(trainer, max_points=50, voxel_size_m=0.02, downsample=4, min_opacity=0.5)
+    assert 0 < len(cloud) <= 50 and cloud.xyz.dtype == np.float32 and cloud.rgb.dtype == np.uint8
+    latent = trainer.field.semantic_at(torch.from_numpy(cloud.xyz))
+    feature = trainer.field.expand_feature(latent, torch.ones(len(cloud)))
+    assert feature.shape == (len(cloud), 16)
