@@ -61,6 +61,8 @@ class ClipConfig:
     """Largest outward jitter of a crop side as a fraction of the patch side (the original: p // 4)."""
     batch_size: int = 256
     """Crops encoded per forward pass (bounded memory for any image size)."""
+    pil_rounding: bool = False
+    """Round crops to uint8 after each resampling pass as PIL does (bit-faithful, slower); off: linear."""
     feature_downsample: int = 1
     """Stored CLIP features are the teacher-resolution map divided by this (fp16)."""
     prompt_template: str = ""

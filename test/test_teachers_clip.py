@@ -88,14 +88,18 @@ def test_tensor_crops_equal_pil_preprocessing(crop, rng):
         boxes.append((left, top, right, bottom))
     tf = T.Compose([T.Resize(crop, interpolation=T.InterpolationMode.BICUBIC), T.CenterCrop(crop)])
     ref = np.stack([np.asarray(tf(Image.fromarray(img).crop(b))) for b in boxes]).astype(np.float32)
-    ours = cut_crops(torch.from_numpy(img).permute(2, 0, 1).float(), torch.tensor(boxes), crop)
+    image = torch.from_numpy(img).permute(2, 0, 1).float()
+    ours = cut_crops(image, torch.tensor(boxes), crop, pil_rounding=True)
     diff = np.abs(ours.permute(0, 2, 3, 1).numpy() - ref)
     assert diff.max() <= 2.0 and (diff > 0).mean() < 1e-3  # only float-vs-fixed-point rounding ties
+    linear = cut_crops(image, torch.tensor(boxes), crop, pil_rounding=False)
+    assert np.abs(linear.permute(0, 2, 3, 1).numpy() - ref).mean() < 0.6  # PIL's uint8 rounding only
 
 
-def test_batched_features_equal_reference_loop(tiny):
+@pytest.mark.parametrize("pil_rounding", [False, True])
+def test_batched_features_equal_reference_loop(tiny, pil_rounding):
     cfg, bundle = tiny
-    cfg = replace(cfg, jitter=False)
+    cfg = replace(cfg, jitter=False, pil_rounding=pil_rounding)
     teacher = ClipTeacher(cfg, "cpu", bundle=bundle)
     image = teacher.teacher_image(random_image(96, 72, 2))
     boxes = multiscale_boxes(image.shape[1], image.shape[0], cfg, None)

@@ -153,10 +153,28 @@ def _round_uint8(x: torch.Tensor) -> torch.Tensor:
     return torch.floor(x + 0.5).clamp_(0.0, 255.0)
 
 
-def cut_crops(image: torch.Tensor, boxes: torch.Tensor, crop: int) -> torch.Tensor:
-    """(3, h, w) float image in 0..255 and (B, 4) boxes -> (B, 3, crop, crop) in 0..255: each box
-    cut, resized short side -> ``crop`` with PIL bicubic and centre-cropped, as CLIP's preprocessing
-    does to a PIL crop (uint8 rounding after each pass included)."""
+def crop_resample_matrices(box_w: torch.Tensor, box_h: torch.Tensor, crop: int, window_w: int,
+                           window_h: int, dtype: torch.dtype) -> tuple[torch.Tensor, torch.Tensor]:
+    """(B, crop, window_w) horizontal and (B, crop, window_h) vertical matrices of CLIP's
+    Resize(crop) + CenterCrop(crop) of boxes of the given sizes; computed once per distinct size
+    (jittered boxes come in few sizes)."""
+    sizes, inverse = torch.unique(torch.stack([box_w, box_h], dim=1), dim=0, return_inverse=True)
+    uw, uh = sizes.unbind(1)
+    rx, ox = clip_resize_geometry(uw, uh, crop)
+    ry, oy = clip_resize_geometry(uh, uw, crop)
+    mx = pil_resample_matrix(uw, rx, ox, crop, window_w).to(dtype)
+    my = pil_resample_matrix(uh, ry, oy, crop, window_h).to(dtype)
+    return mx[inverse], my[inverse]
+
+
+def cut_crops(image: torch.Tensor, boxes: torch.Tensor, crop: int, pil_rounding: bool = True) -> torch.Tensor:
+    """(C, h, w) float image and (B, 4) boxes -> (B, C, crop, crop): each box cut, resized short
+    side -> ``crop`` with PIL's bicubic and centre-cropped, as CLIP's preprocessing does to a PIL crop.
+
+    ``pil_rounding``: the image is 0..255 and, as PIL on 8-bit images, values are rounded and clipped
+    after each pass (crops equal PIL's up to rounding ties). Off, the passes are linear, so the
+    image may be normalised beforehand (mean/std) and any dtype works (fp16 on CUDA).
+    """
     _, h, w = image.shape
     boxes = boxes.to(image.device)
     left, top, right, bottom = boxes.unbind(1)
@@ -164,15 +182,15 @@ def cut_crops(image: torch.Tensor, boxes: torch.Tensor, crop: int) -> torch.Tens
     if bool((bw <= 0).any() or (bh <= 0).any()):
         raise TeacherError("crop boxes must have positive width and height")
     win_w, win_h = int(bw.max()), int(bh.max())
-    rx, ox = clip_resize_geometry(bw, bh, crop)
-    ry, oy = clip_resize_geometry(bh, bw, crop)
-    mx = pil_resample_matrix(bw, rx, ox, crop, win_w)  # (B, crop, win_w)
-    my = pil_resample_matrix(bh, ry, oy, crop, win_h)  # (B, crop, win_h)
+    mx, my = crop_resample_matrices(bw, bh, crop, win_w, win_h, image.dtype)
     rows = (top[:, None] + torch.arange(win_h, device=image.device)).clamp_max(h - 1)
     cols = (left[:, None] + torch.arange(win_w, device=image.device)).clamp_max(w - 1)
-    windows = image[:, rows[:, :, None], cols[:, None, :]].permute(1, 0, 2, 3)  # (B, 3, win_h, win_w)
-    horizontal = _round_uint8(windows @ mx.transpose(1, 2)[:, None])  # (B, 3, win_h, crop)
-    return _round_uint8(my[:, None] @ horizontal)  # (B, 3, crop, crop)
+    windows = image[:, rows[:, :, None], cols[:, None, :]].transpose(0, 1)  # (B, C, win_h, win_w)
+    horizontal = windows @ mx.transpose(1, 2)[:, None]  # horizontal pass first, as PIL
+    if pil_rounding:
+        horizontal = _round_uint8(horizontal)
+    out = my[:, None] @ horizontal  # (B, C, crop, crop)
+    return _round_uint8(out) if pil_rounding else out
 
 
 # ----------------------------------------------------------------------------------------------
@@ -289,23 +307,36 @@ class ClipTeacher(Teacher):
 
     @torch.no_grad()
     def encode_crops(self, crops: torch.Tensor) -> torch.Tensor:
-        """(B, 3, crop, crop) in 0..255 -> (B, D) float32 raw (unnormalised) image embeddings."""
-        x = ((crops - self._mean) / self._std).to(self.bundle.dtype)
-        return self.model.encode_image(x).float()
+        """(B, 3, crop, crop) normalised crops -> (B, D) float32 raw (unnormalised) image embeddings."""
+        return self.model.encode_image(crops.to(self.bundle.dtype)).float()
+
+    def normalize_pixels(self, x: torch.Tensor) -> torch.Tensor:
+        """0..255 pixels -> CLIP's normalised input (the model's mean/std)."""
+        return (x - self._mean) / self._std
+
+    def crops(self, image: torch.Tensor, boxes: torch.Tensor) -> torch.Tensor:
+        """Normalised (B, 3, crop, crop) model inputs from the (3, h, w) teacher image: 0..255 with
+        cfg.pil_rounding, else already normalised (see patch_features)."""
+        if self.cfg.pil_rounding:
+            return self.normalize_pixels(cut_crops(image, boxes, self.crop_size, pil_rounding=True))
+        return cut_crops(image, boxes, self.crop_size, pil_rounding=False)
 
     @torch.no_grad()
     def patch_features(self, image: np.ndarray, boxes: list[np.ndarray]) -> torch.Tensor:
         """Teacher-resolution image (h, w, 3) uint8 and per-scale boxes -> (S, D, h, w) float32 unit."""
         h, w = image.shape[:2]
         img = torch.tensor(image, device=self.device).permute(2, 0, 1).float()
+        if not self.cfg.pil_rounding:
+            # Resampling is linear with unit-sum rows: normalising the small image once equals
+            # normalising every crop, and saves those passes over B x 3 x 224 x 224 values.
+            img = self.normalize_pixels(img[None])[0].to(self.bundle.dtype)
         all_boxes = torch.from_numpy(np.concatenate(boxes)).to(self.device)
         scale_of = torch.cat([torch.full((len(b),), s, dtype=torch.int64) for s, b in enumerate(boxes)])
         scale_of = scale_of.to(self.device)
         acc = BoxAverager(len(boxes), self.embed_dim, h, w, self.device)
         for start in range(0, len(all_boxes), self.cfg.batch_size):
             chunk = slice(start, start + self.cfg.batch_size)
-            crops = cut_crops(img, all_boxes[chunk], self.crop_size)
-            acc.add(scale_of[chunk], all_boxes[chunk], self.encode_crops(crops))
+            acc.add(scale_of[chunk], all_boxes[chunk], self.encode_crops(self.crops(img, all_boxes[chunk])))
         return normalize_features(acc.mean())
 
     def clip_features(self, rgb: np.ndarray, rng: np.random.Generator | None = None) -> torch.Tensor:
