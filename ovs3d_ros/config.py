@@ -93,9 +93,9 @@ class DinoConfig:
 class SyntheticTeacherConfig:
     embed_dim: int = 512
     """Dimension of the synthetic CLIP-like space (text and image embeddings)."""
-    confusion_prob: float = 0.25
-    """Probability that a crop's embedding leans toward a wrong class (differs per view)."""
-    confusion_strength: float = 0.6
+    confusion_prob: float = 0.1
+    """Probability that a region (largest-patch cell) of a view has its crops lean toward a wrong class."""
+    confusion_strength: float = 0.55
     """How far a confused crop leans toward the wrong class (0..1)."""
     noise_std: float = 0.15
     """Norm of the Gaussian noise added to each unit crop embedding before averaging."""

@@ -6,8 +6,10 @@ the real teachers' failure modes, each a seeded knob of ``SyntheticTeacherConfig
 1. patch-scale blur: each crop's embedding is the area-weighted mean of the text embeddings of the
    classes inside it, over the SAME boxes (3 scales, stride, jitter) and the same per-pixel
    averaging (``BoxAverager``) as the real CLIP path, so boundaries are smeared exactly as CLIP's;
-2. crop-level confusion: with probability ``confusion_prob`` a crop leans (``confusion_strength``)
-   toward a wrong class, drawn per view (seeded by the frame), so views disagree;
+2. crop-level confusion: crops lean (``confusion_strength``) toward a wrong class where a per-view
+   random field of cells (one largest-patch side each, confused with ``confusion_prob``) says so:
+   independent per-crop errors would average away over the ~40 crops covering a pixel, CLIP's
+   errors are regional; drawn per view (seeded by the frame), so views disagree;
 3. noise: Gaussian noise of norm ``noise_std`` on each unit crop embedding.
 
 Its "text encoder" maps any string to a deterministic unit vector (a stable hash of the string and
@@ -107,17 +109,22 @@ class SyntheticTeacher(Teacher):
         return self._text_cache[key]
 
     # CLIP-like ------------------------------------------------------------------------------------
-    def crop_embeddings(self, fractions: torch.Tensor, rng: np.random.Generator) -> torch.Tensor:
-        """(N, K+1) class fractions per crop -> (N, D) unit crop embeddings with confusion and noise."""
+    def crop_embeddings(self, fractions: torch.Tensor, boxes: torch.Tensor, confusion: tuple) -> torch.Tensor:
+        """(N, K+1) class fractions and (N, 4) boxes of one scale -> (N, D) crop embeddings with
+        confusion and noise. ``confusion`` = (cell side, (gh, gw) bool confused cells, (gh, gw) class
+        offsets, rng): a crop whose centre lies in a confused cell leans toward its dominant class
+        shifted by the cell's offset, so confusions are regionally coherent (as CLIP mistaking a
+        surface for something else) and differ between views."""
+        cell, confused_cells, offsets, rng = confusion
         n, k1 = fractions.shape
         emb = F.normalize(fractions @ self._class_text, dim=1)
         num_classes = k1 - 1
-        confused = torch.from_numpy(rng.random(n) < self.syn.confusion_prob).to(self.device)
-        if num_classes > 1 and bool(confused.any()):
+        if num_classes > 1 and self.syn.confusion_prob > 0:
+            cx = torch.div(boxes[:, 0] + boxes[:, 2], 2 * cell, rounding_mode="floor")
+            cy = torch.div(boxes[:, 1] + boxes[:, 3], 2 * cell, rounding_mode="floor")
+            confused = confused_cells[cy, cx]
             dominant = fractions[:, :num_classes].argmax(dim=1)
-            # A uniformly drawn class other than the dominant one.
-            offset = torch.from_numpy(rng.integers(1, num_classes, size=n)).to(self.device)
-            wrong = (dominant + offset) % num_classes
+            wrong = (dominant + offsets[cy, cx]) % num_classes
             s = self.syn.confusion_strength
             leaned = F.normalize((1.0 - s) * emb + s * self._class_text[wrong], dim=1)
             emb = torch.where(confused[:, None], leaned, emb)
@@ -136,9 +143,14 @@ class SyntheticTeacher(Teacher):
         boxes = multiscale_boxes(w, h, ccfg, jitter_rng)
         acc = BoxAverager(len(boxes), self.embed_dim, h, w, self.device)
         rng = np.random.default_rng(stable_hash("confusion", self.syn.seed, frame_rng_seed))
+        cell = max(1, int(max(b[0, 2] - b[0, 0] for b in boxes)))  # the largest patch side
+        grid = (-(-h // cell), -(-w // cell))
+        confused_cells = torch.from_numpy(rng.random(grid) < self.syn.confusion_prob).to(self.device)
+        offsets = torch.from_numpy(rng.integers(1, max(2, len(self.class_names)), size=grid)).to(self.device)
+        confusion = (cell, confused_cells, offsets, rng)
         for s, b in enumerate(boxes):
             bt = torch.from_numpy(b).to(self.device)
-            emb = self.crop_embeddings(box_class_fractions(fractions, bt), rng)
+            emb = self.crop_embeddings(box_class_fractions(fractions, bt), bt, confusion)
             acc.add(torch.full((len(b),), s, dtype=torch.int64, device=self.device), bt, emb)
         return normalize_features(normalize_features(acc.mean()), ccfg.feature_downsample).half()
 
