@@ -165,24 +165,43 @@ def bench_cuda(rows: list, repeats: int) -> None:
                  f"{torch.cuda.max_memory_allocated() / 2**30:.2f} GiB"))
 
 
+def synthetic_rows(rows: list, width: int = 160, height: int = 120, views: int = 8) -> None:
+    """The synthetic teacher's own 2D mIoU (paper metric) per preset: the baseline 3D must beat."""
+    from ovs3d_ros.core.metrics import paper_metrics
+    from ovs3d_ros.core.teachers import build_teacher, teacher_labels
+    from ovs3d_ros.data.synthetic import SyntheticScene
+
+    for preset in ("room", "table", "clutter"):
+        ds = SyntheticScene(preset, 0).make_frames(0, views, width, height)
+        teacher = build_teacher(TeacherConfig(kind="synthetic"), "cpu", ds.class_names)
+        text = teacher.encode_text(ds.class_names)
+        frames = [ds.frames[i] for i in ds.test_indices]
+        preds = [teacher_labels(teacher.extract(f).clip, text, f.height, f.width).numpy() for f in frames]
+        m = paper_metrics(preds, [f.labels for f in frames], len(ds.class_names))
+        rows.append((f"synthetic teacher 2D mIoU / accuracy, preset {preset} (seed 0, {views} views "
+                     f"{width}x{height}, default knobs)", f"{m.miou:.3f} / {m.accuracy:.3f}"))
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--repeats", type=int, default=3)
     ap.add_argument("--cuda-only", action="store_true")
     ap.add_argument("--skip-vitb", action="store_true", help="skip the slow CPU ViT-B/16 timing")
+    ap.add_argument("--tiny-sizes", default="32,224", help="crop sizes of the tiny CLIP models compared")
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
     rows: list[tuple[str, str]] = []
     if not args.cuda_only:
         with tempfile.TemporaryDirectory() as tmp:
-            for size in (32, 224):
+            for size in (int(v) for v in args.tiny_sizes.split(",")):
                 cfg = save_tiny_clip(Path(tmp) / str(size), image_size=size, name=f"ovs3d-tiny-clip-{size}")
                 bundle = load_clip(cfg, "cpu")
                 bench_batched_vs_reference(bundle, args.repeats, rows)
                 if size == 224:
                     bench_keyframe_cpu(bundle, args.repeats, rows)
         storage_rows(rows)
+        synthetic_rows(rows)
         if not args.skip_vitb:
             bench_vitb16_cpu(rows)
     if torch.cuda.is_available():
