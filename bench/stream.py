@@ -40,7 +40,9 @@ def evaluate(trainer: Trainer, frames) -> dict[str, float]:
     return {"psnr": float(np.mean(psnrs)), "depth_mae_m": float(np.mean(maes)) if maes else float("nan")}
 
 
-def stream(cfg: Config, dataset, seconds: float, use_depth: bool, evals: int, device: str, label: str) -> dict:
+def stream(
+    cfg: Config, dataset, seconds: float, use_depth: bool, evals: int, device: str, label: str
+) -> dict:
     trainer = Trainer(cfg, device)
     train_frames = dataset.train_frames
     test_frames = [dataset.frames[i] for i in dataset.test_indices]
@@ -59,17 +61,26 @@ def stream(cfg: Config, dataset, seconds: float, use_depth: bool, evals: int, de
         if i in eval_at:
             scores = evaluate(trainer, test_frames)
             stats = trainer.stats()
-            last = {"run": label, "frames": i + 1, "keyframes": stats["keyframes"], "wall_s": round(clock, 1),
-                    "steps": stats["iterations"], "holdout_pixel_psnr": round(stats["psnr"], 2),
-                    "test_psnr": round(scores["psnr"], 2), "test_depth_mae_m": round(scores["depth_mae_m"], 4),
-                    "occupied_fraction": round(stats["occupied_fraction"], 3),
-                    "loadavg_1min": round(os.getloadavg()[0], 2)}
+            last = {
+                "run": label,
+                "frames": i + 1,
+                "keyframes": stats["keyframes"],
+                "wall_s": round(clock, 1),
+                "steps": stats["iterations"],
+                "holdout_pixel_psnr": round(stats["psnr"], 2),
+                "test_psnr": round(scores["psnr"], 2),
+                "test_depth_mae_m": round(scores["depth_mae_m"], 4),
+                "occupied_fraction": round(stats["occupied_fraction"], 3),
+                "loadavg_1min": round(os.getloadavg()[0], 2),
+            }
             print(json.dumps(last), flush=True)
     return last
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--preset", default="room", choices=["room", "table", "clutter"])
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--frames", type=int, default=40, help="training frames streamed")
@@ -81,23 +92,38 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--no-depth", action="store_true", help="stream RGB only")
-    parser.add_argument("--compare-rgb-only", action="store_true", help="also run RGB-only with the same budget")
+    parser.add_argument(
+        "--compare-rgb-only", action="store_true", help="also run RGB-only with the same budget"
+    )
     parser.add_argument("--set", nargs="*", default=[], help="config overrides key=value (YAML values)")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     import yaml
 
     cfg = apply_flat(Config(), {k: yaml.safe_load(v) for k, v in (s.split("=", 1) for s in args.set)})
-    dataset = SyntheticScene(preset=args.preset, seed=args.seed).make_frames(args.frames, args.test, args.width,
-                                                                             args.height)
+    dataset = SyntheticScene(preset=args.preset, seed=args.seed).make_frames(
+        args.frames, args.test, args.width, args.height
+    )
     runs = [("rgbd", True)] if not args.no_depth else [("rgb", False)]
     if args.compare_rgb_only and not args.no_depth:
         runs.append(("rgb", False))
     results = {}
     for label, use_depth in runs:
         results[label] = stream(cfg, dataset, args.seconds, use_depth, args.evals, args.device, label)
-    print(json.dumps({"summary": {"preset": args.preset, "seed": args.seed, "size": f"{args.width}x{args.height}",
-                                  "seconds": args.seconds, "threads": args.threads, "results": results}}))
+    print(
+        json.dumps(
+            {
+                "summary": {
+                    "preset": args.preset,
+                    "seed": args.seed,
+                    "size": f"{args.width}x{args.height}",
+                    "seconds": args.seconds,
+                    "threads": args.threads,
+                    "results": results,
+                }
+            }
+        )
+    )
 
 
 if __name__ == "__main__":

@@ -5,12 +5,11 @@ import os
 
 import pytest
 import torch
+from test_trainer import RandomTeacherDouble, tiny_config
 
 from ovs3d_ros.core.checkpoint import CheckpointError, read_checkpoint, save_checkpoint
 from ovs3d_ros.core.trainer import Trainer
 from ovs3d_ros.data.synthetic import SyntheticScene
-
-from test_trainer import RandomTeacherDouble, tiny_config
 
 
 @pytest.fixture(scope="module")
@@ -46,7 +45,7 @@ def test_resume_continues_where_it_stopped(trained, tmp_path):
     resumed = Trainer.load(path, "cpu", teacher=RandomTeacherDouble())
     ours = [trainer.step() for _ in range(3)]
     theirs = [resumed.step() for _ in range(3)]
-    for a, b in zip(ours, theirs):
+    for a, b in zip(ours, theirs, strict=True):
         assert a.keys() == b.keys()
         for key in a:
             assert a[key] == pytest.approx(b[key], rel=1e-5, abs=1e-7), key
@@ -62,14 +61,20 @@ def test_corrupt_truncated_and_foreign_files(trained, tmp_path):
     garbage.write_bytes(os.urandom(2048))
     foreign = tmp_path / "foreign.ckpt"
     torch.save({"weights": torch.zeros(3)}, foreign)
-    before = trainer.render(trainer.keyframes.keyframes[0].intrinsics, trainer.keyframes.keyframes[0].pose,
-                            width=8, height=6)
-    for bad, message in ((truncated, "corrupt or truncated"), (garbage, "corrupt or truncated"),
-                         (foreign, "not an ovs3d_ros"), (tmp_path / "missing.ckpt", "does not exist")):
+    before = trainer.render(
+        trainer.keyframes.keyframes[0].intrinsics, trainer.keyframes.keyframes[0].pose, width=8, height=6
+    )
+    for bad, message in (
+        (truncated, "corrupt or truncated"),
+        (garbage, "corrupt or truncated"),
+        (foreign, "not an ovs3d_ros"),
+        (tmp_path / "missing.ckpt", "does not exist"),
+    ):
         with pytest.raises(CheckpointError, match=message):
             trainer.load_state_from(bad)
-    after = trainer.render(trainer.keyframes.keyframes[0].intrinsics, trainer.keyframes.keyframes[0].pose,
-                           width=8, height=6)
+    after = trainer.render(
+        trainer.keyframes.keyframes[0].intrinsics, trainer.keyframes.keyframes[0].pose, width=8, height=6
+    )
     assert torch.equal(before["rgb"], after["rgb"])  # running state untouched
 
 

@@ -20,7 +20,9 @@ def test_contraction_identity_inside_bounded_outside_and_invertible(order):
     norm = c.abs().amax(-1) if order == "inf" else c.norm(dim=-1)
     assert bool((norm < 2.0).all()) and bool((norm > 1.9).all())
     mid = center + torch.randn(500, 3) * 5.0
-    assert torch.allclose(uncontract(contract(mid, center, radius, order), center, radius, order), mid, atol=1e-3)
+    assert torch.allclose(
+        uncontract(contract(mid, center, radius, order), center, radius, order), mid, atol=1e-3
+    )
 
 
 def test_contraction_worked_example_and_bad_order():
@@ -40,8 +42,9 @@ def test_level_resolutions_geometric():
 
 def test_hash_encoding_matches_reference_with_dense_and_hashed_levels():
     torch.manual_seed(0)
-    enc = HashEncoding(num_levels=5, features_per_level=2, log2_hashmap_size=12, base_resolution=4,
-                       max_resolution=300)
+    enc = HashEncoding(
+        num_levels=5, features_per_level=2, log2_hashmap_size=12, base_resolution=4, max_resolution=300
+    )
     assert bool(enc.dense_levels[0]) and not bool(enc.dense_levels[-1])  # both paths exercised
     with torch.no_grad():
         enc.table.normal_()
@@ -73,9 +76,18 @@ def test_hash_encoding_rejects_bad_input():
 
 
 def tiny_field_config() -> FieldConfig:
-    return FieldConfig(num_levels=4, log2_hashmap_size=10, max_resolution=64, hidden_dim=16,
-                       semantic_num_levels=2, semantic_log2_hashmap_size=8, semantic_max_resolution=32,
-                       semantic_hidden_dim=16, semantic_latent_dim=8, clip_dim=16)
+    return FieldConfig(
+        num_levels=4,
+        log2_hashmap_size=10,
+        max_resolution=64,
+        hidden_dim=16,
+        semantic_num_levels=2,
+        semantic_log2_hashmap_size=8,
+        semantic_max_resolution=32,
+        semantic_hidden_dim=16,
+        semantic_latent_dim=8,
+        clip_dim=16,
+    )
 
 
 def test_field_heads_shapes_and_affine_feature_head():
@@ -92,10 +104,16 @@ def test_field_heads_shapes_and_affine_feature_head():
     # expanding a weighted sum equals the weighted sum of per-point expansions (affine head identity)
     w = torch.rand(50)
     per_point = field.expand_feature(z, torch.ones(50))
-    torch.testing.assert_close(field.expand_feature((w[:, None] * z).sum(0, keepdim=True), w.sum()[None]),
-                               (w[:, None] * per_point).sum(0, keepdim=True), rtol=1e-4, atol=1e-5)
+    torch.testing.assert_close(
+        field.expand_feature((w[:, None] * z).sum(0, keepdim=True), w.sum()[None]),
+        (w[:, None] * per_point).sum(0, keepdim=True),
+        rtol=1e-4,
+        atol=1e-5,
+    )
     groups = field.param_groups()
-    assert len(groups["grid"]) == 2 and len(groups["grid"]) + len(groups["mlp"]) == len(list(field.parameters()))
+    assert len(groups["grid"]) == 2 and len(groups["grid"]) + len(groups["mlp"]) == len(
+        list(field.parameters())
+    )
 
 
 def test_trunc_exp_gradient_is_clamped():

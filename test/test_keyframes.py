@@ -16,7 +16,9 @@ from ovs3d_ros.core.keyframes import KeyframeBuffer, KeyframeError, _bilinear_fe
 INTR = Intrinsics(fx=30.0, fy=30.0, cx=16.0, cy=12.0, width=32, height=24)
 
 
-def make_frame(x: float = 0.0, yaw_deg: float = 0.0, seed: int = 0, depth: bool = True, blur: bool = False) -> Frame:
+def make_frame(
+    x: float = 0.0, yaw_deg: float = 0.0, seed: int = 0, depth: bool = True, blur: bool = False
+) -> Frame:
     rng = np.random.default_rng(seed)
     rgb = rng.integers(0, 256, size=(24, 32, 3), dtype=np.uint8)
     if blur:
@@ -31,9 +33,9 @@ def test_selection_by_translation_rotation_and_sharpness():
     buf = KeyframeBuffer(KeyframeConfig(min_translation_m=0.2, min_rotation_deg=10.0, min_sharpness=5.0))
     assert buf.should_insert(make_frame())[0]
     buf.insert(make_frame())
-    assert not buf.should_insert(make_frame(x=0.1, yaw_deg=5.0))[0]   # neither moved nor turned enough
-    assert buf.should_insert(make_frame(x=0.25))[0]                   # moved
-    assert buf.should_insert(make_frame(yaw_deg=15.0))[0]             # turned
+    assert not buf.should_insert(make_frame(x=0.1, yaw_deg=5.0))[0]  # neither moved nor turned enough
+    assert buf.should_insert(make_frame(x=0.25))[0]  # moved
+    assert buf.should_insert(make_frame(yaw_deg=15.0))[0]  # turned
     ok, reason = buf.should_insert(make_frame(x=5.0, blur=True))
     assert not ok and "blurry" in reason
     assert sharpness(make_frame(blur=True).rgb) < 1.0 < sharpness(make_frame().rgb)

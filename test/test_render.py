@@ -9,9 +9,19 @@ import torch
 from ovs3d_ros.config import Config
 from ovs3d_ros.core.field import SemanticField
 from ovs3d_ros.core.frame import Intrinsics
-from ovs3d_ros.core.rendering import (RenderError, SamplingSettings, composite, composite_reference,
-                                      depth_guided_edges, render_image, render_rays, render_weights,
-                                      render_weights_reference, sample_pdf, stratified_edges)
+from ovs3d_ros.core.rendering import (
+    RenderError,
+    SamplingSettings,
+    composite,
+    composite_reference,
+    depth_guided_edges,
+    render_image,
+    render_rays,
+    render_weights,
+    render_weights_reference,
+    sample_pdf,
+    stratified_edges,
+)
 
 
 def test_weights_and_compositing_match_python_loop_reference():
@@ -51,8 +61,17 @@ def test_sample_pdf_concentrates_on_heavy_bins():
 
 
 def test_depth_guided_edges_put_the_window_around_depth():
-    s = SamplingSettings(0.1, 10.0, 16, 0, depth_samples=8, depth_uniform_samples=4, depth_sigma_m=0.05,
-                         depth_sample_sigmas=3.0, jitter=False)
+    s = SamplingSettings(
+        0.1,
+        10.0,
+        16,
+        0,
+        depth_samples=8,
+        depth_uniform_samples=4,
+        depth_sigma_m=0.05,
+        depth_sample_sigmas=3.0,
+        jitter=False,
+    )
     depth = torch.tensor([2.0, 5.0])
     edges, lo, hi = depth_guided_edges(torch.full((2,), 0.1), depth, s)
     assert edges.shape == (2, 8 + 4 + 2)
@@ -87,8 +106,15 @@ def test_render_rays_outputs_and_no_per_sample_clip_tensor(field):
     origins = torch.zeros(n, 3)
     directions = torch.cat((torch.randn(n, 2) * 0.2, torch.ones(n, 1)), dim=1)
     depth = torch.where(torch.arange(n) % 2 == 0, 1.5, 0.0)  # half the rays with depth
-    out = render_rays(field, origins, directions, SamplingSettings.for_training(cfg), depth=depth,
-                      semantic_rays=8, generator=torch.Generator().manual_seed(0))
+    out = render_rays(
+        field,
+        origins,
+        directions,
+        SamplingSettings.for_training(cfg),
+        depth=depth,
+        semantic_rays=8,
+        generator=torch.Generator().manual_seed(0),
+    )
     assert out.rgb.shape == (n, 3) and out.depth.shape == (n,) and out.opacity.shape == (n,)
     assert out.latent.shape == (8, 8) and out.feature.shape == (8, 16) and out.selection.shape == (8, 3)
     torch.testing.assert_close(out.selection.sum(-1), torch.ones(8))
@@ -103,7 +129,10 @@ def test_detached_semantic_weights_keep_semantics_out_of_density(field):
     origins, directions = torch.zeros(6, 3), torch.tensor([[0.0, 0.0, 1.0]]).repeat(6, 1)
     out = render_rays(field, origins, directions, SamplingSettings.for_rendering(cfg), semantic_rays=6)
     out.feature.sum().backward()
-    assert field.geometry_encoding.table.grad is None or float(field.geometry_encoding.table.grad.abs().sum()) == 0
+    assert (
+        field.geometry_encoding.table.grad is None
+        or float(field.geometry_encoding.table.grad.abs().sum()) == 0
+    )
     assert float(field.semantic_encoding.table.grad.abs().sum()) > 0
 
 
@@ -114,7 +143,9 @@ def test_render_image_any_resolution_and_chunk_invariance(field):
     settings = SamplingSettings.for_rendering(cfg)
     a = render_image(field, intr, pose, settings, chunk=1000)
     b = render_image(field, intr, pose, settings, chunk=37)
-    assert a["rgb"].shape == (24, 32, 3) and a["feature"].shape == (24, 32, 16) and a["depth"].shape == (24, 32)
+    assert (
+        a["rgb"].shape == (24, 32, 3) and a["feature"].shape == (24, 32, 16) and a["depth"].shape == (24, 32)
+    )
     torch.testing.assert_close(a["rgb"], b["rgb"])
     small = render_image(field, intr, pose, settings, width=8, height=6, semantics=False)
     assert small["rgb"].shape == (6, 8, 3) and "feature" not in small

@@ -18,8 +18,19 @@ import torch
 
 FORMAT_TAG = "ovs3d_ros.trainer"
 FORMAT_VERSION = 1
-REQUIRED_KEYS = ("format", "version", "config", "step", "field", "occupancy", "keyframes", "optimizer",
-                 "scheduler", "rng", "scene")
+REQUIRED_KEYS = (
+    "format",
+    "version",
+    "config",
+    "step",
+    "field",
+    "occupancy",
+    "keyframes",
+    "optimizer",
+    "scheduler",
+    "rng",
+    "scene",
+)
 
 
 class CheckpointError(ValueError):
@@ -64,12 +75,16 @@ def read_checkpoint(path: str | Path) -> dict[str, Any]:
     try:
         state = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as exc:  # torch raises many types for truncated/corrupt zip archives
-        raise CheckpointError(f"checkpoint {path} is corrupt or truncated ({type(exc).__name__}: {exc})") from exc
+        raise CheckpointError(
+            f"checkpoint {path} is corrupt or truncated ({type(exc).__name__}: {exc})"
+        ) from exc
     if not isinstance(state, dict) or state.get("format") != FORMAT_TAG:
         raise CheckpointError(f"{path} is not an ovs3d_ros trainer checkpoint")
     if state.get("version") != FORMAT_VERSION:
-        raise CheckpointError(f"checkpoint {path} has format version {state.get('version')!r}; this build reads "
-                              f"version {FORMAT_VERSION}")
+        raise CheckpointError(
+            f"checkpoint {path} has format version {state.get('version')!r}; this build reads "
+            f"version {FORMAT_VERSION}"
+        )
     missing = [k for k in REQUIRED_KEYS if k not in state]
     if missing:
         raise CheckpointError(f"checkpoint {path} lacks {', '.join(missing)}")

@@ -41,13 +41,13 @@ def rotation_angle_deg(r_a: np.ndarray, r_b: np.ndarray) -> float:
 
 @dataclass
 class Keyframe:
-    uid: int                           # insertion number, monotonic over the buffer's life
-    rgb: torch.Tensor                  # (H, W, 3) uint8
-    depth: torch.Tensor | None         # (H, W) float32 metres, 0 = none
-    pose: np.ndarray                   # (4, 4) float64 camera-to-world (optical)
+    uid: int  # insertion number, monotonic over the buffer's life
+    rgb: torch.Tensor  # (H, W, 3) uint8
+    depth: torch.Tensor | None  # (H, W) float32 metres, 0 = none
+    pose: np.ndarray  # (4, 4) float64 camera-to-world (optical)
     intrinsics: Intrinsics
-    clip: torch.Tensor | None = None   # (S, D, h, w) fp16 unit teacher features
-    dino: torch.Tensor | None = None   # (Ht, Wt, Cd) fp16
+    clip: torch.Tensor | None = None  # (S, D, h, w) fp16 unit teacher features
+    dino: torch.Tensor | None = None  # (Ht, Wt, Cd) fp16
     sharpness: float = 0.0
     stamp: float = 0.0
 
@@ -58,12 +58,12 @@ class Keyframe:
 
 @dataclass
 class RayBatch:
-    origins: torch.Tensor              # (n, 3)
-    directions: torch.Tensor           # (n, 3), camera z = 1
-    rgb: torch.Tensor                  # (n, 3) float in [0, 1]
-    depth: torch.Tensor                # (n,) metres, 0 = no measurement
-    keyframe_uids: torch.Tensor        # (n,) long, Keyframe.uid of each ray
-    pixels: torch.Tensor               # (n, 2) long (u, v)
+    origins: torch.Tensor  # (n, 3)
+    directions: torch.Tensor  # (n, 3), camera z = 1
+    rgb: torch.Tensor  # (n, 3) float in [0, 1]
+    depth: torch.Tensor  # (n,) metres, 0 = no measurement
+    keyframe_uids: torch.Tensor  # (n,) long, Keyframe.uid of each ray
+    pixels: torch.Tensor  # (n, 2) long (u, v)
     clip_targets: torch.Tensor | None = None  # (k, S, D) float32 for the FIRST k rays (k = feature_rays)
 
     def __len__(self) -> int:
@@ -77,7 +77,9 @@ class KeyframeBuffer:
         if cfg.capacity < 2:
             raise KeyframeError(f"keyframes.capacity must be >= 2, got {cfg.capacity}")
         if not 0.0 <= cfg.recent_ray_fraction <= 1.0:
-            raise KeyframeError(f"keyframes.recent_ray_fraction must be in [0, 1], got {cfg.recent_ray_fraction}")
+            raise KeyframeError(
+                f"keyframes.recent_ray_fraction must be in [0, 1], got {cfg.recent_ray_fraction}"
+            )
         if cfg.holdout_every < 0 or cfg.holdout_every == 1:
             raise KeyframeError(f"keyframes.holdout_every must be 0 (off) or >= 2, got {cfg.holdout_every}")
         self.cfg = cfg
@@ -109,8 +111,9 @@ class KeyframeBuffer:
     def _pose_distance(self, a: Keyframe, b: Keyframe) -> float:
         """Translation plus rotation, the rotation in metres via the two selection thresholds' ratio."""
         metres_per_deg = self.cfg.min_translation_m / max(self.cfg.min_rotation_deg, 1e-6)
-        return float(np.linalg.norm(a.pose[:3, 3] - b.pose[:3, 3])) \
-            + metres_per_deg * rotation_angle_deg(a.pose[:3, :3], b.pose[:3, :3])
+        return float(np.linalg.norm(a.pose[:3, 3] - b.pose[:3, 3])) + metres_per_deg * rotation_angle_deg(
+            a.pose[:3, :3], b.pose[:3, :3]
+        )
 
     def _most_redundant(self) -> int:
         """Index of the keyframe closest to its nearest neighbour in pose space, never the newest."""
@@ -121,7 +124,9 @@ class KeyframeBuffer:
                 best, best_dist = i, nearest
         return best
 
-    def insert(self, frame: Frame, clip: torch.Tensor | None = None, dino: torch.Tensor | None = None) -> Keyframe:
+    def insert(
+        self, frame: Frame, clip: torch.Tensor | None = None, dino: torch.Tensor | None = None
+    ) -> Keyframe:
         """Store ``frame`` (validated by the caller) with its teacher features; evict if over capacity."""
         depth = None
         if frame.depth is not None:
@@ -130,13 +135,17 @@ class KeyframeBuffer:
         if clip is not None and clip.ndim != 4:
             raise KeyframeError(f"teacher clip features must be (S, D, h, w), got {tuple(clip.shape)}")
         with self._lock:
-            kf = Keyframe(uid=self.next_uid, rgb=torch.from_numpy(np.ascontiguousarray(frame.rgb)).to(self.device),
-                          depth=depth, pose=np.asarray(frame.pose, dtype=np.float64).copy(),
-                          intrinsics=frame.intrinsics,
-                          clip=None if clip is None else clip.to(self.device, torch.float16),
-                          dino=None if dino is None else dino.to(self.device, torch.float16),
-                          sharpness=sharpness(frame.rgb) if self.cfg.min_sharpness > 0 else 0.0,
-                          stamp=float(frame.stamp))
+            kf = Keyframe(
+                uid=self.next_uid,
+                rgb=torch.from_numpy(np.ascontiguousarray(frame.rgb)).to(self.device),
+                depth=depth,
+                pose=np.asarray(frame.pose, dtype=np.float64).copy(),
+                intrinsics=frame.intrinsics,
+                clip=None if clip is None else clip.to(self.device, torch.float16),
+                dino=None if dino is None else dino.to(self.device, torch.float16),
+                sharpness=sharpness(frame.rgb) if self.cfg.min_sharpness > 0 else 0.0,
+                stamp=float(frame.stamp),
+            )
             self.next_uid += 1
             self.keyframes.append(kf)
             if len(self.keyframes) > self.cfg.capacity:
@@ -163,8 +172,11 @@ class KeyframeBuffer:
     def _choose_keyframes(self, n: int, generator: torch.Generator) -> torch.Tensor:
         count = len(self.keyframes)
         n_recent = int(round(n * self.cfg.recent_ray_fraction)) if count > self.cfg.recent_count else 0
-        recent = torch.randint(count - self.cfg.recent_count, count, (n_recent,), generator=generator) \
-            if n_recent else torch.zeros(0, dtype=torch.long)
+        recent = (
+            torch.randint(count - self.cfg.recent_count, count, (n_recent,), generator=generator)
+            if n_recent
+            else torch.zeros(0, dtype=torch.long)
+        )
         anywhere = torch.randint(0, count, (n - n_recent,), generator=generator)
         chosen = torch.cat((recent, anywhere))
         return chosen[torch.randperm(n, generator=generator)]
@@ -223,27 +235,45 @@ class KeyframeBuffer:
                         if clip_targets is None:
                             clip_targets = torch.zeros(k, *targets.shape[1:], device=self.device)
                         clip_targets[rows[feat_rows].to(self.device)] = targets
-            poses = torch.as_tensor(np.stack([self.keyframes[s].pose for s in used.tolist()]), dtype=torch.float32)
+            poses = torch.as_tensor(
+                np.stack([self.keyframes[s].pose for s in used.tolist()]), dtype=torch.float32
+            )
             intr = [self.keyframes[s].intrinsics for s in used.tolist()]
             camera_index = torch.searchsorted(used, slots)
-        origins, directions = generate_rays(intr, poses, pixels, camera_indices=camera_index, device=self.device)
-        return RayBatch(origins=origins, directions=directions, rgb=rgb, depth=depth, keyframe_uids=uids,
-                        pixels=pixels, clip_targets=clip_targets)
+        origins, directions = generate_rays(
+            intr, poses, pixels, camera_indices=camera_index, device=self.device
+        )
+        return RayBatch(
+            origins=origins,
+            directions=directions,
+            rgb=rgb,
+            depth=depth,
+            keyframe_uids=uids,
+            pixels=pixels,
+            clip_targets=clip_targets,
+        )
 
     # ------------------------------------------------------------------ checkpoint
     def state_dict(self) -> dict[str, Any]:
         with self._lock:
             frames = []
             for kf in self.keyframes:
-                frames.append({
-                    "uid": kf.uid, "rgb": kf.rgb.cpu(), "depth": None if kf.depth is None else kf.depth.cpu(),
-                    "pose": torch.from_numpy(kf.pose.copy()),
-                    "intrinsics": {k: (list(v) if isinstance(v, tuple) else v)
-                                   for k, v in dataclasses.asdict(kf.intrinsics).items()},
-                    "clip": None if kf.clip is None else kf.clip.cpu(),
-                    "dino": None if kf.dino is None else kf.dino.cpu(),
-                    "sharpness": kf.sharpness, "stamp": kf.stamp,
-                })
+                frames.append(
+                    {
+                        "uid": kf.uid,
+                        "rgb": kf.rgb.cpu(),
+                        "depth": None if kf.depth is None else kf.depth.cpu(),
+                        "pose": torch.from_numpy(kf.pose.copy()),
+                        "intrinsics": {
+                            k: (list(v) if isinstance(v, tuple) else v)
+                            for k, v in dataclasses.asdict(kf.intrinsics).items()
+                        },
+                        "clip": None if kf.clip is None else kf.clip.cpu(),
+                        "dino": None if kf.dino is None else kf.dino.cpu(),
+                        "sharpness": kf.sharpness,
+                        "stamp": kf.stamp,
+                    }
+                )
             return {"keyframes": frames, "next_uid": self.next_uid, "evicted": self.evicted}
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
@@ -252,13 +282,19 @@ class KeyframeBuffer:
             for d in state["keyframes"]:
                 intr = dict(d["intrinsics"])
                 intr["distortion"] = tuple(intr.get("distortion", ()))
-                frames.append(Keyframe(
-                    uid=int(d["uid"]), rgb=d["rgb"].to(self.device, torch.uint8),
-                    depth=None if d["depth"] is None else d["depth"].to(self.device, torch.float32),
-                    pose=d["pose"].numpy().astype(np.float64), intrinsics=Intrinsics(**intr),
-                    clip=None if d["clip"] is None else d["clip"].to(self.device, torch.float16),
-                    dino=None if d["dino"] is None else d["dino"].to(self.device, torch.float16),
-                    sharpness=float(d["sharpness"]), stamp=float(d["stamp"])))
+                frames.append(
+                    Keyframe(
+                        uid=int(d["uid"]),
+                        rgb=d["rgb"].to(self.device, torch.uint8),
+                        depth=None if d["depth"] is None else d["depth"].to(self.device, torch.float32),
+                        pose=d["pose"].numpy().astype(np.float64),
+                        intrinsics=Intrinsics(**intr),
+                        clip=None if d["clip"] is None else d["clip"].to(self.device, torch.float16),
+                        dino=None if d["dino"] is None else d["dino"].to(self.device, torch.float16),
+                        sharpness=float(d["sharpness"]),
+                        stamp=float(d["stamp"]),
+                    )
+                )
             next_uid, evicted = int(state["next_uid"]), int(state["evicted"])
         except (KeyError, TypeError, AttributeError, ValueError) as exc:
             raise KeyframeError(f"keyframe state is malformed: {exc!r}") from exc
@@ -266,7 +302,9 @@ class KeyframeBuffer:
             self.keyframes, self.next_uid, self.evicted = frames, next_uid, evicted
 
 
-def _bilinear_features(clip: torch.Tensor, u: torch.Tensor, v: torch.Tensor, width: int, height: int) -> torch.Tensor:
+def _bilinear_features(
+    clip: torch.Tensor, u: torch.Tensor, v: torch.Tensor, width: int, height: int
+) -> torch.Tensor:
     """(S, D, h, w) feature map sampled bilinearly at full-res pixel centres -> (m, S, D) float32.
 
     Same as ``grid_sample(align_corners=False, padding_mode='border')`` but gathers only the 4
@@ -284,6 +322,10 @@ def _bilinear_features(clip: torch.Tensor, u: torch.Tensor, v: torch.Tensor, wid
     def col(yy: torch.Tensor, xx: torch.Tensor) -> torch.Tensor:
         return flat[:, yy * fw + xx].float()
 
-    out = (col(y0, x0) * ((1 - wx) * (1 - wy)) + col(y0, x1) * (wx * (1 - wy))
-           + col(y1, x0) * ((1 - wx) * wy) + col(y1, x1) * (wx * wy))
+    out = (
+        col(y0, x0) * ((1 - wx) * (1 - wy))
+        + col(y0, x1) * (wx * (1 - wy))
+        + col(y1, x0) * ((1 - wx) * wy)
+        + col(y1, x1) * (wx * wy)
+    )
     return out.reshape(s, d, -1).permute(2, 0, 1).contiguous()

@@ -43,25 +43,43 @@ class SamplingSettings:
     @classmethod
     def for_training(cls, cfg: Config) -> "SamplingSettings":
         t = cfg.trainer
-        return cls(cfg.field.near_m, cfg.field.far_m, t.samples_per_ray, t.importance_samples, t.depth_samples,
-                   t.depth_uniform_samples, t.depth_sigma_m, t.depth_sample_sigmas, jitter=True)
+        return cls(
+            cfg.field.near_m,
+            cfg.field.far_m,
+            t.samples_per_ray,
+            t.importance_samples,
+            t.depth_samples,
+            t.depth_uniform_samples,
+            t.depth_sigma_m,
+            t.depth_sample_sigmas,
+            jitter=True,
+        )
 
     @classmethod
     def for_rendering(cls, cfg: Config) -> "SamplingSettings":
         t = cfg.trainer
-        return cls(cfg.field.near_m, cfg.field.far_m, t.render_samples_per_ray, t.render_importance_samples,
-                   t.depth_samples, t.depth_uniform_samples, t.depth_sigma_m, t.depth_sample_sigmas, jitter=False)
+        return cls(
+            cfg.field.near_m,
+            cfg.field.far_m,
+            t.render_samples_per_ray,
+            t.render_importance_samples,
+            t.depth_samples,
+            t.depth_uniform_samples,
+            t.depth_sigma_m,
+            t.depth_sample_sigmas,
+            jitter=False,
+        )
 
 
 @dataclass
 class RenderOutputs:
-    rgb: torch.Tensor                      # (N, 3)
-    depth: torch.Tensor                    # (N,) optical depth, metres
-    opacity: torch.Tensor                  # (N,)
-    weights: torch.Tensor                  # (N, S)
-    t_mid: torch.Tensor                    # (N, S)
-    latent: torch.Tensor | None = None     # (K, semantic_latent_dim), K = semantic rays (the first K)
-    feature: torch.Tensor | None = None    # (K, clip_dim)
+    rgb: torch.Tensor  # (N, 3)
+    depth: torch.Tensor  # (N,) optical depth, metres
+    opacity: torch.Tensor  # (N,)
+    weights: torch.Tensor  # (N, S)
+    t_mid: torch.Tensor  # (N, S)
+    latent: torch.Tensor | None = None  # (K, semantic_latent_dim), K = semantic rays (the first K)
+    feature: torch.Tensor | None = None  # (K, clip_dim)
     selection: torch.Tensor | None = None  # (K, num_scales), softmax over scales
 
 
@@ -98,8 +116,9 @@ def composite_reference(weights: torch.Tensor, values: torch.Tensor) -> torch.Te
     return out
 
 
-def stratified_edges(near: torch.Tensor, far: torch.Tensor, n: int, jitter: bool,
-                     generator: torch.Generator | None = None) -> torch.Tensor:
+def stratified_edges(
+    near: torch.Tensor, far: torch.Tensor, n: int, jitter: bool, generator: torch.Generator | None = None
+) -> torch.Tensor:
     """(N,) near/far -> (N, n + 1) sorted edges, one random point per stratum (its centre without jitter)."""
     steps = torch.arange(n + 1, device=near.device, dtype=near.dtype)
     if jitter:
@@ -110,8 +129,9 @@ def stratified_edges(near: torch.Tensor, far: torch.Tensor, n: int, jitter: bool
     return near[:, None] + (far - near)[:, None] * frac
 
 
-def sample_pdf(edges: torch.Tensor, weights: torch.Tensor, n: int, jitter: bool,
-               generator: torch.Generator | None = None) -> torch.Tensor:
+def sample_pdf(
+    edges: torch.Tensor, weights: torch.Tensor, n: int, jitter: bool, generator: torch.Generator | None = None
+) -> torch.Tensor:
     """Inverse-CDF sampling: (N, S+1) edges and (N, S) weights -> (N, n) new positions, sorted."""
     pdf = weights + 1e-5
     pdf = pdf / pdf.sum(dim=-1, keepdim=True)
@@ -128,8 +148,12 @@ def sample_pdf(edges: torch.Tensor, weights: torch.Tensor, n: int, jitter: bool,
     return torch.sort(e_lo + t * (e_hi - e_lo), dim=-1).values
 
 
-def depth_guided_edges(near: torch.Tensor, depth: torch.Tensor, settings: SamplingSettings,
-                       generator: torch.Generator | None = None) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+def depth_guided_edges(
+    near: torch.Tensor,
+    depth: torch.Tensor,
+    settings: SamplingSettings,
+    generator: torch.Generator | None = None,
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """Edges for rays with a valid depth: a dense window ``depth +- k sigma`` plus uniform edges in front.
 
     Returns the sorted edges (N, depth_samples + depth_uniform_samples + 2) and the window (lo, hi).
@@ -143,7 +167,9 @@ def depth_guided_edges(near: torch.Tensor, depth: torch.Tensor, settings: Sampli
 
 
 # ---------------------------------------------------------------------------------------------- rendering
-def _densities(field, positions: torch.Tensor, keep: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+def _densities(
+    field, positions: torch.Tensor, keep: torch.Tensor
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """Density (N, S) and appearance (M, A) at the kept samples; contracted positions (N*S, 3)."""
     n, s = keep.shape
     contracted = field.contract(positions.reshape(-1, 3))
@@ -154,9 +180,16 @@ def _densities(field, positions: torch.Tensor, keep: torch.Tensor) -> tuple[torc
     return sigmas.reshape(n, s), appearance, contracted
 
 
-def render_rays(field, origins: torch.Tensor, directions: torch.Tensor, settings: SamplingSettings,
-                depth: torch.Tensor | None = None, occupancy=None, semantic_rays: int = 0,
-                generator: torch.Generator | None = None) -> RenderOutputs:
+def render_rays(
+    field,
+    origins: torch.Tensor,
+    directions: torch.Tensor,
+    settings: SamplingSettings,
+    depth: torch.Tensor | None = None,
+    occupancy=None,
+    semantic_rays: int = 0,
+    generator: torch.Generator | None = None,
+) -> RenderOutputs:
     """Render (N, 3) rays (directions with camera z = 1, so t is optical depth).
 
     ``depth`` (N,) metres, 0/NaN = none: rays with a valid depth use depth-guided sampling.
@@ -165,8 +198,10 @@ def render_rays(field, origins: torch.Tensor, directions: torch.Tensor, settings
     ``field.cfg.detach_semantic_weights``).
     """
     if origins.ndim != 2 or origins.shape[1] != 3 or directions.shape != origins.shape:
-        raise RenderError(f"render_rays: origins and directions must both be (N, 3), got "
-                          f"{tuple(origins.shape)} and {tuple(directions.shape)}")
+        raise RenderError(
+            f"render_rays: origins and directions must both be (N, 3), got "
+            f"{tuple(origins.shape)} and {tuple(directions.shape)}"
+        )
     n = origins.shape[0]
     device = origins.device
     near = torch.full((n,), settings.near, device=device)
@@ -211,8 +246,13 @@ def render_rays(field, origins: torch.Tensor, directions: torch.Tensor, settings
     colors = torch.zeros(n * t_mid.shape[1], 3, dtype=colors_kept.dtype, device=device)
     colors = colors.index_copy(0, shade_idx, colors_kept).reshape(n, -1, 3)
 
-    out = RenderOutputs(rgb=composite(weights, colors), depth=(weights * t_mid).sum(dim=-1),
-                        opacity=weights.sum(dim=-1), weights=weights, t_mid=t_mid)
+    out = RenderOutputs(
+        rgb=composite(weights, colors),
+        depth=(weights * t_mid).sum(dim=-1),
+        opacity=weights.sum(dim=-1),
+        weights=weights,
+        t_mid=t_mid,
+    )
     if semantic_rays > 0:
         k = min(semantic_rays, n)
         s = t_mid.shape[1]
@@ -237,10 +277,19 @@ def _occupied(field, occupancy, positions: torch.Tensor) -> torch.Tensor:
 
 
 @torch.no_grad()
-def render_image(field, intrinsics: Intrinsics, c2w: np.ndarray | torch.Tensor, settings: SamplingSettings,
-                 occupancy=None, chunk: int = 8192, width: int | None = None, height: int | None = None,
-                 semantics: bool = True, feature: bool = True,
-                 depth: torch.Tensor | None = None) -> dict[str, torch.Tensor]:
+def render_image(
+    field,
+    intrinsics: Intrinsics,
+    c2w: np.ndarray | torch.Tensor,
+    settings: SamplingSettings,
+    occupancy=None,
+    chunk: int = 8192,
+    width: int | None = None,
+    height: int | None = None,
+    semantics: bool = True,
+    feature: bool = True,
+    depth: torch.Tensor | None = None,
+) -> dict[str, torch.Tensor]:
     """Render a whole camera in chunks at any resolution (``width``/``height`` rescale the intrinsics).
 
     Returns (H, W, ...) tensors: rgb, depth, opacity and, with ``semantics``, latent, selection and
@@ -262,9 +311,15 @@ def render_image(field, intrinsics: Intrinsics, c2w: np.ndarray | torch.Tensor, 
     pieces: dict[str, list[torch.Tensor]] = {}
     for start in range(0, origins.shape[0], chunk):
         sl = slice(start, start + chunk)
-        out = render_rays(field, origins[sl], directions[sl], settings,
-                          depth=None if flat_depth is None else flat_depth[sl], occupancy=occupancy,
-                          semantic_rays=chunk if semantics else 0)
+        out = render_rays(
+            field,
+            origins[sl],
+            directions[sl],
+            settings,
+            depth=None if flat_depth is None else flat_depth[sl],
+            occupancy=occupancy,
+            semantic_rays=chunk if semantics else 0,
+        )
         parts = {"rgb": out.rgb, "depth": out.depth, "opacity": out.opacity}
         if semantics:
             parts.update(latent=out.latent, selection=out.selection)

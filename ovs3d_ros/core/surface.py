@@ -12,7 +12,6 @@ from dataclasses import dataclass
 
 import numpy as np
 import open3d as o3d
-import torch
 import torch.nn.functional as F
 
 from ovs3d_ros.core.camera import generate_rays
@@ -31,15 +30,23 @@ class SurfaceCloud:
         return int(self.xyz.shape[0])
 
 
-def extract_surface(trainer, max_points: int, voxel_size_m: float, downsample: int | None = None,
-                    min_opacity: float | None = None, seed: int = 0) -> SurfaceCloud:
+def extract_surface(
+    trainer,
+    max_points: int,
+    voxel_size_m: float,
+    downsample: int | None = None,
+    min_opacity: float | None = None,
+    seed: int = 0,
+) -> SurfaceCloud:
     """Fuse rendered depth from every keyframe into a voxel-downsampled cloud of at most ``max_points``."""
     fcfg = trainer.cfg.field
     downsample = fcfg.surface_image_downsample if downsample is None else downsample
     min_opacity = fcfg.surface_min_opacity if min_opacity is None else min_opacity
     if downsample < 1 or max_points < 1 or voxel_size_m < 0:
-        raise SurfaceError(f"surface extraction needs downsample >= 1, max_points >= 1 and voxel_size_m >= 0, "
-                           f"got {downsample}, {max_points}, {voxel_size_m}")
+        raise SurfaceError(
+            f"surface extraction needs downsample >= 1, max_points >= 1 and voxel_size_m >= 0, "
+            f"got {downsample}, {max_points}, {voxel_size_m}"
+        )
     with trainer.keyframes._lock:
         keyframes = list(trainer.keyframes.keyframes)
     if not keyframes:

@@ -28,8 +28,13 @@ import torch
 
 from ovs3d_ros.config import Config, ConfigError, from_nested, resolve_device, to_nested
 from ovs3d_ros.core import losses
-from ovs3d_ros.core.checkpoint import (FORMAT_TAG, FORMAT_VERSION, CheckpointError, read_checkpoint,
-                                      save_checkpoint)
+from ovs3d_ros.core.checkpoint import (
+    FORMAT_TAG,
+    FORMAT_VERSION,
+    CheckpointError,
+    read_checkpoint,
+    save_checkpoint,
+)
 from ovs3d_ros.core.field import OccupancyGrid, SemanticField
 from ovs3d_ros.core.frame import Frame, Intrinsics
 from ovs3d_ros.core.keyframes import KeyframeBuffer, KeyframeError, RayBatch
@@ -48,22 +53,36 @@ class Trainer:
         self.device = torch.device(resolve_device(cfg) if str(device) == "auto" else device)
         self.teacher = teacher
         if teacher is not None and getattr(teacher, "embed_dim", cfg.field.clip_dim) != cfg.field.clip_dim:
-            raise TrainerError(f"teacher embeds in {teacher.embed_dim} dimensions but field.clip_dim is "
-                               f"{cfg.field.clip_dim}; set field.clip_dim to the teacher's dimension")
+            raise TrainerError(
+                f"teacher embeds in {teacher.embed_dim} dimensions but field.clip_dim is "
+                f"{cfg.field.clip_dim}; set field.clip_dim to the teacher's dimension"
+            )
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(cfg.seed)
             self.field = SemanticField(cfg.field).to(self.device)
         f = cfg.field
-        self.occupancy = OccupancyGrid(f.occupancy_resolution, f.occupancy_threshold, f.occupancy_ema_decay,
-                                       f.occupancy_warmup_steps, f.occupancy_update_fraction).to(self.device)
+        self.occupancy = OccupancyGrid(
+            f.occupancy_resolution,
+            f.occupancy_threshold,
+            f.occupancy_ema_decay,
+            f.occupancy_warmup_steps,
+            f.occupancy_update_fraction,
+        ).to(self.device)
         self.keyframes = KeyframeBuffer(cfg.keyframes, self.device)
         groups = self.field.param_groups()
         t = cfg.trainer
         self.optimizer = torch.optim.Adam(
-            [{"params": groups["grid"], "lr": t.lr_grid, "name": "grid"},
-             {"params": groups["mlp"], "lr": t.lr_mlp, "name": "mlp"}], betas=(0.9, 0.99), eps=t.adam_eps,
-            fused=True)  # one kernel over the hash tables: about 2x faster than foreach on CPU
-        self.scheduler = torch.optim.lr_scheduler.ExponentialLR(self.optimizer, gamma=0.1 ** (1.0 / t.lr_decay_steps))
+            [
+                {"params": groups["grid"], "lr": t.lr_grid, "name": "grid"},
+                {"params": groups["mlp"], "lr": t.lr_mlp, "name": "mlp"},
+            ],
+            betas=(0.9, 0.99),
+            eps=t.adam_eps,
+            fused=True,
+        )  # one kernel over the hash tables: about 2x faster than foreach on CPU
+        self.scheduler = torch.optim.lr_scheduler.ExponentialLR(
+            self.optimizer, gamma=0.1 ** (1.0 / t.lr_decay_steps)
+        )
         self.sample_generator = torch.Generator().manual_seed(t.seed)
         self.render_generator = torch.Generator(device=self.device).manual_seed(t.seed + 1)
         self.train_settings = SamplingSettings.for_training(cfg)
@@ -109,8 +128,10 @@ class Trainer:
             features = self.teacher.extract(frame)
             clip, dino = features.clip, features.dino
             if clip.shape[1] != self.cfg.field.clip_dim:
-                raise TrainerError(f"teacher features have {clip.shape[1]} channels, field.clip_dim is "
-                                   f"{self.cfg.field.clip_dim}")
+                raise TrainerError(
+                    f"teacher features have {clip.shape[1]} channels, field.clip_dim is "
+                    f"{self.cfg.field.clip_dim}"
+                )
         points = _depth_points(frame)
         with self.exclusive():
             if not bool(self.field.bounds_set):
@@ -136,15 +157,24 @@ class Trainer:
             if batch.clip_targets is None:
                 feature_rays = 0
             self.field.train()
-            out = render_rays(self.field, batch.origins, batch.directions, self.train_settings, depth=batch.depth,
-                              occupancy=self.occupancy, semantic_rays=feature_rays, generator=self.render_generator)
+            out = render_rays(
+                self.field,
+                batch.origins,
+                batch.directions,
+                self.train_settings,
+                depth=batch.depth,
+                occupancy=self.occupancy,
+                semantic_rays=feature_rays,
+                generator=self.render_generator,
+            )
             terms: dict[str, torch.Tensor] = {"rgb": t.rgb_weight * losses.rgb_loss(out.rgb, batch.rgb)}
             valid = batch.depth > 0
             if t.depth_weight > 0 and bool(valid.any()):
                 terms["depth"] = t.depth_weight * losses.depth_loss(out.depth, batch.depth, valid)
             if feature_rays and self.cfg.semantic.feature_weight > 0:
                 terms["feature"] = self.cfg.semantic.feature_weight * losses.feature_distillation_loss(
-                    out.feature, out.selection, batch.clip_targets)
+                    out.feature, out.selection, batch.clip_targets
+                )
             for hook in self.extra_losses:
                 terms.update(hook(self, batch, out))
             total = sum(terms.values())
@@ -159,8 +189,11 @@ class Trainer:
             result["loss"] = float(total.detach())
             mse = float(torch.mean((out.rgb.detach() - batch.rgb) ** 2))
             result["psnr_batch"] = -10.0 * np.log10(max(mse, 1e-10))
-            if t.holdout_eval_every > 0 and self.step_count % t.holdout_eval_every == 0 \
-                    and self.cfg.keyframes.holdout_every > 0:
+            if (
+                t.holdout_eval_every > 0
+                and self.step_count % t.holdout_eval_every == 0
+                and self.cfg.keyframes.holdout_every > 0
+            ):
                 self.last_psnr = self.holdout_psnr()
             elapsed = time.perf_counter() - start
             self.training_time_s += elapsed
@@ -197,25 +230,40 @@ class Trainer:
         was_training = self.field.training
         self.field.eval()
         step_size = 4.0 * float(self.field.scene_radius) / self.occupancy.resolution
-        self.occupancy.update(self.step_count, lambda c: self.field.density_contracted(c)[0], step_size,
-                              generator=self.render_generator)
+        self.occupancy.update(
+            self.step_count,
+            lambda c: self.field.density_contracted(c)[0],
+            step_size,
+            generator=self.render_generator,
+        )
         self.field.train(was_training)
 
     @torch.no_grad()
     def holdout_psnr(self, rays: int | None = None) -> float:
         """PSNR (dB) on random held-out pixels of the keyframes (never trained on)."""
-        batch = self.keyframes.holdout_batch(rays or self.cfg.trainer.holdout_eval_rays, self.sample_generator)
+        batch = self.keyframes.holdout_batch(
+            rays or self.cfg.trainer.holdout_eval_rays, self.sample_generator
+        )
         settings = dataclasses.replace(self.train_settings, jitter=False)
         self.field.eval()
-        out = render_rays(self.field, batch.origins, batch.directions, settings, depth=batch.depth,
-                          occupancy=self.occupancy)
+        out = render_rays(
+            self.field, batch.origins, batch.directions, settings, depth=batch.depth, occupancy=self.occupancy
+        )
         self.field.train()
         mse = float(torch.mean((out.rgb - batch.rgb) ** 2))
         return -10.0 * float(np.log10(max(mse, 1e-10)))
 
     # ------------------------------------------------------------------ outputs
-    def render(self, intrinsics: Intrinsics, c2w: np.ndarray, width: int | None = None, height: int | None = None,
-               semantics: bool = True, feature: bool = True, depth: torch.Tensor | None = None) -> dict:
+    def render(
+        self,
+        intrinsics: Intrinsics,
+        c2w: np.ndarray,
+        width: int | None = None,
+        height: int | None = None,
+        semantics: bool = True,
+        feature: bool = True,
+        depth: torch.Tensor | None = None,
+    ) -> dict:
         """Render a camera: rgb (H,W,3), depth, opacity, and latent, selection, feature (CLIP dim).
 
         Waits at most for the training step in flight. ``depth`` (H, W) switches to depth-guided sampling.
@@ -223,9 +271,19 @@ class Trainer:
         with self.exclusive():
             self.field.eval()
             try:
-                return render_image(self.field, intrinsics, c2w, self.render_settings, occupancy=self.occupancy,
-                                    chunk=self.cfg.trainer.render_chunk, width=width, height=height,
-                                    semantics=semantics, feature=feature, depth=depth)
+                return render_image(
+                    self.field,
+                    intrinsics,
+                    c2w,
+                    self.render_settings,
+                    occupancy=self.occupancy,
+                    chunk=self.cfg.trainer.render_chunk,
+                    width=width,
+                    height=height,
+                    semantics=semantics,
+                    feature=feature,
+                    depth=depth,
+                )
             finally:
                 self.field.train()
 
@@ -238,28 +296,44 @@ class Trainer:
         else:
             its = 0.0
         return {
-            "iterations": self.step_count, "iterations_per_s": its,
+            "iterations": self.step_count,
+            "iterations_per_s": its,
             "rays_per_s": its * self.cfg.trainer.rays_per_step,
-            "training_time_s": self.training_time_s, "losses": dict(self.last_losses),
-            "psnr": self.last_psnr, "keyframes": len(self.keyframes), "keyframe_bytes": self.keyframes.nbytes(),
-            "keyframes_evicted": self.keyframes.evicted, "frames_seen": self.frames_seen,
-            "frames_rejected": self.frames_rejected, "occupied_fraction": self.occupancy.occupied_fraction(),
-            "scene_center": self.field.scene_center.tolist(), "scene_radius": float(self.field.scene_radius),
+            "training_time_s": self.training_time_s,
+            "losses": dict(self.last_losses),
+            "psnr": self.last_psnr,
+            "keyframes": len(self.keyframes),
+            "keyframe_bytes": self.keyframes.nbytes(),
+            "keyframes_evicted": self.keyframes.evicted,
+            "frames_seen": self.frames_seen,
+            "frames_rejected": self.frames_rejected,
+            "occupied_fraction": self.occupancy.occupied_fraction(),
+            "scene_center": self.field.scene_center.tolist(),
+            "scene_radius": float(self.field.scene_radius),
             "lr": {g["name"]: g["lr"] for g in self.optimizer.param_groups},
         }
 
     # ------------------------------------------------------------------ checkpoints
     def state_dict(self) -> dict[str, Any]:
         return {
-            "format": FORMAT_TAG, "version": FORMAT_VERSION, "config": to_nested(self.cfg),
-            "step": self.step_count, "training_time_s": self.training_time_s,
-            "field": self.field.state_dict(), "occupancy": self.occupancy.state_dict(),
-            "keyframes": self.keyframes.state_dict(), "optimizer": self.optimizer.state_dict(),
+            "format": FORMAT_TAG,
+            "version": FORMAT_VERSION,
+            "config": to_nested(self.cfg),
+            "step": self.step_count,
+            "training_time_s": self.training_time_s,
+            "field": self.field.state_dict(),
+            "occupancy": self.occupancy.state_dict(),
+            "keyframes": self.keyframes.state_dict(),
+            "optimizer": self.optimizer.state_dict(),
             "scheduler": self.scheduler.state_dict(),
             "rng": {"sample": self.sample_generator.get_state(), "render": self.render_generator.get_state()},
-            "scene": {"center": self.field.scene_center.tolist(), "radius": float(self.field.scene_radius),
-                      "set": bool(self.field.bounds_set),
-                      "observed_min": self.observed_min.tolist(), "observed_max": self.observed_max.tolist()},
+            "scene": {
+                "center": self.field.scene_center.tolist(),
+                "radius": float(self.field.scene_radius),
+                "set": bool(self.field.bounds_set),
+                "observed_min": self.observed_min.tolist(),
+                "observed_max": self.observed_max.tolist(),
+            },
             "counters": {"frames_seen": self.frames_seen, "frames_rejected": self.frames_rejected},
         }
 
@@ -303,9 +377,24 @@ class Trainer:
         except (RuntimeError, KeyError, TypeError, ValueError, KeyframeError) as exc:
             raise CheckpointError(f"checkpoint {path} does not fit this model: {exc}") from exc
 
-    _SWAPPED = ("cfg", "field", "occupancy", "keyframes", "optimizer", "scheduler", "sample_generator",
-                "render_generator", "train_settings", "render_settings", "step_count", "training_time_s",
-                "frames_seen", "frames_rejected", "observed_min", "observed_max")
+    _SWAPPED = (
+        "cfg",
+        "field",
+        "occupancy",
+        "keyframes",
+        "optimizer",
+        "scheduler",
+        "sample_generator",
+        "render_generator",
+        "train_settings",
+        "render_settings",
+        "step_count",
+        "training_time_s",
+        "frames_seen",
+        "frames_rejected",
+        "observed_min",
+        "observed_max",
+    )
 
     def load_state_from(self, path: str | Path) -> None:
         """Replace this trainer's state with a checkpoint's, atomically: the file is loaded into a new
@@ -347,8 +436,10 @@ def initial_scene_bounds(frame: Frame, points: np.ndarray, cfg: Config) -> tuple
     cam = frame.pose[:3, 3]
     if len(points):
         center = np.median(points, axis=0)
-        reach = max(float(np.linalg.norm(cam - center)),
-                    float(np.percentile(np.linalg.norm(points - center, axis=1), 90)))
+        reach = max(
+            float(np.linalg.norm(cam - center)),
+            float(np.percentile(np.linalg.norm(points - center, axis=1), 90)),
+        )
     else:
         center = cam + frame.pose[:3, 2] * 0.5 * cfg.field.scene_radius_m
         reach = 0.5 * cfg.field.scene_radius_m

@@ -16,8 +16,9 @@ class ContractionError(ValueError):
     """An unknown contraction order or an invalid scene radius."""
 
 
-def contract(x: torch.Tensor, center: torch.Tensor, radius: torch.Tensor | float,
-             order: str = "inf") -> torch.Tensor:
+def contract(
+    x: torch.Tensor, center: torch.Tensor, radius: torch.Tensor | float, order: str = "inf"
+) -> torch.Tensor:
     """(N, 3) world points -> (N, 3) contracted points in [-2, 2]^3.
 
     ``c(u) = u`` for ``|u| <= 1`` and ``(2 - 1/|u|) u/|u|`` otherwise, with ``u = (x - center) / radius``
@@ -35,8 +36,9 @@ def contract(x: torch.Tensor, center: torch.Tensor, radius: torch.Tensor | float
     return torch.where(mag <= 1.0, u, (2.0 - 1.0 / safe) * (u / safe))
 
 
-def uncontract(c: torch.Tensor, center: torch.Tensor, radius: torch.Tensor | float,
-               order: str = "inf") -> torch.Tensor:
+def uncontract(
+    c: torch.Tensor, center: torch.Tensor, radius: torch.Tensor | float, order: str = "inf"
+) -> torch.Tensor:
     """Inverse of :func:`contract` for points strictly inside the (-2, 2)^3 cube."""
     if order not in CONTRACTION_ORDERS:
         raise ContractionError(f"field.contraction_order must be one of {CONTRACTION_ORDERS}, got {order!r}")

@@ -55,15 +55,27 @@ class SemanticField(nn.Module):
         super().__init__()
         self.cfg = cfg
         self.order = cfg.contraction_order
-        self.geometry_encoding = HashEncoding(cfg.num_levels, cfg.features_per_level, cfg.log2_hashmap_size,
-                                              cfg.base_resolution, cfg.max_resolution)
+        self.geometry_encoding = HashEncoding(
+            cfg.num_levels,
+            cfg.features_per_level,
+            cfg.log2_hashmap_size,
+            cfg.base_resolution,
+            cfg.max_resolution,
+        )
         self.density_mlp = _mlp(self.geometry_encoding.output_dim, cfg.hidden_dim, 1 + cfg.appearance_dim)
         self.color_mlp = _mlp(cfg.appearance_dim + 3, cfg.hidden_dim, 3, layers=2)
-        self.semantic_encoding = HashEncoding(cfg.semantic_num_levels, cfg.features_per_level,
-                                              cfg.semantic_log2_hashmap_size, cfg.base_resolution,
-                                              cfg.semantic_max_resolution)
-        self.semantic_mlp = _mlp(self.semantic_encoding.output_dim, cfg.semantic_hidden_dim,
-                                 cfg.semantic_latent_dim + cfg.num_scales)
+        self.semantic_encoding = HashEncoding(
+            cfg.semantic_num_levels,
+            cfg.features_per_level,
+            cfg.semantic_log2_hashmap_size,
+            cfg.base_resolution,
+            cfg.semantic_max_resolution,
+        )
+        self.semantic_mlp = _mlp(
+            self.semantic_encoding.output_dim,
+            cfg.semantic_hidden_dim,
+            cfg.semantic_latent_dim + cfg.num_scales,
+        )
         self.feature_head = nn.Linear(cfg.semantic_latent_dim, cfg.clip_dim)
         self.register_buffer("scene_center", torch.zeros(3))
         self.register_buffer("scene_radius", torch.tensor(cfg.scene_radius_m))
@@ -102,7 +114,7 @@ class SemanticField(nn.Module):
         Positions are detached (LERF): the semantic grid must not move geometry through the contraction.
         """
         h = self.semantic_mlp(self.semantic_encoding(to_unit_cube(c.detach())))
-        return h[:, : self.cfg.semantic_latent_dim], h[:, self.cfg.semantic_latent_dim:]
+        return h[:, : self.cfg.semantic_latent_dim], h[:, self.cfg.semantic_latent_dim :]
 
     def semantic_at(self, points: torch.Tensor) -> torch.Tensor:
         """(N, 3) world points -> (N, semantic_latent_dim) latent at those points (for labelled clouds)."""

@@ -15,8 +15,9 @@ from torch import nn
 
 
 class OccupancyGrid(nn.Module):
-    def __init__(self, resolution: int, threshold: float, ema_decay: float, warmup_steps: int,
-                 update_fraction: float):
+    def __init__(
+        self, resolution: int, threshold: float, ema_decay: float, warmup_steps: int, update_fraction: float
+    ):
         super().__init__()
         if resolution < 2:
             raise ValueError(f"field.occupancy_resolution must be >= 2, got {resolution}")
@@ -27,7 +28,7 @@ class OccupancyGrid(nn.Module):
         self.ema_decay = ema_decay
         self.warmup_steps = warmup_steps
         self.update_fraction = update_fraction
-        n = resolution ** 3
+        n = resolution**3
         self.register_buffer("opacity", torch.zeros(n))
         self.register_buffer("occupied", torch.ones(n, dtype=torch.bool))
         self.register_buffer("updates", torch.zeros((), dtype=torch.long))
@@ -50,8 +51,14 @@ class OccupancyGrid(nn.Module):
         return float(self.occupied.float().mean())
 
     @torch.no_grad()
-    def update(self, step: int, density_fn: Callable[[torch.Tensor], torch.Tensor], step_size: float,
-               generator: torch.Generator | None = None, chunk: int = 65536) -> None:
+    def update(
+        self,
+        step: int,
+        density_fn: Callable[[torch.Tensor], torch.Tensor],
+        step_size: float,
+        generator: torch.Generator | None = None,
+        chunk: int = 65536,
+    ) -> None:
         """EMA update from the density at one random point per selected cell.
 
         Each update visits a random ``update_fraction`` of the cells plus, after warm-up, every currently
