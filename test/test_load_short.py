@@ -41,7 +41,7 @@ def test_memory_bounded_queries_succeed_capacity_respected(tmp_path):
     assert st["keyframes"] == CAPACITY, st  # 24 distinct views fill the buffer ...
     assert max(s["keyframes"] for s in result["samples"]) <= CAPACITY  # ... and never overflow it
     queries = result["queries"]
-    assert len(queries) >= 5 and all(q["ok"] for q in queries), [q["message"] for q in queries]
+    assert len(queries) >= 3 and all(q["ok"] for q in queries), [q["message"] for q in queries]
     assert all(q["points"] > 0 for q in queries)
     rss = [s["rss_mb"] for s in result["samples"]]
     bound_mb = CAPACITY * per_keyframe / 2**20 + FIXED_SLACK_MB
