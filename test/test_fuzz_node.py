@@ -251,11 +251,7 @@ def test_fuzzed_inputs_and_requests_never_crash_the_node(scene, fuzz_node):
     alive()
 
 
-@pytest.mark.xfail(strict=True, reason="node.py bug found by this fuzzing: ~/reset calls _stop_training(), "
-                   "which "
-                   "sets self._stop, the event the frame-assembler thread also exits on; the thread is never "
-                   "restarted, so after any reset no frame becomes a keyframe again (frames only supersede "
-                   "each other). Fix: a separate stop event for the training thread.")
+# Regression: ~/reset used to stop the frame-assembler thread with the training thread.
 def test_frames_still_train_after_a_reset(scene, fuzz_node):
     proc, client, stream, executor = (fuzz_node[k] for k in ("proc", "client", "stream", "executor"))
     assert client.call(client.reset_client, Trigger.Request(), executor, 60.0).success

@@ -40,6 +40,7 @@ from ovs3d_ros.core.image_codec import (
     decode_image,
     decode_mono8,
 )
+from ovs3d_ros.core.oom import segment_with_oom_retry
 from ovs3d_ros.msg import TrainingStatus
 from ovs3d_ros.ros import conversions as conv
 from ovs3d_ros.ros.params import check_parameter_update, config_from_parameters, declare_config_parameters
@@ -79,7 +80,8 @@ class Ovs3dNode(Node):
                              frames_superseded=0)
         self.last_error = ""
         self._warned: set[str] = set()
-        self._stop = threading.Event()
+        self._shutdown = threading.Event()      # the whole node is going down
+        self._train_stop = threading.Event()    # the current training thread (a reset replaces it)
         self._paused = threading.Event()
 
         self.trainer = self._new_trainer()
@@ -215,9 +217,9 @@ class Ovs3dNode(Node):
     # ------------------------------------------------------------------ frame assembly (own thread)
 
     def _assemble_frames(self) -> None:
-        while not self._stop.is_set():
+        while not self._shutdown.is_set():
             with self._frame_ready:
-                while self._pending_image is None and not self._stop.is_set():
+                while self._pending_image is None and not self._shutdown.is_set():
                     self._frame_ready.wait(timeout=0.2)
                 msg, self._pending_image = self._pending_image, None
             if msg is None:
@@ -286,7 +288,7 @@ class Ovs3dNode(Node):
         pose = self._poses.lookup(stamp, tol)
         deadline = time.monotonic() + tol + 0.1
         # the pose for this image may still be in flight: wait a little while it can still come
-        while pose is None and time.monotonic() < deadline and not self._stop.is_set():
+        while pose is None and time.monotonic() < deadline and not self._shutdown.is_set():
             latest = self._poses.latest_stamp()
             if latest is not None and latest > stamp + tol:
                 break
@@ -308,21 +310,21 @@ class Ovs3dNode(Node):
     # ------------------------------------------------------------------ training (own thread)
 
     def _start_training(self) -> threading.Thread:
-        self._stop.clear()
-        thread = threading.Thread(target=self._train_loop, args=(self.trainer,), name="ovs3d_training",
-                                  daemon=True)
+        self._train_stop = threading.Event()
+        thread = threading.Thread(target=self._train_loop, args=(self.trainer, self._train_stop),
+                                  name="ovs3d_training", daemon=True)
         thread.start()
         return thread
 
-    def _train_loop(self, trainer) -> None:
+    def _train_loop(self, trainer, stop: threading.Event) -> None:
         try:
-            trainer.run(self._stop, self._paused)
+            trainer.run(stop, self._paused)
         except Exception as exc:
             self.last_error = f"training stopped: {exc!r}"
             self.get_logger().error(traceback.format_exc())
 
     def _stop_training(self) -> None:
-        self._stop.set()
+        self._train_stop.set()
         self._training_thread.join(timeout=30.0)
 
     # ------------------------------------------------------------------ services
@@ -333,8 +335,8 @@ class Ovs3dNode(Node):
         t0 = time.perf_counter()
         try:
             camera = self._query_camera(req)
-            result = self.segmenter.segment(
-                list(req.classes), refine=bool(req.refine),
+            result = segment_with_oom_retry(
+                self.segmenter, list(req.classes), warn=self.get_logger().warning, refine=bool(req.refine),
                 max_time_s=req.max_time_s if req.max_time_s > 0 else None,
                 max_points=int(req.max_points) if req.max_points > 0 else None,
                 score_threshold=(None if req.score_threshold == 0 else
@@ -447,7 +449,7 @@ class Ovs3dNode(Node):
             last_error = self.last_error
         if self._paused.is_set():
             state = "paused"
-        elif not self._training_thread.is_alive() and not self._stop.is_set():
+        elif not self._training_thread.is_alive() and not self._train_stop.is_set():
             state = "error"
         elif stats.get("keyframes", 0) == 0:
             state = "waiting_for_frames"
@@ -486,7 +488,8 @@ class Ovs3dNode(Node):
     def shutdown(self) -> None:
         if self.cfg.ros.autosave_every_s > 0 and self.trainer.stats().get("keyframes", 0) > 0:
             self._autosave()
-        self._stop.set()
+        self._shutdown.set()
+        self._train_stop.set()
         with self._frame_ready:
             self._frame_ready.notify_all()
         self._training_thread.join(timeout=30.0)
