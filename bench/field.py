@@ -78,7 +78,9 @@ def main() -> None:
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--rays", type=int, default=1024)
     parser.add_argument("--steps", type=int, default=10)
-    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument(
+        "--threads", type=int, default=1, help="torch threads (1 beats 2 on this shared 2-core machine)"
+    )
     parser.add_argument("--keyframes", type=int, default=8)
     parser.add_argument("--width", type=int, default=160)
     parser.add_argument("--height", type=int, default=120)
@@ -137,6 +139,31 @@ def main() -> None:
             ),
             flush=True,
         )
+
+    # capacity: streaming 3x capacity keyframes keeps the buffer at capacity x bytes_per_keyframe
+    cfg = Config()
+    cfg.keyframes.capacity = 8
+    cfg.keyframes.min_translation_m = 0.0
+    frame = SyntheticScene("room", seed=0).make_frames(1, 0, args.width, args.height).frames[0]
+    trainer = Trainer(cfg, args.device, teacher=RandomFeatureTeacher(cfg))
+    sizes = []
+    for i in range(3 * cfg.keyframes.capacity):
+        pose = frame.pose.copy()
+        pose[0, 3] += 0.05 * i
+        trainer.add_frame(type(frame)(**{**frame.__dict__, "pose": pose, "stamp": float(i)}))
+        sizes.append(len(trainer.keyframes))
+    print(
+        json.dumps(
+            {
+                "capacity": cfg.keyframes.capacity,
+                "inserted": 3 * cfg.keyframes.capacity,
+                "max_len": max(sizes),
+                "final_buffer_mb": round(trainer.keyframes.nbytes() / 2**20, 3),
+                "evicted": trainer.keyframes.evicted,
+            }
+        ),
+        flush=True,
+    )
 
 
 if __name__ == "__main__":

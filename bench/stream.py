@@ -89,7 +89,9 @@ def main() -> None:
     parser.add_argument("--height", type=int, default=120)
     parser.add_argument("--seconds", type=float, default=120.0, help="add_frame + training budget")
     parser.add_argument("--evals", type=int, default=3, help="evaluations along the stream")
-    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument(
+        "--threads", type=int, default=1, help="torch threads (1 beats 2 on this shared 2-core machine)"
+    )
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--no-depth", action="store_true", help="stream RGB only")
     parser.add_argument(

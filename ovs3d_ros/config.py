@@ -199,15 +199,17 @@ class TrainerConfig:
     """Spread of the depth-guided samples."""
     depth_sample_sigmas: float = 3.0
     """Depth-guided samples cover measured depth +- this many depth_sigma_m."""
-    render_samples_per_ray: int = 48
+    render_samples_per_ray: int = 64
     """Uniform samples per ray when rendering images (no depth at render time)."""
-    render_importance_samples: int = 32
+    render_importance_samples: int = 64
     """Importance samples per ray when rendering images."""
+    render_far_depth_margin: float = 1.25
+    """Renders without depth stop at this x the largest depth seen in keyframes (0 = always field.far_m)."""
     render_chunk: int = 8192
     """Rays per chunk when rendering images (bounds memory at any resolution)."""
     lr_grid: float = 1e-2
     """Learning rate of the hash grids."""
-    lr_mlp: float = 1e-3
+    lr_mlp: float = 1e-2
     """Learning rate of the MLPs and heads."""
     lr_decay_steps: int = 20000
     """Exponential decay horizon: lr x 0.1 after this many steps."""

@@ -90,7 +90,8 @@ class KeyframeBuffer:
         self._lock = threading.RLock()
 
     def __len__(self) -> int:
-        return len(self.keyframes)
+        with self._lock:  # insert appends then evicts: never show the transient capacity + 1
+            return len(self.keyframes)
 
     # ------------------------------------------------------------------ selection
     def should_insert(self, frame: Frame) -> tuple[bool, str]:
