@@ -69,8 +69,9 @@ def test_hash_encoding_interpolates_linearly_within_a_cell():
     assert torch.allclose(enc(x), torch.tensor([[0.4 + 5 * 1.2 + 25 * 2.4]]), atol=1e-4)
 
 
-def test_hash_encoding_rejects_bad_input():
+def test_hash_encoding_rejects_bad_input_and_accepts_empty():
     enc = HashEncoding(2, 2, 8, 4, 8)
+    assert enc(torch.zeros(0, 3)).shape == (0, 4)  # every sample skipped by the occupancy grid
     with pytest.raises(EncodingError, match=r"\(N, 3\)"):
         enc(torch.zeros(4, 2))
 

@@ -92,6 +92,10 @@ def test_scene_bounds_from_first_keyframe(scene):
     # the camera lies inside the linear region, the centre is in front of it
     assert np.linalg.norm(cam - center) < stats["scene_radius"]
     assert np.dot(center - cam, scene.train_frames[0].pose[:3, 2]) > 0
+    # renders without depth stop a margin beyond the deepest observed depth, not at field.far_m
+    far = trainer._render_settings_now().far
+    deepest = float(scene.train_frames[0].depth.max())
+    assert far < trainer.cfg.field.far_m and deepest < far <= 1.25 * deepest + 1e-6
 
 
 def test_semantic_distillation_and_extra_loss_hook(scene):
