@@ -71,6 +71,7 @@ def stream(
                 "test_psnr": round(scores["psnr"], 2),
                 "test_depth_mae_m": round(scores["depth_mae_m"], 4),
                 "occupied_fraction": round(stats["occupied_fraction"], 3),
+                "nonfinite_steps": stats["nonfinite_steps"],
                 "loadavg_1min": round(os.getloadavg()[0], 2),
             }
             print(json.dumps(last), flush=True)

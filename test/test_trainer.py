@@ -93,7 +93,7 @@ def test_scene_bounds_from_first_keyframe(scene):
     assert np.linalg.norm(cam - center) < stats["scene_radius"]
     assert np.dot(center - cam, scene.train_frames[0].pose[:3, 2]) > 0
     # renders without depth stop a margin beyond the deepest observed depth, not at field.far_m
-    far = trainer._render_settings_now().far
+    far = trainer.current_render_settings().far
     deepest = float(scene.train_frames[0].depth.max())
     assert far < trainer.cfg.field.far_m and deepest < far <= 1.25 * deepest + 1e-6
 

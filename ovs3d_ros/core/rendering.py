@@ -87,8 +87,9 @@ class RenderOutputs:
 def render_weights(sigmas: torch.Tensor, deltas: torch.Tensor) -> torch.Tensor:
     """(N, S) densities and metric interval lengths -> (N, S) compositing weights."""
     tau = sigmas * deltas
-    # exclusive cumulative sum: transmittance before each sample, exp(-sum_{j<i} tau_j)
-    before = torch.cumsum(tau, dim=-1) - tau
+    # exclusive cumulative sum: transmittance before each sample, exp(-sum_{j<i} tau_j); built by
+    # shifting, not as cumsum - tau, which is inf - inf = NaN behind an infinitely dense sample
+    before = torch.cat((torch.zeros_like(tau[..., :1]), torch.cumsum(tau[..., :-1], dim=-1)), dim=-1)
     return (1.0 - torch.exp(-tau)) * torch.exp(-before)
 
 

@@ -97,6 +97,7 @@ class Trainer:
         self.observed_min = np.full(3, np.inf)
         self.observed_max = np.full(3, -np.inf)
         self.max_observed_depth = 0.0
+        self.nonfinite_steps = 0
         self._step_times: deque[tuple[float, float]] = deque(maxlen=50)
         self._lock = threading.RLock()
         self._waiting = 0
@@ -184,8 +185,11 @@ class Trainer:
                 terms.update(hook(self, batch, out))
             total = sum(terms.values())
             self.optimizer.zero_grad(set_to_none=True)
-            total.backward()
-            self.optimizer.step()
+            if torch.isfinite(total):
+                total.backward()
+                self.optimizer.step()
+            else:  # one bad batch must not poison Adam's moments: skip it and count it
+                self.nonfinite_steps += 1
             self.scheduler.step()
             self.step_count += 1
             if self.step_count % self.cfg.field.occupancy_update_every == 0:
@@ -280,7 +284,7 @@ class Trainer:
                     self.field,
                     intrinsics,
                     c2w,
-                    self._render_settings_now(),
+                    self.current_render_settings(),
                     occupancy=self.occupancy,
                     chunk=self.cfg.trainer.render_chunk,
                     width=width,
@@ -292,7 +296,7 @@ class Trainer:
             finally:
                 self.field.train()
 
-    def _render_settings_now(self) -> SamplingSettings:
+    def current_render_settings(self) -> SamplingSettings:
         """Render settings whose far plane hugs the depth seen so far: uniform samples over 12 m in a
         6 m room are spaced too coarsely to find thin, depth-trained surfaces (measured: -1 dB)."""
         margin = self.cfg.trainer.render_far_depth_margin
@@ -319,6 +323,7 @@ class Trainer:
             "keyframes": len(self.keyframes),
             "keyframe_bytes": self.keyframes.nbytes(),
             "keyframes_evicted": self.keyframes.evicted,
+            "nonfinite_steps": self.nonfinite_steps,
             "frames_seen": self.frames_seen,
             "frames_rejected": self.frames_rejected,
             "occupied_fraction": self.occupancy.occupied_fraction(),

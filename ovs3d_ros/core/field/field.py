@@ -28,7 +28,8 @@ class _TruncExp(torch.autograd.Function):
     @staticmethod
     def forward(ctx, x: torch.Tensor) -> torch.Tensor:
         ctx.save_for_backward(x)
-        return torch.exp(x)
+        # capped so a diverging MLP output gives a huge but finite density (exp(30) ~ 1e13), never inf
+        return torch.exp(x.clamp(max=30.0))
 
     @staticmethod
     def backward(ctx, grad: torch.Tensor) -> torch.Tensor:
