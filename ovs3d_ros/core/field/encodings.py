@@ -160,7 +160,8 @@ class HashEncoding(nn.Module):
         n = x.shape[0]
         rows, weights = self.corner_indices_and_weights(x.detach())
         out = _WeightedGather.apply(self.table, rows.reshape(8, -1), weights.reshape(8, -1))  # (L*N, F)
-        return out.reshape(self.num_levels, n, self.features_per_level).transpose(0, 1).reshape(n, self.output_dim)
+        per_level = out.reshape(self.num_levels, n, self.features_per_level)
+        return per_level.transpose(0, 1).reshape(n, self.output_dim)
 
     def forward_reference(self, x: torch.Tensor) -> torch.Tensor:
         """Slow per-level, per-corner reference (for tests): explicit gather and trilinear sum."""
