@@ -53,7 +53,8 @@ BENCH_DEFAULTS = {
 }
 
 
-def run_variant(dataset, base_cfg, variant: str, steps: int, out: Path | None) -> dict:
+def run_variant(dataset, base_cfg, variant: str, steps: int, out: Path | None, refine: bool = False,
+                save: Path | None = None) -> dict:
     spec = VARIANTS[variant]
     cfg = base_cfg if spec == "zero_shot" else apply_flat(base_cfg, spec)
     vocabulary = None if spec == "zero_shot" else list(dataset.class_names)
@@ -61,9 +62,19 @@ def run_variant(dataset, base_cfg, variant: str, steps: int, out: Path | None) -
     trainer, teacher, stats = cli.train_scene(dataset, cfg, cli.TrainPlan(steps=steps), vocabulary,
                                               progress=False, device="cpu")
     train_s = time.perf_counter() - start
+    if save is not None:
+        save.mkdir(parents=True, exist_ok=True)
+        ckpt = trainer.save(save / f"{dataset.name}_{variant}.ckpt")
+        cli.write_meta(ckpt, dataset, dataset.name, vocabulary, {"steps": steps})
     report = cli.evaluate(trainer, teacher, trainer.cfg, dataset, figures_dir=out, progress=False)
     report["train_s"] = train_s
     report["variant"] = variant
+    if refine:
+        start = time.perf_counter()
+        refined = cli.evaluate(trainer, teacher, trainer.cfg, dataset, refine=True,
+                               figures_dir=None if out is None else out / "refined", progress=False)
+        report["refined_3d"] = refined["3d"]
+        report["refine_eval_s"] = time.perf_counter() - start
     return report
 
 
@@ -81,6 +92,9 @@ def main() -> int:
     parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE")
     parser.add_argument("--json", help="write all reports here")
     parser.add_argument("--figures", help="folder for prediction figures")
+    parser.add_argument("--refine", action="store_true",
+                        help="also evaluate after a query-time refine burst (3D+refine column)")
+    parser.add_argument("--save", help="folder for the trained checkpoints")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
 
@@ -92,7 +106,8 @@ def main() -> int:
         dataset = cli.open_scene(spec)
         for variant in args.variants:
             figs = Path(args.figures) / scene / variant if args.figures else None
-            rep = run_variant(dataset, base, variant, args.steps, figs)
+            rep = run_variant(dataset, base, variant, args.steps, figs, args.refine,
+                              Path(args.save) if args.save else None)
             reports.append(rep)
             rows.append((scene, variant, rep))
             print(f"[{scene}/{variant}] 3D {100 * rep['3d']['paper_miou']:.1f} vs 2D "
@@ -102,14 +117,15 @@ def main() -> int:
     print(f"held-out views: {args.test} per scene, {args.width}x{args.height}, {args.steps} steps, "
           f"synthetic teacher (paper mIoU / conventional mIoU / paper accuracy, %)")
     header = f"{'scene':<8} {'variant':<13} {'3D mIoU':>8} {'2D mIoU':>8} {'3D conv':>8} {'2D conv':>8} " \
-             f"{'3D acc':>7} {'2D acc':>7} {'train s':>8}"
+             f"{'3D acc':>7} {'2D acc':>7} {'train s':>8}" + (f" {'3D+refine':>10}" if args.refine else "")
     print(header)
     print("-" * len(header))
     for scene, variant, rep in rows:
         a, b = rep["3d"], rep["2d_teacher"]
         print(f"{scene:<8} {variant:<13} {100 * a['paper_miou']:8.1f} {100 * b['paper_miou']:8.1f} "
               f"{100 * a['conventional_miou']:8.1f} {100 * b['conventional_miou']:8.1f} "
-              f"{100 * a['paper_accuracy']:7.1f} {100 * b['paper_accuracy']:7.1f} {rep['train_s']:8.0f}")
+              f"{100 * a['paper_accuracy']:7.1f} {100 * b['paper_accuracy']:7.1f} {rep['train_s']:8.0f}"
+              + (f" {100 * rep['refined_3d']['paper_miou']:10.1f}" if "refined_3d" in rep else ""))
     if args.json:
         Path(args.json).write_text(json.dumps(reports, indent=2))
     return 0
