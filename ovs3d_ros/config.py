@@ -219,6 +219,8 @@ class TrainerConfig:
     """Weight of the RGB MSE loss."""
     depth_weight: float = 0.1
     """Weight of the depth loss (when depth is given)."""
+    free_space_weight: float = 0.0
+    """Weight of the free-space loss (weight in front of the depth window; 0: measured no novel-view gain)."""
     max_steps_per_s: float = 0.0
     """Cap on training steps per second (0 = as fast as possible): the node's compute budget."""
     semantic_start_step: int = 200

@@ -153,3 +153,15 @@ def test_render_image_any_resolution_and_chunk_invariance(field):
         render_image(field, intr, pose, settings, width=8)
     with pytest.raises(RenderError, match=r"\(N, 3\)"):
         render_rays(field, torch.zeros(3, 2), torch.zeros(3, 2), settings)
+
+
+def test_free_space_loss_counts_only_weight_in_front_of_the_depth_window():
+    from ovs3d_ros.core.losses import free_space_loss
+
+    t_mid = torch.tensor([[1.0, 2.0, 3.0], [1.0, 2.0, 3.0]])
+    weights = torch.tensor([[0.2, 0.7, 0.1], [0.0, 0.9, 0.1]])
+    depth = torch.tensor([2.0, 2.0])
+    valid = torch.tensor([True, True])
+    # only t = 1 lies in front of 2 - 0.5: ray 0 has 0.2 there, ray 1 none -> mean 0.1
+    assert float(free_space_loss(weights, t_mid, depth, 0.5, valid)) == pytest.approx(0.1)
+    assert float(free_space_loss(weights, t_mid, depth, 0.5, torch.tensor([False, False]))) == 0.0

@@ -25,6 +25,19 @@ def depth_loss(pred: torch.Tensor, target: torch.Tensor, valid: torch.Tensor) ->
     return (pred[valid] - target[valid]).abs().mean()
 
 
+def free_space_loss(weights: torch.Tensor, t_mid: torch.Tensor, depth: torch.Tensor, margin: float,
+                    valid: torch.Tensor) -> torch.Tensor:
+    """Mean over rays with depth of the compositing weight in front of ``depth - margin`` (N, S inputs).
+
+    Depth says that space is empty: weight there is a floater, invisible in training views (the expected
+    depth barely moves) but ruinous in novel views. 0 when no ray has depth.
+    """
+    if not bool(valid.any()):
+        return weights.new_zeros(())
+    in_front = t_mid < (depth - margin)[:, None]
+    return (weights * in_front)[valid].sum(dim=-1).mean()
+
+
 def feature_distillation_loss(rendered: torch.Tensor, selection: torch.Tensor,
                               targets: torch.Tensor) -> torch.Tensor:
     """Negative cosine between the rendered feature and the selection-weighted multi-scale target.

@@ -177,6 +177,11 @@ class Trainer:
             valid = batch.depth > 0
             if t.depth_weight > 0 and bool(valid.any()):
                 terms["depth"] = t.depth_weight * losses.depth_loss(out.depth, batch.depth, valid)
+            if t.free_space_weight > 0 and bool(valid.any()):
+                margin = t.depth_sample_sigmas * t.depth_sigma_m
+                terms["free_space"] = t.free_space_weight * losses.free_space_loss(
+                    out.weights, out.t_mid, batch.depth, margin, valid
+                )
             if feature_rays and self.cfg.semantic.feature_weight > 0:
                 terms["feature"] = self.cfg.semantic.feature_weight * losses.feature_distillation_loss(
                     out.feature, out.selection, batch.clip_targets
