@@ -86,7 +86,8 @@ def test_png_and_json_writers(tmp_path):
     assert np.array_equal(back16, lab16) and back16.dtype == np.uint16
     assert np.array_equal(outputs.read_png(outputs.write_png(tmp_path / "rgb.png", rgb)), rgb)
     score = np.array([[0.0, 0.5]], np.float32)
-    assert np.allclose(outputs.read_png(outputs.write_png(tmp_path / "s.png", score)) / 65535, score, atol=1e-4)
+    back = outputs.read_png(outputs.write_png(tmp_path / "s.png", score))
+    assert np.allclose(back / 65535, score, atol=1e-4)
     with pytest.raises(OutputError, match="cannot write"):
         outputs.write_png(tmp_path / "bad.png", np.zeros((2, 2), np.float64))
     summary = outputs.Summary(["chair", "椅子"], [[1, 2, 3], [4, 5, 6]], 10, {"chair": 4, "椅子": 6}, 65535,
