@@ -32,7 +32,7 @@ def bench_device(device: str, args) -> dict:
                                           progress=False, device=device)
     seg = Segmenter(trainer, teacher, trainer.cfg)
     names = list(dataset.class_names)
-    seg.segment(names, camera=0, max_points=1000)  # warm-up (allocations, kernels)
+    seg.segment(names, max_points=1000)  # warm-up (allocations, kernels), without a mask
     zero = []
     last = None
     for _ in range(args.repeats):
