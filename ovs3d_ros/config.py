@@ -331,6 +331,10 @@ class Config:
     """'auto' (CUDA when available), 'cpu', 'cuda', 'cuda:1' ..."""
     seed: int = 0
     """Global seed."""
+    torch_threads: int = 1
+    """CPU threads per torch op (0 = torch's default, all cores). 1 by default: the node already runs
+    training, frame assembly and queries on separate threads, and on a busy 2-core machine intra-op
+    threads wait on each other (measured up to 20x slower per small op)."""
     keyframes: KeyframeConfig = dataclasses.field(default_factory=KeyframeConfig)
     teacher: TeacherConfig = dataclasses.field(default_factory=TeacherConfig)
     field: FieldConfig = dataclasses.field(default_factory=FieldConfig)
@@ -504,8 +508,11 @@ def load_yaml(path: str | Path, base: Config | None = None) -> Config:
 
 
 def resolve_device(cfg: Config) -> str:
-    """'auto' -> 'cuda' when available, else 'cpu'."""
+    """'auto' -> 'cuda' when available, else 'cpu'. Also applies ``cfg.torch_threads``."""
     import torch
+
+    if cfg.torch_threads > 0:
+        torch.set_num_threads(cfg.torch_threads)
 
     if cfg.device == "auto":
         return "cuda" if torch.cuda.is_available() else "cpu"

@@ -10,6 +10,7 @@ from __future__ import annotations
 import typing
 
 from rcl_interfaces.msg import FloatingPointRange, IntegerRange, ParameterDescriptor, ParameterType
+from rclpy.exceptions import ParameterUninitializedException
 from rclpy.node import Node
 from rclpy.parameter import Parameter
 
@@ -66,7 +67,10 @@ def config_from_parameters(node: Node, defaults: Config | None = None) -> Config
     defaults = defaults or Config()
     flat = {}
     for key, default in to_flat_dict(defaults).items():
-        value = node.get_parameter(key).value
+        try:
+            value = node.get_parameter(key).value
+        except ParameterUninitializedException:  # declared by type only (an empty list) and never set
+            value = None
         if value is None:
             value = default
         if isinstance(default, list) or isinstance(value, (list, tuple)) or hasattr(value, "tolist"):
