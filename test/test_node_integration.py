@@ -240,11 +240,16 @@ def test_garbage_compressed_images_do_not_kill_a_compressed_node(scene, ros, tmp
             spin_for(executor, 0.1)
         rng = np.random.default_rng(0)
         frame = scene.frames[0]
-        for i, fmt in enumerate(["jpeg", "png", "rgb8; jpeg compressed bgr8", "bmp"]):
+        formats = ["jpeg", "png", "rgb8; jpeg compressed bgr8", "bmp"]
+        # keep sending garbage (best-effort QoS may lose one) until the node has taken four of them
+        for i in range(40):
             hdr = Header(frame_id="cam", stamp=conv.sec_to_stamp(10.0 + i))
             info_pub.publish(conv.intrinsics_to_camera_info(frame.intrinsics, hdr))
-            pub.publish(CompressedImage(header=hdr, format=fmt, data=rng.integers(0, 256, 500, dtype=np.uint8).tobytes()))
+            pub.publish(CompressedImage(header=hdr, format=formats[i % 4],
+                                        data=rng.integers(0, 256, 500, dtype=np.uint8).tobytes()))
             spin_for(executor, 0.3)
+            if client.status is not None and client.status.frames_received >= 4:
+                break
         status = client.wait_status(
             executor, lambda s: s.frames_received >= 4 and s.frames_dropped_invalid + s.frames_superseded >= 4, 20.0)
         # every frame was refused (decoded and rejected, or replaced by a newer one before decoding)

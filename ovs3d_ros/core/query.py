@@ -320,7 +320,7 @@ class Segmenter:
                 max_points: int | None = None, score_threshold: float | None = None, camera=None,
                 unknown: bool | None = None, cloud: bool = True) -> SegmentationResult:
         from ovs3d_ros.core import outputs
-        from ovs3d_ros.core.rendering import SamplingSettings, render_image
+        from ovs3d_ros.core.rendering import render_image
         from ovs3d_ros.core.vocabulary import class_colors
 
         t0 = time.perf_counter()
@@ -381,8 +381,11 @@ class Segmenter:
             width, height = max(1, round(intr.width * scale)), max(1, round(intr.height * scale))
             intr = intr.scaled(width, height)
             with _render_lock(self.trainer):
-                img = render_image(self.trainer.field, intr, c2w, SamplingSettings.for_rendering(self.cfg),
-                                   occupancy=getattr(self.trainer, "occupancy", None))
+                # the trainer's settings: its far plane hugs the observed depth (12 m of uniform
+                # samples in a 6 m room misses thin surfaces), and its chunk shrinks after an OOM
+                img = render_image(self.trainer.field, intr, c2w, self.trainer.current_render_settings(),
+                                   occupancy=getattr(self.trainer, "occupancy", None),
+                                   chunk=self.trainer.cfg.trainer.render_chunk)
             timing["render_s"] = time.perf_counter() - t
             lab = label(img["feature"].reshape(height * width, -1))
             idx = lab.labels.reshape(height, width).cpu().numpy()

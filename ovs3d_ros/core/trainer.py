@@ -38,6 +38,7 @@ from ovs3d_ros.core.checkpoint import (
 from ovs3d_ros.core.field import OccupancyGrid, SemanticField
 from ovs3d_ros.core.frame import Frame, Intrinsics
 from ovs3d_ros.core.keyframes import KeyframeBuffer, KeyframeError, RayBatch
+from ovs3d_ros.core.oom import guarded_step
 from ovs3d_ros.core.rendering import RenderOutputs, SamplingSettings, render_image, render_rays
 
 ExtraLoss = Callable[["Trainer", RayBatch, RenderOutputs], dict[str, torch.Tensor]]
@@ -232,7 +233,7 @@ class Trainer:
             while self._waiting > 0 and not stop_event.is_set():
                 time.sleep(0.001)  # a render/query is queued: let it take the lock first
             started = time.perf_counter()
-            self.step()
+            guarded_step(self)  # out of memory: the ray budget halves and training goes on
             rate = self.cfg.trainer.max_steps_per_s
             if rate > 0:
                 remaining = 1.0 / rate - (time.perf_counter() - started)

@@ -34,7 +34,10 @@ def start_node_process(params: dict, remaps: dict[str, str] | None = None, log_p
     for src, dst in (remaps or {}).items():
         cmd += ["-r", f"{src}:={dst}"]
     out = open(log_path, "w") if log_path else subprocess.DEVNULL  # noqa: SIM115 - lives with the process
-    return subprocess.Popen(cmd, stdout=out, stderr=subprocess.STDOUT, env={**os.environ, **(env or {})},
+    # glibc gives each thread its own malloc arena and keeps freed blocks there: with the training,
+    # frame and executor threads that alone was ~600 MB of resident growth under load (bench/load.py)
+    env = {"MALLOC_ARENA_MAX": "2", **os.environ, **(env or {})}
+    return subprocess.Popen(cmd, stdout=out, stderr=subprocess.STDOUT, env=env,
                             start_new_session=True)
 
 
