@@ -281,6 +281,10 @@ class QueryConfig:
     """Refined vocabularies kept."""
     mask_max_side: int = 640
     """Masks are rendered at the camera's resolution, scaled down to at most this side."""
+    mask_samples_per_ray: int = 32
+    """Uniform samples per mask ray (labels need the surface, not a photo-quality render)."""
+    mask_importance_samples: int = 32
+    """Importance samples per mask ray."""
     overlay_alpha: float = 0.65
     """Class colour opacity in the overlay."""
     score_temperature: float = 0.1

@@ -13,6 +13,7 @@ threshold, or, with canonical negatives on, when a negative phrase beats every c
 
 from __future__ import annotations
 
+import dataclasses
 import threading
 import time
 from collections import OrderedDict
@@ -383,7 +384,10 @@ class Segmenter:
             with _render_lock(self.trainer):
                 # the trainer's settings: its far plane hugs the observed depth (12 m of uniform
                 # samples in a 6 m room misses thin surfaces), and its chunk shrinks after an OOM
-                img = render_image(self.trainer.field, intr, c2w, self.trainer.current_render_settings(),
+                settings = dataclasses.replace(self.trainer.current_render_settings(),
+                                               uniform_samples=q.mask_samples_per_ray,
+                                               importance_samples=q.mask_importance_samples)
+                img = render_image(self.trainer.field, intr, c2w, settings,
                                    occupancy=getattr(self.trainer, "occupancy", None),
                                    chunk=self.trainer.cfg.trainer.render_chunk)
             timing["render_s"] = time.perf_counter() - t
