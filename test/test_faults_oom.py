@@ -8,6 +8,7 @@ import time
 
 import pytest
 import torch
+from tiny_config import tiny_config as _tiny_config  # noqa: E402 - test/ is on sys.path
 
 from ovs3d_ros.config import Config
 from ovs3d_ros.core import oom
@@ -18,19 +19,10 @@ from ovs3d_ros.data.synthetic import SyntheticScene
 
 
 def tiny_config() -> Config:
-    cfg = Config(device="cpu")
-    f, t, s, q = cfg.field, cfg.trainer, cfg.semantic, cfg.query
-    f.num_levels, f.log2_hashmap_size, f.max_resolution, f.hidden_dim = 4, 12, 128, 32
-    f.semantic_num_levels, f.semantic_log2_hashmap_size, f.semantic_max_resolution = 4, 12, 64
-    f.occupancy_warmup_steps = 10
-    t.rays_per_step, t.samples_per_ray, t.importance_samples = 512, 16, 8
-    t.render_samples_per_ray, t.render_importance_samples, t.semantic_start_step = 16, 8, 2
-    t.oom_min_rays_per_step = 64
-    s.rays_per_step = 256
-    q.voxel_size_m, q.max_points, q.oom_retries = 0.05, 2000, 2
-    cfg.keyframes.min_translation_m = cfg.keyframes.min_rotation_deg = 0.0
-    cfg.teacher.kind = "synthetic"
-    cfg.teacher.synthetic.embed_dim = f.clip_dim = 32
+    cfg = _tiny_config()
+    cfg.trainer.rays_per_step, cfg.trainer.oom_min_rays_per_step = 512, 64
+    cfg.semantic.rays_per_step = 256
+    cfg.query.oom_retries = 2
     return cfg
 
 

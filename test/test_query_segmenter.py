@@ -7,31 +7,15 @@ import threading
 import numpy as np
 import pytest
 import torch
+from tiny_config import tiny_config  # noqa: E402 - test/ is on sys.path
 
-from ovs3d_ros.config import Config, apply_flat
+from ovs3d_ros.config import apply_flat
 from ovs3d_ros.core.query import Segmenter
 from ovs3d_ros.core.semantic_training import SemanticAlignment
 from ovs3d_ros.core.teachers import build_teacher
 from ovs3d_ros.core.trainer import Trainer
 from ovs3d_ros.core.vocabulary import QueryError
 from ovs3d_ros.data.synthetic import SyntheticScene
-
-
-def tiny_config() -> Config:
-    cfg = Config(device="cpu")
-    f, t, s, q = cfg.field, cfg.trainer, cfg.semantic, cfg.query
-    f.num_levels, f.log2_hashmap_size, f.max_resolution, f.hidden_dim = 4, 12, 128, 32
-    f.semantic_num_levels, f.semantic_log2_hashmap_size, f.semantic_max_resolution = 4, 12, 64
-    f.occupancy_warmup_steps = 10
-    t.rays_per_step, t.samples_per_ray, t.importance_samples = 256, 16, 8
-    t.render_samples_per_ray, t.render_importance_samples, t.semantic_start_step = 16, 8, 2
-    s.rays_per_step, s.fda_window, s.fda_windows_per_step = 128, 6, 1
-    q.refine_rays, q.refine_windows, q.refine_max_steps, q.refine_rays_per_step = 512, 2, 20, 256
-    q.voxel_size_m, q.max_points = 0.05, 2000
-    cfg.keyframes.min_translation_m = cfg.keyframes.min_rotation_deg = 0.0
-    cfg.teacher.kind = "synthetic"
-    cfg.teacher.synthetic.embed_dim = f.clip_dim = 32
-    return cfg
 
 
 @pytest.fixture(scope="module")
