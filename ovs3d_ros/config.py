@@ -382,7 +382,7 @@ def field_docs(cls: type = Config, prefix: str = "") -> dict[str, str]:
     docs: dict[str, str] = {}
     tree = ast.parse(textwrap.dedent(inspect.getsource(cls)))
     body = tree.body[0].body  # type: ignore[attr-defined]
-    for node, nxt in zip(body, body[1:] + [None]):
+    for node, nxt in zip(body, body[1:] + [None], strict=True):
         if isinstance(node, ast.AnnAssign) and isinstance(node.target, ast.Name):
             if isinstance(nxt, ast.Expr) and isinstance(getattr(nxt, "value", None), ast.Constant):
                 docs[prefix + node.target.id] = str(nxt.value.value)
@@ -405,7 +405,7 @@ def _coerce(value: Any, typ: Any, key: str) -> Any:
             return tuple(_coerce(v, inner, key) for v in value)
         if len(value) != len(args):
             raise ConfigError(f"{key}: expected {len(args)} values, got {len(value)}")
-        return tuple(_coerce(v, t, key) for v, t in zip(value, args))
+        return tuple(_coerce(v, t, key) for v, t in zip(value, args, strict=True))
     if typ is bool:
         if isinstance(value, bool):
             return value

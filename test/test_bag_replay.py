@@ -3,12 +3,12 @@ pose source) with the project's rosbags-based player, since `ros2 bag play` is n
 
 import numpy as np
 import pytest
+from ovs3d_ros.srv import Query
 
 from ovs3d_ros.data.synthetic import SyntheticScene
 from ovs3d_ros.data.writers import BAG_TOPICS, CAMERA_IN_BODY_XYZ_QUAT, write_rosbag
 from ovs3d_ros.ros.bag_player import play
 from ovs3d_ros.ros.client import Ovs3dClient, init_context, spin_for, start_node_process, stop_node_process
-from ovs3d_ros.srv import Query
 
 pytestmark = pytest.mark.ros
 
@@ -16,18 +16,25 @@ pytestmark = pytest.mark.ros
 @pytest.mark.parametrize("storage", ["mcap"])
 def test_bag_replays_through_the_node(tmp_path, storage):
     data = SyntheticScene(preset="table", seed=3).make_frames(8, 1, 48, 36)
-    bag = write_rosbag(data, tmp_path / "scene_bag", storage=storage, rate_hz=4.0,
-                       pose_outputs=("odometry",))
+    bag = write_rosbag(data, tmp_path / "scene_bag", storage=storage, rate_hz=4.0, pose_outputs=("odometry",))
     context, node, executor = init_context()
     params = {
         "device": "cpu",
         "teacher": {"kind": "synthetic", "synthetic": {"class_names": data.class_names}},
-        "ros": {"pose_source": "odometry", "camera_in_body": list(CAMERA_IN_BODY_XYZ_QUAT),
-                "world_frame": "map"},
+        "ros": {
+            "pose_source": "odometry",
+            "camera_in_body": list(CAMERA_IN_BODY_XYZ_QUAT),
+            "world_frame": "map",
+        },
         "keyframes": {"min_translation_m": 0.02, "min_rotation_deg": 2.0},
     }
-    remaps = {"image": BAG_TOPICS["image"], "camera_info": BAG_TOPICS["camera_info"],
-              "depth": BAG_TOPICS["depth"], "labels": BAG_TOPICS["labels"], "odom": BAG_TOPICS["odometry"]}
+    remaps = {
+        "image": BAG_TOPICS["image"],
+        "camera_info": BAG_TOPICS["camera_info"],
+        "depth": BAG_TOPICS["depth"],
+        "labels": BAG_TOPICS["labels"],
+        "odom": BAG_TOPICS["odometry"],
+    }
     proc = start_node_process(params, remaps=remaps, log_path=tmp_path / "node.log")
     try:
         client = Ovs3dClient(node)

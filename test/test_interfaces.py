@@ -1,16 +1,21 @@
 """The package's own generated interfaces: import, construct, serialise round trip (no DDS needed)."""
 
 import numpy as np
-from rclpy.serialization import deserialize_message, serialize_message
-
 from ovs3d_ros.msg import SegmentedScene, TrainingStatus
 from ovs3d_ros.srv import Query
+from rclpy.serialization import deserialize_message, serialize_message
 
 
 def test_query_request_round_trip():
-    req = Query.Request(classes=["wooden chair", "sofa", "floor", "日本語の椅子"], refine=True,
-                        max_time_s=2.5, max_points=1234, score_threshold=-1.0,
-                        mask_source=Query.Request.MASK_POSE, keyframe_index=3)
+    req = Query.Request(
+        classes=["wooden chair", "sofa", "floor", "日本語の椅子"],
+        refine=True,
+        max_time_s=2.5,
+        max_points=1234,
+        score_threshold=-1.0,
+        mask_source=Query.Request.MASK_POSE,
+        keyframe_index=3,
+    )
     req.camera_pose.position.x = 1.5
     req.camera_info.width = 64
     back = deserialize_message(serialize_message(req), Query.Request)
@@ -37,7 +42,9 @@ def test_segmented_scene_round_trip_with_cloud_and_images():
     scene.cloud = conv.labeled_cloud(xyz, rgb, labels, scores, header)
     label_img = rng.integers(0, 5, size=(12, 16)).astype(np.uint8)
     scene.label_image = conv.numpy_to_image(label_img, "mono8", header)
-    scene.overlay_image = conv.numpy_to_image(rng.integers(0, 256, (12, 16, 3), dtype=np.uint8), "rgb8", header)
+    scene.overlay_image = conv.numpy_to_image(
+        rng.integers(0, 256, (12, 16, 3), dtype=np.uint8), "rgb8", header
+    )
     scene.score_image = conv.numpy_to_image(rng.random((12, 16)).astype(np.float32), "32FC1", header)
 
     back = deserialize_message(serialize_message(scene), SegmentedScene)
@@ -60,8 +67,14 @@ def test_rgb_packing_matches_rviz_layout():
 
 
 def test_training_status_round_trip():
-    st = TrainingStatus(state="training", frames_received=10, keyframes=3, iterations=99,
-                        loss_names=["rgb", "depth"], loss_values=[0.5, 0.25])
+    st = TrainingStatus(
+        state="training",
+        frames_received=10,
+        keyframes=3,
+        iterations=99,
+        loss_names=["rgb", "depth"],
+        loss_values=[0.5, 0.25],
+    )
     back = deserialize_message(serialize_message(st), TrainingStatus)
     assert back.state == "training" and back.iterations == 99 and list(back.loss_names) == ["rgb", "depth"]
     assert list(back.loss_values) == [0.5, 0.25]
@@ -90,8 +103,9 @@ def test_pose_and_camera_info_conversions():
 
     intr = Intrinsics(fx=100.0, fy=101.0, cx=32.0, cy=24.0, width=64, height=48)
     info = conv.intrinsics_to_camera_info(intr, Header())
-    assert conv.camera_info_to_intrinsics(info) == Intrinsics(100.0, 101.0, 32.0, 24.0, 64, 48,
-                                                              "plumb_bob", (0.0,) * 5)
+    assert conv.camera_info_to_intrinsics(info) == Intrinsics(
+        100.0, 101.0, 32.0, 24.0, 64, 48, "plumb_bob", (0.0,) * 5
+    )
     info.k = [0.0] * 9
     with pytest.raises(FrameError):
         conv.camera_info_to_intrinsics(info)

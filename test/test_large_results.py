@@ -28,8 +28,13 @@ def test_300k_cloud_and_640x480_masks_arrive_intact(transport):
     if transport != "default":
         env["FASTDDS_BUILTIN_TRANSPORTS"] = transport
     seed = 7
-    proc = subprocess.Popen([sys.executable, str(Path(__file__).parent / "ros_helpers" / "large_result_publisher.py"),
-                             str(seed)], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True, env=env)
+    proc = subprocess.Popen(
+        [sys.executable, str(Path(__file__).parent / "ros_helpers" / "large_result_publisher.py"), str(seed)],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        text=True,
+        env=env,
+    )
     assert proc.stdout.readline().strip() == "ready"
     old = os.environ.get("FASTDDS_BUILTIN_TRANSPORTS")
     if transport != "default":
@@ -42,9 +47,13 @@ def test_300k_cloud_and_640x480_masks_arrive_intact(transport):
         executor.add_node(node)
         got = {}
         time.sleep(0.5)  # join after the publisher has published: only durability can deliver it
-        node.create_subscription(PointCloud2, "big/labeled_cloud", lambda m: got.setdefault("cloud", m), LATCHED_QOS)
+        node.create_subscription(
+            PointCloud2, "big/labeled_cloud", lambda m: got.setdefault("cloud", m), LATCHED_QOS
+        )
         node.create_subscription(Image, "big/mask", lambda m: got.setdefault("mask", m), LATCHED_QOS)
-        node.create_subscription(Image, "big/mask_overlay", lambda m: got.setdefault("overlay", m), LATCHED_QOS)
+        node.create_subscription(
+            Image, "big/mask_overlay", lambda m: got.setdefault("overlay", m), LATCHED_QOS
+        )
         deadline = time.monotonic() + 60
         while len(got) < 3 and time.monotonic() < deadline:
             executor.spin_once(timeout_sec=0.1)

@@ -22,8 +22,10 @@ CAPACITY = 6
 # first sample; after it come the training step's autograd working set at the default budgets
 # (1024 rays x up to 80 samples through two hash grids and MLPs), the query's surface/cloud buffers,
 # DDS message pools, and glibc's per-thread malloc arenas (executor + assembler + training threads),
-# which keep freed blocks. Measured here: +~1.0 GB during the first ~25 s, then flat (bench/load.py).
-FIXED_SLACK_MB = 1300.0
+# which keep freed blocks (the node runs with MALLOC_ARENA_MAX=2 to limit those). Measured here over
+# four runs: +0.9 to +1.55 GB during the first ~30-45 s, then flat (bench/load.py plots it). The
+# bound allows that working set, not growth: the warm-half check below is what catches a leak.
+FIXED_SLACK_MB = 2000.0
 # Once warm (second half of the run, buffer full), growth must be small: a leak of a few MB per
 # second would exceed it within the ~20 s window.
 WARM_SLACK_MB = 150.0

@@ -7,6 +7,7 @@ import time
 import numpy as np
 import pytest
 from geometry_msgs.msg import PoseStamped
+from ovs3d_ros.srv import Checkpoint, Query
 from rclpy.qos import DurabilityPolicy, QoSProfile, ReliabilityPolicy
 from sensor_msgs.msg import CameraInfo, CompressedImage, Image, PointCloud2
 from std_msgs.msg import Header
@@ -16,7 +17,6 @@ from ovs3d_ros.data.synthetic import SyntheticScene
 from ovs3d_ros.ros import conversions as conv
 from ovs3d_ros.ros.camera_stream import STREAM_QOS, CameraStreamPublisher
 from ovs3d_ros.ros.client import Ovs3dClient, init_context, spin_for, start_node_process, stop_node_process
-from ovs3d_ros.srv import Checkpoint, Query
 
 pytestmark = pytest.mark.ros
 
@@ -54,17 +54,31 @@ def running_node(scene, ros, tmp_path_factory):
     client = Ovs3dClient(node)
     try:
         client.wait_ready(executor, timeout_s=90.0, proc=proc)
-        assert stream.wait_for_subscribers(lambda s: spin_for(executor, s),
-                                           names=("image", "camera_info", "pose", "depth", "labels"))
+        assert stream.wait_for_subscribers(
+            lambda s: spin_for(executor, s), names=("image", "camera_info", "pose", "depth", "labels")
+        )
         t0 = 1000.0
         for i in scene.train_indices:
             stream.publish(scene.frames[i], stamp=t0 + 0.2 * i)
             spin_for(executor, 0.2)
-        status = client.wait_status(executor, lambda s: s.training_time_s >= TRAIN_SECONDS and s.keyframes > 0,
-                                    timeout_s=TRAIN_SECONDS + 60.0)
-        assert status is not None and status.keyframes > 0, f"node did not train; log:\n{log.read_text()[-3000:]}"
-        yield dict(proc=proc, client=client, stream=stream, executor=executor, node=node, ckpt_dir=ckpt_dir,
-                   log=log, status=status)
+        status = client.wait_status(
+            executor,
+            lambda s: s.training_time_s >= TRAIN_SECONDS and s.keyframes > 0,
+            timeout_s=TRAIN_SECONDS + 60.0,
+        )
+        assert status is not None and status.keyframes > 0, (
+            f"node did not train; log:\n{log.read_text()[-3000:]}"
+        )
+        yield dict(
+            proc=proc,
+            client=client,
+            stream=stream,
+            executor=executor,
+            node=node,
+            ckpt_dir=ckpt_dir,
+            log=log,
+            status=status,
+        )
     finally:
         stop_node_process(proc)
 
@@ -72,8 +86,12 @@ def running_node(scene, ros, tmp_path_factory):
 def _held_out_request(scene, **extra):
     frame = scene.frames[scene.test_indices[0]]
     info = conv.intrinsics_to_camera_info(frame.intrinsics, Header(frame_id="map"))
-    return dict(mask_source=Query.Request.MASK_POSE, camera_pose=conv.matrix_to_pose_msg(frame.pose),
-                camera_info=info, **extra)
+    return dict(
+        mask_source=Query.Request.MASK_POSE,
+        camera_pose=conv.matrix_to_pose_msg(frame.pose),
+        camera_info=info,
+        **extra,
+    )
 
 
 def _assert_alive_and_answering(running_node, scene):
@@ -109,7 +127,9 @@ def test_query_returns_labeled_cloud_and_mask_matching_ground_truth(running_node
     # calibrated to ~0.6-0.8 mIoU. A 25 s CPU training at 64x48 that clears 0.5 pixel accuracy on a
     # view it never saw has learned multi-view-consistent labels; a broken pose/label path stays at chance.
     largest_share = np.bincount(gt[gt != 255], minlength=len(scene.class_names)).max() / (gt != 255).sum()
-    assert acc > max(0.5, largest_share + 0.1), f"held-out accuracy {acc:.2f} (largest class {largest_share:.2f})"
+    assert acc > max(0.5, largest_share + 0.1), (
+        f"held-out accuracy {acc:.2f} (largest class {largest_share:.2f})"
+    )
 
 
 def test_latched_results_reach_a_late_subscriber(running_node, scene):
@@ -117,8 +137,12 @@ def test_latched_results_reach_a_late_subscriber(running_node, scene):
     res = r["client"].query(r["executor"], scene.class_names, **_held_out_request(scene))
     assert res.success
     got = {}
-    qos = QoSProfile(depth=1, reliability=ReliabilityPolicy.RELIABLE, durability=DurabilityPolicy.TRANSIENT_LOCAL)
-    r["node"].create_subscription(PointCloud2, "/ovs3d/labeled_cloud", lambda m: got.setdefault("cloud", m), qos)
+    qos = QoSProfile(
+        depth=1, reliability=ReliabilityPolicy.RELIABLE, durability=DurabilityPolicy.TRANSIENT_LOCAL
+    )
+    r["node"].create_subscription(
+        PointCloud2, "/ovs3d/labeled_cloud", lambda m: got.setdefault("cloud", m), qos
+    )
     r["node"].create_subscription(Image, "/ovs3d/mask_overlay", lambda m: got.setdefault("overlay", m), qos)
     deadline = time.monotonic() + 15
     while len(got) < 2 and time.monotonic() < deadline:
@@ -145,7 +169,7 @@ def test_bad_queries_answer_false_and_node_keeps_running(running_node, scene):
 
 def test_bad_input_messages_are_dropped_and_counted(running_node, scene):
     r = running_node
-    node, ex, stream = r["node"], r["executor"], r["stream"]
+    ex, stream = r["executor"], r["stream"]
     before = r["client"].wait_status(ex, lambda s: True, 5.0)
     frame = scene.frames[0]
     t = 5000.0
@@ -182,8 +206,12 @@ def test_bad_input_messages_are_dropped_and_counted(running_node, scene):
     stream.image_pub.publish(liar)
     spin_for(ex, 1.5)
     after = r["client"].wait_status(ex, lambda s: s.frames_received >= before.frames_received + 5, 10.0)
-    dropped = (after.frames_dropped_invalid + after.frames_dropped_no_pose
-               - before.frames_dropped_invalid - before.frames_dropped_no_pose)
+    dropped = (
+        after.frames_dropped_invalid
+        + after.frames_dropped_no_pose
+        - before.frames_dropped_invalid
+        - before.frames_dropped_no_pose
+    )
     assert dropped >= 4, (before, after)
     assert after.last_error
     _assert_alive_and_answering(r, scene)
@@ -192,7 +220,9 @@ def test_bad_input_messages_are_dropped_and_counted(running_node, scene):
 def test_save_reset_load_gives_the_same_answer(running_node, scene):
     r = running_node
     c, ex = r["client"], r["executor"]
-    pause = c.call(c.pause_client, __import__("std_srvs.srv", fromlist=["SetBool"]).SetBool.Request(data=True), ex)
+    pause = c.call(
+        c.pause_client, __import__("std_srvs.srv", fromlist=["SetBool"]).SetBool.Request(data=True), ex
+    )
     assert pause.success
     spin_for(ex, 1.0)  # let the step in flight finish
     before = c.query(ex, scene.class_names, **_held_out_request(scene))
@@ -207,8 +237,9 @@ def test_save_reset_load_gives_the_same_answer(running_node, scene):
     assert loaded.success, loaded.message
     after = c.query(ex, scene.class_names, **_held_out_request(scene))
     assert after.success
-    np.testing.assert_array_equal(conv.image_to_numpy(before.scene.label_image),
-                                  conv.image_to_numpy(after.scene.label_image))
+    np.testing.assert_array_equal(
+        conv.image_to_numpy(before.scene.label_image), conv.image_to_numpy(after.scene.label_image)
+    )
     # bad paths and files
     for path in ("../escape.ckpt", "/etc/passwd", "run1/../../x.ckpt"):
         res = c.call(c.save_client, Checkpoint.Request(path=path), ex)
@@ -225,18 +256,27 @@ def test_garbage_compressed_images_do_not_kill_a_compressed_node(scene, ros, tmp
     node, executor = ros
     pub = node.create_publisher(CompressedImage, "/it_compressed/image", STREAM_QOS)
     info_pub = node.create_publisher(CameraInfo, "/it_compressed/camera_info", STREAM_QOS)
-    params = {"device": "cpu", "ros": {"compressed": True, "pose_source": "pose"},
-              "teacher": {"kind": "synthetic", "synthetic": {"class_names": scene.class_names}}}
-    proc = start_node_process(params, remaps={"image": "/it_compressed/image",
-                                              "camera_info": "/it_compressed/camera_info",
-                                              "__node": "ovs3d_compressed"},
-                              log_path=tmp_path / "node.log")
+    params = {
+        "device": "cpu",
+        "ros": {"compressed": True, "pose_source": "pose"},
+        "teacher": {"kind": "synthetic", "synthetic": {"class_names": scene.class_names}},
+    }
+    proc = start_node_process(
+        params,
+        remaps={
+            "image": "/it_compressed/image",
+            "camera_info": "/it_compressed/camera_info",
+            "__node": "ovs3d_compressed",
+        },
+        log_path=tmp_path / "node.log",
+    )
     try:
         client = Ovs3dClient(node, node_name="ovs3d_compressed")
         client.wait_ready(executor, timeout_s=90.0, proc=proc)
         deadline = time.monotonic() + 20
-        while (pub.get_subscription_count() == 0 or info_pub.get_subscription_count() == 0) \
-                and time.monotonic() < deadline:
+        while (
+            pub.get_subscription_count() == 0 or info_pub.get_subscription_count() == 0
+        ) and time.monotonic() < deadline:
             spin_for(executor, 0.1)
         rng = np.random.default_rng(0)
         frame = scene.frames[0]
@@ -245,13 +285,21 @@ def test_garbage_compressed_images_do_not_kill_a_compressed_node(scene, ros, tmp
         for i in range(40):
             hdr = Header(frame_id="cam", stamp=conv.sec_to_stamp(10.0 + i))
             info_pub.publish(conv.intrinsics_to_camera_info(frame.intrinsics, hdr))
-            pub.publish(CompressedImage(header=hdr, format=formats[i % 4],
-                                        data=rng.integers(0, 256, 500, dtype=np.uint8).tobytes()))
+            pub.publish(
+                CompressedImage(
+                    header=hdr,
+                    format=formats[i % 4],
+                    data=rng.integers(0, 256, 500, dtype=np.uint8).tobytes(),
+                )
+            )
             spin_for(executor, 0.3)
             if client.status is not None and client.status.frames_received >= 4:
                 break
         status = client.wait_status(
-            executor, lambda s: s.frames_received >= 4 and s.frames_dropped_invalid + s.frames_superseded >= 4, 20.0)
+            executor,
+            lambda s: s.frames_received >= 4 and s.frames_dropped_invalid + s.frames_superseded >= 4,
+            20.0,
+        )
         # every frame was refused (decoded and rejected, or replaced by a newer one before decoding)
         assert status is not None and status.frames_received >= 4 and status.keyframes == 0
         assert status.frames_dropped_invalid >= 1 and "cannot decode" in status.last_error

@@ -17,8 +17,18 @@ def test_package_xml_declares_dependencies():
     pkg = parse_package(str(ROOT / "package.xml"))
     assert pkg.name == "ovs3d_ros" and pkg.package_format == 3
     names = {d.name for d in pkg.build_depends + pkg.exec_depends + pkg.buildtool_depends}
-    for dep in ("rclpy", "sensor_msgs", "geometry_msgs", "std_msgs", "std_srvs", "nav_msgs",
-                "visualization_msgs", "rosidl_default_generators", "rosidl_default_runtime", "tf2_ros"):
+    for dep in (
+        "rclpy",
+        "sensor_msgs",
+        "geometry_msgs",
+        "std_msgs",
+        "std_srvs",
+        "nav_msgs",
+        "visualization_msgs",
+        "rosidl_default_generators",
+        "rosidl_default_runtime",
+        "tf2_ros",
+    ):
         assert dep in names, dep
     assert "rosidl_interface_packages" in [g.name for g in pkg.member_of_groups]
 
@@ -27,8 +37,11 @@ def test_entry_points_exist():
     import importlib
 
     setup_src = (ROOT / "setup.py").read_text()
-    for script in ("ovs3d = ovs3d_ros.cli:main", "ovs3d_node = ovs3d_ros.ros.node:main",
-                   "ovs3d_demo = ovs3d_ros.ros.demo:main"):
+    for script in (
+        "ovs3d = ovs3d_ros.cli:main",
+        "ovs3d_node = ovs3d_ros.ros.node:main",
+        "ovs3d_demo = ovs3d_ros.ros.demo:main",
+    ):
         assert script in setup_src
         module, func = script.split(" = ")[1].split(":")
         assert callable(getattr(importlib.import_module(module), func))
@@ -45,11 +58,14 @@ def test_params_file_is_generated_from_config_and_every_key_is_declared():
     from ovs3d_ros.config import Config, load_yaml, to_flat_dict
     from ovs3d_ros.ros.params import config_from_parameters, declare_config_parameters
 
-    spec = __import__("importlib.util").util.spec_from_file_location("wpy", ROOT / "scripts" / "write_params_yaml.py")
+    spec = __import__("importlib.util").util.spec_from_file_location(
+        "wpy", ROOT / "scripts" / "write_params_yaml.py"
+    )
     wpy = __import__("importlib.util").util.module_from_spec(spec)
     spec.loader.exec_module(wpy)
-    assert (ROOT / "config" / "ovs3d.yaml").read_text() == wpy.render(), \
+    assert (ROOT / "config" / "ovs3d.yaml").read_text() == wpy.render(), (
         "config/ovs3d.yaml drifted from config.py: run scripts/write_params_yaml.py"
+    )
     cfg = load_yaml(ROOT / "config" / "ovs3d.yaml")
     assert to_flat_dict(cfg) == to_flat_dict(Config())
 
@@ -77,14 +93,22 @@ def test_launch_file_arguments_and_remaps():
     from ovs3d_ros.ros.node import INPUT_TOPICS
 
     tree = ast.parse((ROOT / "launch" / "ovs3d.launch.py").read_text())
-    topic_args = next(n for n in ast.walk(tree) if isinstance(n, ast.Assign)
-                      and getattr(n.targets[0], "id", "") == "TOPIC_ARGUMENTS")
+    topic_args = next(
+        n
+        for n in ast.walk(tree)
+        if isinstance(n, ast.Assign) and getattr(n.targets[0], "id", "") == "TOPIC_ARGUMENTS"
+    )
     names = [ast.literal_eval(elt)[0] for elt in topic_args.value.elts]
     assert set(names) <= set(INPUT_TOPICS), f"the launch file remaps names the node does not use: {names}"
     assert {"image", "camera_info", "depth", "pose", "odom"} <= set(names)
-    declared = {ast.literal_eval(c.args[0]) for c in ast.walk(tree) if isinstance(c, ast.Call)
-                and getattr(c.func, "id", "") == "DeclareLaunchArgument" and c.args
-                and isinstance(c.args[0], ast.Constant)}
+    declared = {
+        ast.literal_eval(c.args[0])
+        for c in ast.walk(tree)
+        if isinstance(c, ast.Call)
+        and getattr(c.func, "id", "") == "DeclareLaunchArgument"
+        and c.args
+        and isinstance(c.args[0], ast.Constant)
+    }
     assert {"params_file", "device", "use_sim_time"} <= declared
     src = (ROOT / "launch" / "ovs3d.launch.py").read_text()
     assert 'executable="ovs3d_node"' in src and 'name="ovs3d"' in src and 'package="ovs3d_ros"' in src
@@ -96,7 +120,9 @@ def test_launch_file_arguments_and_remaps():
 
 def test_rviz_config_shows_the_node_outputs():
     rviz = yaml.safe_load((ROOT / "config" / "ovs3d.rviz").read_text())
-    topics = {d["Topic"]["Value"]: d["Class"] for d in rviz["Visualization Manager"]["Displays"] if "Topic" in d}
+    topics = {
+        d["Topic"]["Value"]: d["Class"] for d in rviz["Visualization Manager"]["Displays"] if "Topic" in d
+    }
     assert topics["/ovs3d/labeled_cloud"] == "rviz_default_plugins/PointCloud2"
     assert topics["/ovs3d/mask_overlay"] == "rviz_default_plugins/Image"
     assert topics["/ovs3d/class_markers"] == "rviz_default_plugins/MarkerArray"

@@ -8,7 +8,6 @@ from pathlib import Path
 
 import pytest
 import rclpy
-
 from ovs3d_ros.msg import TrainingStatus
 from ovs3d_ros.srv import Query
 
@@ -17,8 +16,12 @@ pytestmark = pytest.mark.ros
 
 @pytest.fixture
 def server():
-    proc = subprocess.Popen([sys.executable, str(Path(__file__).parent / "ros_helpers" / "echo_query_server.py")],
-                            stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+    proc = subprocess.Popen(
+        [sys.executable, str(Path(__file__).parent / "ros_helpers" / "echo_query_server.py")],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        text=True,
+    )
     assert proc.stdout.readline().strip() == "ready"
     yield proc
     proc.stdin.close()

@@ -26,8 +26,14 @@ def message_class(msgtype: str):
     return getattr(importlib.import_module(f"{package}.{kind}"), name)
 
 
-def play(node, bag: Path, rate: float = 1.0, remaps: dict[str, str] | None = None,
-         topics: list[str] | None = None, spin=None) -> int:
+def play(
+    node,
+    bag: Path,
+    rate: float = 1.0,
+    remaps: dict[str, str] | None = None,
+    topics: list[str] | None = None,
+    spin=None,
+) -> int:
     """Publish every record of `bag` at `rate` x its recorded timing; returns the messages sent.
 
     `spin(seconds)` is called instead of sleeping, so the caller's executor keeps working.
@@ -41,9 +47,12 @@ def play(node, bag: Path, rate: float = 1.0, remaps: dict[str, str] | None = Non
         connections = [c for c in reader.connections if topics is None or c.topic in topics]
         for c in connections:
             if c.topic not in publishers:
-                publishers[c.topic] = (node.create_publisher(message_class(c.msgtype),
-                                                             remaps.get(c.topic, c.topic), PLAYBACK_QOS),
-                                       message_class(c.msgtype))
+                publishers[c.topic] = (
+                    node.create_publisher(
+                        message_class(c.msgtype), remaps.get(c.topic, c.topic), PLAYBACK_QOS
+                    ),
+                    message_class(c.msgtype),
+                )
         wall0, bag0 = time.monotonic(), None
         for connection, timestamp, rawdata in reader.messages(connections=connections):
             bag0 = timestamp if bag0 is None else bag0
@@ -68,8 +77,14 @@ def main(argv=None) -> None:
     rclpy.init(args=ros_args)
     node = rclpy.create_node("ovs3d_bag_player")
     try:
-        n = play(node, args.bag, args.rate, remaps, args.topics,
-                 spin=lambda s: rclpy.spin_once(node, timeout_sec=s))
+        n = play(
+            node,
+            args.bag,
+            args.rate,
+            remaps,
+            args.topics,
+            spin=lambda s: rclpy.spin_once(node, timeout_sec=s),
+        )
         node.get_logger().info(f"played {n} messages from {args.bag}")
     except (KeyboardInterrupt, ExternalShutdownException):
         pass

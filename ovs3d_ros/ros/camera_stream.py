@@ -20,8 +20,14 @@ STREAM_QOS = QoSProfile(depth=5, reliability=ReliabilityPolicy.RELIABLE)
 class CameraStreamPublisher:
     """Publishers on `<ns>/image`, `camera_info`, `depth`, `labels`, `pose` of a node of yours."""
 
-    def __init__(self, node: Node, namespace: str = "camera", world_frame: str = "map",
-                 camera_frame: str = "camera_color_optical_frame", publish_labels: bool = False):
+    def __init__(
+        self,
+        node: Node,
+        namespace: str = "camera",
+        world_frame: str = "map",
+        camera_frame: str = "camera_color_optical_frame",
+        publish_labels: bool = False,
+    ):
         self.node = node
         self.world_frame = world_frame
         self.camera_frame = camera_frame
@@ -35,16 +41,27 @@ class CameraStreamPublisher:
 
     def topics(self) -> dict[str, str]:
         """The node-side input name -> this stream's full topic (for remapping the ovs3d node)."""
-        return {"image": self.image_pub.topic_name, "camera_info": self.info_pub.topic_name,
-                "depth": self.depth_pub.topic_name, "labels": self.labels_pub.topic_name,
-                "pose": self.pose_pub.topic_name}
+        return {
+            "image": self.image_pub.topic_name,
+            "camera_info": self.info_pub.topic_name,
+            "depth": self.depth_pub.topic_name,
+            "labels": self.labels_pub.topic_name,
+            "pose": self.pose_pub.topic_name,
+        }
 
-    def wait_for_subscribers(self, spin, timeout_s: float = 30.0, names=("image", "camera_info", "pose")) -> bool:
+    def wait_for_subscribers(
+        self, spin, timeout_s: float = 30.0, names=("image", "camera_info", "pose")
+    ) -> bool:
         """Spin until the receiving node has matched our publishers, so the first frames are not lost."""
         import time
 
-        pubs = {"image": self.image_pub, "camera_info": self.info_pub, "depth": self.depth_pub,
-                "labels": self.labels_pub, "pose": self.pose_pub}
+        pubs = {
+            "image": self.image_pub,
+            "camera_info": self.info_pub,
+            "depth": self.depth_pub,
+            "labels": self.labels_pub,
+            "pose": self.pose_pub,
+        }
         deadline = time.monotonic() + timeout_s
         while time.monotonic() < deadline:
             if all(pubs[n].get_subscription_count() > 0 for n in names):
@@ -59,8 +76,9 @@ class CameraStreamPublisher:
         self.pose_pub.publish(conv.matrix_to_pose_stamped(frame.pose, self.world_frame, t))
         self.info_pub.publish(conv.intrinsics_to_camera_info(frame.intrinsics, cam))
         if frame.depth is not None:
-            self.depth_pub.publish(conv.numpy_to_image(np.nan_to_num(frame.depth).astype(np.float32),
-                                                       "32FC1", cam))
+            self.depth_pub.publish(
+                conv.numpy_to_image(np.nan_to_num(frame.depth).astype(np.float32), "32FC1", cam)
+            )
         if self.publish_labels and frame.labels is not None:
             self.labels_pub.publish(conv.numpy_to_image(frame.labels.astype(np.uint8), "mono8", cam))
         self.image_pub.publish(conv.numpy_to_image(frame.rgb, "rgb8", cam))

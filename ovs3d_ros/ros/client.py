@@ -21,8 +21,13 @@ from ovs3d_ros.srv import Checkpoint, Query
 NODE_NAME = "ovs3d"
 
 
-def start_node_process(params: dict, remaps: dict[str, str] | None = None, log_path: str | Path | None = None,
-                       env: dict | None = None, extra_params_file: str | Path | None = None) -> subprocess.Popen:
+def start_node_process(
+    params: dict,
+    remaps: dict[str, str] | None = None,
+    log_path: str | Path | None = None,
+    env: dict | None = None,
+    extra_params_file: str | Path | None = None,
+) -> subprocess.Popen:
     """`python -m ovs3d_ros.ros.node` with a params file (nested dicts or dotted keys) and remaps."""
     fd, params_path = tempfile.mkstemp(prefix="ovs3d_params_", suffix=".yaml")
     with os.fdopen(fd, "w") as f:
@@ -37,8 +42,7 @@ def start_node_process(params: dict, remaps: dict[str, str] | None = None, log_p
     # glibc gives each thread its own malloc arena and keeps freed blocks there: with the training,
     # frame and executor threads that alone was ~600 MB of resident growth under load (bench/load.py)
     env = {"MALLOC_ARENA_MAX": "2", **os.environ, **(env or {})}
-    return subprocess.Popen(cmd, stdout=out, stderr=subprocess.STDOUT, env=env,
-                            start_new_session=True)
+    return subprocess.Popen(cmd, stdout=out, stderr=subprocess.STDOUT, env=env, start_new_session=True)
 
 
 def stop_node_process(proc: subprocess.Popen, timeout_s: float = 20.0) -> int:
@@ -89,7 +93,9 @@ class Ovs3dClient:
         return future.result()
 
     def query(self, executor, classes, timeout_s: float = 120.0, **fields) -> Query.Response:
-        return self.call(self.query_client, Query.Request(classes=list(classes), **fields), executor, timeout_s)
+        return self.call(
+            self.query_client, Query.Request(classes=list(classes), **fields), executor, timeout_s
+        )
 
     def wait_status(self, executor, predicate, timeout_s: float) -> TrainingStatus | None:
         deadline = time.monotonic() + timeout_s

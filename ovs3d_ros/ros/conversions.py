@@ -17,9 +17,16 @@ from std_msgs.msg import ColorRGBA, Header
 from ovs3d_ros.core.camera import pose_from_xyz_quat, xyz_quat_from_pose
 from ovs3d_ros.core.frame import FrameError, Intrinsics
 
-_NP_OF_FIELD = {PointField.INT8: "i1", PointField.UINT8: "u1", PointField.INT16: "i2",
-                PointField.UINT16: "u2", PointField.INT32: "i4", PointField.UINT32: "u4",
-                PointField.FLOAT32: "f4", PointField.FLOAT64: "f8"}
+_NP_OF_FIELD = {
+    PointField.INT8: "i1",
+    PointField.UINT8: "u1",
+    PointField.INT16: "i2",
+    PointField.UINT16: "u2",
+    PointField.INT32: "i4",
+    PointField.UINT32: "u4",
+    PointField.FLOAT32: "f4",
+    PointField.FLOAT64: "f8",
+}
 _FIELD_OF_NP = {v: k for k, v in _NP_OF_FIELD.items()}
 
 
@@ -84,10 +91,16 @@ def camera_info_to_intrinsics(info: CameraInfo) -> Intrinsics:
     k = np.asarray(info.k, dtype=np.float64)
     if k.shape != (9,) or not np.all(np.isfinite(k)):
         raise FrameError("camera_info K is missing or not finite")
-    intr = Intrinsics(fx=float(k[0]), fy=float(k[4]), cx=float(k[2]), cy=float(k[5]),
-                      width=int(info.width), height=int(info.height),
-                      distortion_model=str(info.distortion_model),
-                      distortion=tuple(float(v) for v in info.d))
+    intr = Intrinsics(
+        fx=float(k[0]),
+        fy=float(k[4]),
+        cx=float(k[2]),
+        cy=float(k[5]),
+        width=int(info.width),
+        height=int(info.height),
+        distortion_model=str(info.distortion_model),
+        distortion=tuple(float(v) for v in info.d),
+    )
     intr.validate()
     return intr
 
@@ -110,8 +123,12 @@ def intrinsics_to_camera_info(intr: Intrinsics, header: Header) -> CameraInfo:
 
 def numpy_to_image(array: np.ndarray, encoding: str, header: Header) -> Image:
     """rgb8 (H,W,3 uint8), mono8 (uint8), mono16 (uint16), 32FC1 (float32) -> sensor_msgs/Image."""
-    expected = {"rgb8": (np.uint8, 3), "mono8": (np.uint8, 1), "mono16": (np.uint16, 1),
-                "32FC1": (np.float32, 1)}
+    expected = {
+        "rgb8": (np.uint8, 3),
+        "mono8": (np.uint8, 1),
+        "mono16": (np.uint16, 1),
+        "32FC1": (np.float32, 1),
+    }
     if encoding not in expected:
         raise ValueError(f"unsupported output encoding '{encoding}'")
     dtype, channels = expected[encoding]
@@ -168,8 +185,15 @@ def structured_to_cloud(points: np.ndarray, header: Header) -> PointCloud2:
         if code not in _FIELD_OF_NP:
             raise ValueError(f"field '{name}' has unsupported dtype {sub}")
         fields.append(PointField(name=name, offset=offset, datatype=_FIELD_OF_NP[code], count=1))
-    msg = PointCloud2(height=1, width=len(points), fields=fields, is_bigendian=False,
-                      point_step=dt.itemsize, row_step=dt.itemsize * len(points), is_dense=True)
+    msg = PointCloud2(
+        height=1,
+        width=len(points),
+        fields=fields,
+        is_bigendian=False,
+        point_step=dt.itemsize,
+        row_step=dt.itemsize * len(points),
+        is_dense=True,
+    )
     msg.header = header
     msg.data = points.astype(dt.newbyteorder("<"), copy=False).tobytes()
     return msg
@@ -178,18 +202,25 @@ def structured_to_cloud(points: np.ndarray, header: Header) -> PointCloud2:
 def cloud_to_structured(msg: PointCloud2) -> np.ndarray:
     """PointCloud2 -> zero-copy structured view (count > 1 fields are not used by this package)."""
     order = ">" if msg.is_bigendian else "<"
-    dt = np.dtype({"names": [f.name for f in msg.fields],
-                   "formats": [order + _NP_OF_FIELD[f.datatype] for f in msg.fields],
-                   "offsets": [f.offset for f in msg.fields], "itemsize": msg.point_step})
+    dt = np.dtype(
+        {
+            "names": [f.name for f in msg.fields],
+            "formats": [order + _NP_OF_FIELD[f.datatype] for f in msg.fields],
+            "offsets": [f.offset for f in msg.fields],
+            "itemsize": msg.point_step,
+        }
+    )
     return np.frombuffer(bytes(msg.data), np.uint8)[: msg.width * msg.height * msg.point_step].view(dt)
 
 
-LABELED_CLOUD_DTYPE = np.dtype([("x", "<f4"), ("y", "<f4"), ("z", "<f4"), ("rgb", "<f4"),
-                                ("label", "<u2"), ("score", "<f4")])
+LABELED_CLOUD_DTYPE = np.dtype(
+    [("x", "<f4"), ("y", "<f4"), ("z", "<f4"), ("rgb", "<f4"), ("label", "<u2"), ("score", "<f4")]
+)
 
 
-def labeled_cloud(xyz: np.ndarray, rgb: np.ndarray, labels: np.ndarray, scores: np.ndarray,
-                  header: Header) -> PointCloud2:
+def labeled_cloud(
+    xyz: np.ndarray, rgb: np.ndarray, labels: np.ndarray, scores: np.ndarray, header: Header
+) -> PointCloud2:
     """x y z rgb label score, the layout of ~/labeled_cloud."""
     pts = np.empty(len(xyz), dtype=LABELED_CLOUD_DTYPE)
     pts["x"], pts["y"], pts["z"] = xyz[:, 0], xyz[:, 1], xyz[:, 2]

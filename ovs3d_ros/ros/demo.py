@@ -65,17 +65,25 @@ def main(argv=None) -> int:
     scene = SyntheticScene(preset=args.preset, seed=args.seed)
     data = scene.make_frames(args.frames, 1, args.width, args.height)
     held_out = data.frames[data.test_indices[0]]
-    print(f"[demo] scene '{args.preset}': classes {data.class_names}, {args.frames} views "
-          f"{args.width}x{args.height} + 1 held-out view")
+    print(
+        f"[demo] scene '{args.preset}': classes {data.class_names}, {args.frames} views "
+        f"{args.width}x{args.height} + 1 held-out view"
+    )
 
     context, node, executor = init_context()
     stream = CameraStreamPublisher(node, namespace="/demo/camera", publish_labels=args.teacher == "synthetic")
-    proc = start_node_process(demo_params(data.class_names, args.teacher, args.device), remaps=stream.topics(),
-                              log_path=out / "node.log", extra_params_file=REPO / "config" / "ovs3d.yaml")
+    proc = start_node_process(
+        demo_params(data.class_names, args.teacher, args.device),
+        remaps=stream.topics(),
+        log_path=out / "node.log",
+        extra_params_file=REPO / "config" / "ovs3d.yaml",
+    )
     try:
         client = Ovs3dClient(node)
         client.wait_ready(executor, timeout_s=90.0, proc=proc)
-        names = ("image", "camera_info", "pose", "depth") + (("labels",) if args.teacher == "synthetic" else ())
+        names = ("image", "camera_info", "pose", "depth") + (
+            ("labels",) if args.teacher == "synthetic" else ()
+        )
         if not stream.wait_for_subscribers(lambda s: spin_for(executor, s), names=names):
             raise RuntimeError("the node did not subscribe to the camera stream")
         print(f"[demo] node up after {time.monotonic() - t_start:.1f} s; streaming")
@@ -84,23 +92,36 @@ def main(argv=None) -> int:
             stream.publish(data.frames[i], stamp=t0 + i / args.rate)
             spin_for(executor, 1.0 / args.rate)
         t_stream = time.monotonic()
-        status = client.wait_status(executor, lambda s: s.training_time_s >= args.train_time,
-                                    timeout_s=args.train_time + 60.0)
+        status = client.wait_status(
+            executor, lambda s: s.training_time_s >= args.train_time, timeout_s=args.train_time + 60.0
+        )
         t_trained = time.monotonic()
-        print(f"[demo] trained: {status.keyframes} keyframes, {status.iterations} iterations, "
-              f"PSNR {status.psnr:.1f} dB")
+        print(
+            f"[demo] trained: {status.keyframes} keyframes, {status.iterations} iterations, "
+            f"PSNR {status.psnr:.1f} dB"
+        )
         info = conv.intrinsics_to_camera_info(held_out.intrinsics, Header(frame_id="map"))
-        res = client.query(executor, data.class_names, mask_source=Query.Request.MASK_POSE,
-                           camera_pose=conv.matrix_to_pose_msg(held_out.pose), camera_info=info)
+        res = client.query(
+            executor,
+            data.class_names,
+            mask_source=Query.Request.MASK_POSE,
+            camera_pose=conv.matrix_to_pose_msg(held_out.pose),
+            camera_info=info,
+        )
         if not res.success:
             print(f"[demo] query failed: {res.message}")
             return 1
         summary = write_results(res, held_out, data.class_names, out)
-        summary.update(frames_sent=len(data.train_indices), frames_received=int(status.frames_received),
-                       keyframes=int(status.keyframes), iterations=int(status.iterations),
-                       stream_s=round(t_stream - t0, 1), training_s=round(t_trained - t0, 1),
-                       query_latency_s=round(float(res.latency_s), 3),
-                       total_s=round(time.monotonic() - t_start, 1))
+        summary.update(
+            frames_sent=len(data.train_indices),
+            frames_received=int(status.frames_received),
+            keyframes=int(status.keyframes),
+            iterations=int(status.iterations),
+            stream_s=round(t_stream - t0, 1),
+            training_s=round(t_trained - t0, 1),
+            query_latency_s=round(float(res.latency_s), 3),
+            total_s=round(time.monotonic() - t_start, 1),
+        )
         outputs.write_json(out / "summary.json", summary)
         print("[demo] " + json.dumps(summary))
         return 0
@@ -114,9 +135,12 @@ def write_results(res, held_out, class_names: list[str], out: Path) -> dict:
     """PLY + PNGs of the answer, and its mIoU against the held-out view's ground truth."""
     scene = res.scene
     pts = conv.cloud_to_structured(scene.cloud)
-    cloud = outputs.LabeledCloud(xyz=np.stack([pts["x"], pts["y"], pts["z"]], 1).astype(np.float32),
-                                 rgb=conv.unpack_rgb_float(pts["rgb"]), labels=pts["label"].astype(np.uint16),
-                                 scores=pts["score"].astype(np.float32))
+    cloud = outputs.LabeledCloud(
+        xyz=np.stack([pts["x"], pts["y"], pts["z"]], 1).astype(np.float32),
+        rgb=conv.unpack_rgb_float(pts["rgb"]),
+        labels=pts["label"].astype(np.uint16),
+        scores=pts["score"].astype(np.float32),
+    )
     outputs.write_ply(out / "labeled_cloud.ply", cloud)
     label = conv.image_to_numpy(scene.label_image)
     overlay = conv.image_to_numpy(scene.overlay_image)
@@ -124,12 +148,18 @@ def write_results(res, held_out, class_names: list[str], out: Path) -> dict:
     gt_overlay = outputs.overlay(held_out.rgb, held_out.labels, colors.astype(np.uint8))
     outputs.write_png(out / "mask.png", label)
     outputs.write_png(out / "overlay.png", overlay)
-    outputs.write_png(out / "overlay_vs_ground_truth.png",
-                      np.concatenate([held_out.rgb, overlay, gt_overlay], axis=1))
+    outputs.write_png(
+        out / "overlay_vs_ground_truth.png", np.concatenate([held_out.rgb, overlay, gt_overlay], axis=1)
+    )
     paper = metrics.paper_metrics([label], [held_out.labels], len(class_names))
     conventional = metrics.conventional_miou([label], [held_out.labels], len(class_names))
-    return {"classes": class_names, "points": int(len(cloud)), "mask_miou_paper": round(paper.miou, 4),
-            "mask_accuracy": round(paper.accuracy, 4), "mask_miou_conventional": round(conventional.miou, 4)}
+    return {
+        "classes": class_names,
+        "points": int(len(cloud)),
+        "mask_miou_paper": round(paper.miou, 4),
+        "mask_accuracy": round(paper.accuracy, 4),
+        "mask_miou_conventional": round(conventional.miou, 4),
+    }
 
 
 if __name__ == "__main__":

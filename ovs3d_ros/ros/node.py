@@ -49,8 +49,12 @@ from ovs3d_ros.ros.scene_msgs import class_markers, segmented_scene
 from ovs3d_ros.srv import Checkpoint, Query
 
 # Results are latched so RViz (or any client) started later still receives the last answer.
-LATCHED_QOS = QoSProfile(history=HistoryPolicy.KEEP_LAST, depth=1, reliability=ReliabilityPolicy.RELIABLE,
-                         durability=DurabilityPolicy.TRANSIENT_LOCAL)
+LATCHED_QOS = QoSProfile(
+    history=HistoryPolicy.KEEP_LAST,
+    depth=1,
+    reliability=ReliabilityPolicy.RELIABLE,
+    durability=DurabilityPolicy.TRANSIENT_LOCAL,
+)
 STATUS_QOS = QoSProfile(depth=10, reliability=ReliabilityPolicy.RELIABLE)
 POSE_QOS = QoSProfile(depth=50, reliability=ReliabilityPolicy.RELIABLE)
 # Depth/label images kept for stamp matching against colour images.
@@ -68,20 +72,21 @@ class Ovs3dNode(Node):
         self.device = resolve_device(self.cfg)
         self.add_on_set_parameters_callback(self._on_set_parameters)
 
-        self._lock = threading.Lock()            # node counters and the frame slot
+        self._lock = threading.Lock()  # node counters and the frame slot
         self._frame_ready = threading.Condition(self._lock)
-        self._pending_image = None               # latest-frame-wins slot (msg, receive time)
+        self._pending_image = None  # latest-frame-wins slot (msg, receive time)
         self._camera_info: CameraInfo | None = None
         self._depths: deque = deque(maxlen=MATCH_HISTORY)
         self._labels: deque = deque(maxlen=MATCH_HISTORY)
         self._poses = PoseBuffer()
         self._last_image_stamp: float | None = None
-        self.counters = dict(frames_received=0, frames_dropped_no_pose=0, frames_dropped_invalid=0,
-                             frames_superseded=0)
+        self.counters = dict(
+            frames_received=0, frames_dropped_no_pose=0, frames_dropped_invalid=0, frames_superseded=0
+        )
         self.last_error = ""
         self._warned: set[str] = set()
-        self._shutdown = threading.Event()      # the whole node is going down
-        self._train_stop = threading.Event()    # the current training thread (a reset replaces it)
+        self._shutdown = threading.Event()  # the whole node is going down
+        self._train_stop = threading.Event()  # the current training thread (a reset replaces it)
         self._paused = threading.Event()
 
         self.trainer = self._new_trainer()
@@ -102,7 +107,8 @@ class Ovs3dNode(Node):
         self._last_autosave = time.monotonic()
         self.get_logger().info(
             f"ovs3d ready on {self.device}: teacher={self.cfg.teacher.kind}, pose source={self.pose_source}, "
-            f"world frame '{self.cfg.ros.world_frame}', keyframe capacity {self.cfg.keyframes.capacity}")
+            f"world frame '{self.cfg.ros.world_frame}', keyframe capacity {self.cfg.keyframes.capacity}"
+        )
 
     # ------------------------------------------------------------------ set-up
 
@@ -122,17 +128,25 @@ class Ovs3dNode(Node):
     def _create_inputs(self) -> None:
         ros = self.cfg.ros
         image_type = CompressedImage if ros.compressed else Image
-        self.create_subscription(image_type, "image", self._on_image, qos_profile_sensor_data,
-                                 callback_group=self._sensor_group)
-        self.create_subscription(CameraInfo, "camera_info", self._on_camera_info, qos_profile_sensor_data,
-                                 callback_group=self._sensor_group)
+        self.create_subscription(
+            image_type, "image", self._on_image, qos_profile_sensor_data, callback_group=self._sensor_group
+        )
+        self.create_subscription(
+            CameraInfo,
+            "camera_info",
+            self._on_camera_info,
+            qos_profile_sensor_data,
+            callback_group=self._sensor_group,
+        )
         if ros.use_depth:
-            self.create_subscription(Image, "depth", self._on_depth, qos_profile_sensor_data,
-                                     callback_group=self._sensor_group)
+            self.create_subscription(
+                Image, "depth", self._on_depth, qos_profile_sensor_data, callback_group=self._sensor_group
+            )
         if self.cfg.teacher.kind == "synthetic":
             # ground-truth label maps feed the synthetic benchmark teacher (never a real camera's input)
-            self.create_subscription(Image, "labels", self._on_labels, qos_profile_sensor_data,
-                                     callback_group=self._sensor_group)
+            self.create_subscription(
+                Image, "labels", self._on_labels, qos_profile_sensor_data, callback_group=self._sensor_group
+            )
         source = ros.pose_source
         if source == "auto":
             source = "tf" if tf2_available() else "pose"
@@ -145,11 +159,13 @@ class Ovs3dNode(Node):
             raise ConfigError("ros.camera_in_body must be 7 numbers: x y z qx qy qz qw")
         self._camera_in_body = pose_from_xyz_quat(cam[:3], cam[3:])
         if source == "pose":
-            self.create_subscription(PoseStamped, "pose", self._on_pose, POSE_QOS,
-                                     callback_group=self._sensor_group)
+            self.create_subscription(
+                PoseStamped, "pose", self._on_pose, POSE_QOS, callback_group=self._sensor_group
+            )
         elif source == "odometry":
-            self.create_subscription(Odometry, "odom", self._on_odometry, POSE_QOS,
-                                     callback_group=self._sensor_group)
+            self.create_subscription(
+                Odometry, "odom", self._on_odometry, POSE_QOS, callback_group=self._sensor_group
+            )
 
     def _create_outputs(self) -> None:
         self.cloud_pub = self.create_publisher(PointCloud2, "~/labeled_cloud", LATCHED_QOS)
@@ -164,8 +180,11 @@ class Ovs3dNode(Node):
         self.create_service(SetBool, "~/pause", self._on_pause, callback_group=g)
         self.create_service(Checkpoint, "~/save", self._on_save, callback_group=g)
         self.create_service(Checkpoint, "~/load", self._on_load, callback_group=g)
-        self._status_timer = self.create_timer(1.0 / max(self.cfg.ros.status_rate_hz, 1e-3),
-                                               self._publish_status, callback_group=self._timer_group)
+        self._status_timer = self.create_timer(
+            1.0 / max(self.cfg.ros.status_rate_hz, 1e-3),
+            self._publish_status,
+            callback_group=self._timer_group,
+        )
 
     def _on_set_parameters(self, params) -> SetParametersResult:
         for p in params:
@@ -204,9 +223,11 @@ class Ovs3dNode(Node):
 
     def _add_pose(self, header: Header, pose) -> None:
         if header.frame_id and header.frame_id != self.cfg.ros.world_frame:
-            self._warn_once(f"pose_frame:{header.frame_id}",
-                            f"poses arrive in frame '{header.frame_id}' but ros.world_frame is "
-                            f"'{self.cfg.ros.world_frame}'; they are used as if in the world frame")
+            self._warn_once(
+                f"pose_frame:{header.frame_id}",
+                f"poses arrive in frame '{header.frame_id}' but ros.world_frame is "
+                f"'{self.cfg.ros.world_frame}'; they are used as if in the world frame",
+            )
         try:
             body = conv.pose_msg_to_matrix(pose)
         except FrameError as exc:
@@ -237,8 +258,10 @@ class Ovs3dNode(Node):
     def _frame_from(self, msg) -> Frame | None:
         stamp = conv.stamp_to_sec(msg.header.stamp)
         if self._last_image_stamp is not None and stamp < self._last_image_stamp - 1.0:
-            self.get_logger().warning(f"image stamps jumped back by {self._last_image_stamp - stamp:.1f} s "
-                                      "(bag loop or clock reset): clearing pose/depth history")
+            self.get_logger().warning(
+                f"image stamps jumped back by {self._last_image_stamp - stamp:.1f} s "
+                "(bag loop or clock reset): clearing pose/depth history"
+            )
             self._poses.clear()
             self._depths.clear()
             self._labels.clear()
@@ -248,26 +271,42 @@ class Ovs3dNode(Node):
             raise FrameError("no camera_info received yet")
         intrinsics = conv.camera_info_to_intrinsics(info)
         if intrinsics.has_distortion():
-            raise FrameError(f"camera_info has distortion {intrinsics.distortion_model} {intrinsics.distortion}; "
-                             "this node expects rectified images (remap to image_rect / use image_proc)")
+            raise FrameError(
+                f"camera_info has distortion {intrinsics.distortion_model} {intrinsics.distortion}; "
+                "this node expects rectified images (remap to image_rect / use image_proc)"
+            )
         if isinstance(msg, CompressedImage):
             rgb = decode_compressed(msg.format, bytes(msg.data))
         else:
-            rgb = decode_image(msg.encoding, msg.height, msg.width, msg.step, bytes(msg.data), msg.is_bigendian)
+            rgb = decode_image(
+                msg.encoding, msg.height, msg.width, msg.step, bytes(msg.data), msg.is_bigendian
+            )
         pose = self._lookup_pose(msg, stamp)
         if pose is None:
-            self._drop("no_pose", f"no pose within {self.cfg.ros.pose_tolerance_s:.3f} s of image stamp "
-                                  f"{stamp:.3f} ({self.pose_source})")
+            self._drop(
+                "no_pose",
+                f"no pose within {self.cfg.ros.pose_tolerance_s:.3f} s of image stamp "
+                f"{stamp:.3f} ({self.pose_source})",
+            )
             return None
         tol = self.cfg.ros.pose_tolerance_s
         depth = None
         depth_msg = _nearest(self._depths, stamp, tol)
         if depth_msg is not None:
-            depth = decode_depth(depth_msg.encoding, depth_msg.height, depth_msg.width, depth_msg.step,
-                                 bytes(depth_msg.data), depth_msg.is_bigendian)
+            depth = decode_depth(
+                depth_msg.encoding,
+                depth_msg.height,
+                depth_msg.width,
+                depth_msg.step,
+                bytes(depth_msg.data),
+                depth_msg.is_bigendian,
+            )
             if depth.shape != rgb.shape[:2]:
-                self._warn_once("depth_size", f"depth {depth.shape[::-1]} does not match the image "
-                                              f"{rgb.shape[1::-1]}: depth ignored (register it to colour)")
+                self._warn_once(
+                    "depth_size",
+                    f"depth {depth.shape[::-1]} does not match the image "
+                    f"{rgb.shape[1::-1]}: depth ignored (register it to colour)",
+                )
                 depth = None
         labels = None
         if self.cfg.teacher.kind == "synthetic":
@@ -277,8 +316,16 @@ class Ovs3dNode(Node):
             if label_msg.encoding != "mono8":
                 raise FrameError(f"label images must be mono8, got '{label_msg.encoding}'")
             labels = decode_mono8(label_msg.height, label_msg.width, label_msg.step, bytes(label_msg.data))
-        frame = Frame(rgb=rgb, intrinsics=intrinsics, pose=pose, stamp=stamp, depth=depth, labels=labels,
-                      frame_id=msg.header.frame_id, source_id=f"ros:{msg.header.frame_id}@{stamp:.3f}")
+        frame = Frame(
+            rgb=rgb,
+            intrinsics=intrinsics,
+            pose=pose,
+            stamp=stamp,
+            depth=depth,
+            labels=labels,
+            frame_id=msg.header.frame_id,
+            source_id=f"ros:{msg.header.frame_id}@{stamp:.3f}",
+        )
         return frame.validate()
 
     def _lookup_pose(self, msg, stamp: float) -> np.ndarray | None:
@@ -311,8 +358,9 @@ class Ovs3dNode(Node):
 
     def _start_training(self) -> threading.Thread:
         self._train_stop = threading.Event()
-        thread = threading.Thread(target=self._train_loop, args=(self.trainer, self._train_stop),
-                                  name="ovs3d_training", daemon=True)
+        thread = threading.Thread(
+            target=self._train_loop, args=(self.trainer, self._train_stop), name="ovs3d_training", daemon=True
+        )
         thread.start()
         return thread
 
@@ -336,12 +384,19 @@ class Ovs3dNode(Node):
         try:
             camera = self._query_camera(req)
             result = segment_with_oom_retry(
-                self.segmenter, list(req.classes), warn=self.get_logger().warning, refine=bool(req.refine),
+                self.segmenter,
+                list(req.classes),
+                warn=self.get_logger().warning,
+                refine=bool(req.refine),
                 max_time_s=req.max_time_s if req.max_time_s > 0 else None,
                 max_points=int(req.max_points) if req.max_points > 0 else None,
-                score_threshold=(None if req.score_threshold == 0 else
-                                 (0.0 if req.score_threshold < 0 else float(req.score_threshold))),
-                camera=camera)
+                score_threshold=(
+                    None
+                    if req.score_threshold == 0
+                    else (0.0 if req.score_threshold < 0 else float(req.score_threshold))
+                ),
+                camera=camera,
+            )
         except (QueryError, FrameError, ValueError) as exc:
             res.success, res.message = False, str(exc)
             return res
@@ -361,9 +416,11 @@ class Ovs3dNode(Node):
         res.scene = scene
         res.success = True
         res.latency_s = float(time.perf_counter() - t0)
-        res.message = (f"{len(result.class_names)} classes, {len(result.labels)} points"
-                       + (", mask rendered" if scene.label_image.width else "")
-                       + f" in {res.latency_s * 1e3:.0f} ms")
+        res.message = (
+            f"{len(result.class_names)} classes, {len(result.labels)} points"
+            + (", mask rendered" if scene.label_image.width else "")
+            + f" in {res.latency_s * 1e3:.0f} ms"
+        )
         return res
 
     def _query_camera(self, req: Query.Request):
@@ -379,7 +436,9 @@ class Ovs3dNode(Node):
             c2w = conv.pose_msg_to_matrix(req.camera_pose)
             info = req.camera_info if req.camera_info.width else self._camera_info
             if info is None:
-                raise ValueError("mask_source MASK_POSE needs a camera_info (none in the request, none received)")
+                raise ValueError(
+                    "mask_source MASK_POSE needs a camera_info (none in the request, none received)"
+                )
             return (conv.camera_info_to_intrinsics(info), c2w)
         raise ValueError(f"unknown mask_source {src}")
 
@@ -458,20 +517,29 @@ class Ovs3dNode(Node):
         losses = stats.get("losses", {})
         msg = TrainingStatus(
             header=Header(stamp=self.get_clock().now().to_msg(), frame_id=self.cfg.ros.world_frame),
-            state=state, device=str(self.device), keyframes=int(stats.get("keyframes", 0)),
-            keyframe_capacity=int(self.cfg.keyframes.capacity), iterations=int(stats.get("iterations", 0)),
+            state=state,
+            device=str(self.device),
+            keyframes=int(stats.get("keyframes", 0)),
+            keyframe_capacity=int(self.cfg.keyframes.capacity),
+            iterations=int(stats.get("iterations", 0)),
             iterations_per_s=float(stats.get("iterations_per_s", 0.0)),
-            training_time_s=float(stats.get("training_time_s", 0.0)), psnr=float(stats.get("psnr", 0.0)),
-            loss_names=list(losses.keys()), loss_values=[float(v) for v in losses.values()],
-            last_error=last_error, **counters)
+            training_time_s=float(stats.get("training_time_s", 0.0)),
+            psnr=float(stats.get("psnr", 0.0)),
+            loss_names=list(losses.keys()),
+            loss_values=[float(v) for v in losses.values()],
+            last_error=last_error,
+            **counters,
+        )
         self.status_pub.publish(msg)
         now = time.monotonic()
         if now - self._last_log >= self.cfg.ros.log_every_s:
             self._last_log = now
             self.get_logger().info(
                 f"{state}: {msg.keyframes}/{msg.keyframe_capacity} keyframes, {msg.iterations} it "
-                f"({msg.iterations_per_s:.1f}/s), PSNR {msg.psnr:.1f} dB, frames {counters['frames_received']} "
-                f"(no pose {counters['frames_dropped_no_pose']}, invalid {counters['frames_dropped_invalid']})")
+                f"({msg.iterations_per_s:.1f}/s), PSNR {msg.psnr:.1f} dB, "
+                f"frames {counters['frames_received']} (no pose {counters['frames_dropped_no_pose']}, "
+                f"invalid {counters['frames_dropped_invalid']})"
+            )
         every = self.cfg.ros.autosave_every_s
         if every > 0 and now - self._last_autosave >= every and msg.keyframes > 0:
             self._last_autosave = now

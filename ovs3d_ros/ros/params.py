@@ -17,10 +17,17 @@ from rclpy.parameter import Parameter
 from ovs3d_ros.config import Config, ConfigError, apply_flat, field_docs, to_flat_dict
 
 # Settings the running node applies without a restart.
-LIVE_PARAMETERS = frozenset({
-    "trainer.max_steps_per_s", "query.score_threshold", "query.max_points", "query.refine_max_time_s",
-    "query.use_canonical_negatives", "ros.status_rate_hz", "ros.log_every_s",
-})
+LIVE_PARAMETERS = frozenset(
+    {
+        "trainer.max_steps_per_s",
+        "query.score_threshold",
+        "query.max_points",
+        "query.refine_max_time_s",
+        "query.use_canonical_negatives",
+        "ros.status_rate_hz",
+        "ros.log_every_s",
+    }
+)
 
 _INT_MAX = 2**31 - 1
 _FLOAT_MAX = 1e12
@@ -39,8 +46,12 @@ def _descriptor(key: str, value: typing.Any, doc: str) -> ParameterDescriptor:
     elif isinstance(value, str):
         desc.type = ParameterType.PARAMETER_STRING
     elif isinstance(value, list):
-        if value and all(isinstance(v, str) for v in value) or key.endswith("class_names") \
-                or key.endswith("negatives"):
+        if (
+            value
+            and all(isinstance(v, str) for v in value)
+            or key.endswith("class_names")
+            or key.endswith("negatives")
+        ):
             desc.type = ParameterType.PARAMETER_STRING_ARRAY
         elif all(isinstance(v, int) and not isinstance(v, bool) for v in value) and value:
             desc.type = ParameterType.PARAMETER_INTEGER_ARRAY

@@ -78,8 +78,11 @@ class TfPoseSource:
         self.world_frame = world_frame
         self.buffer = tf2_ros.Buffer()
         self.listener = tf2_ros.TransformListener(self.buffer, node, spin_thread=False)
-        self._exceptions = (tf2_ros.LookupException, tf2_ros.ConnectivityException,
-                            tf2_ros.ExtrapolationException)
+        self._exceptions = (
+            tf2_ros.LookupException,
+            tf2_ros.ConnectivityException,
+            tf2_ros.ExtrapolationException,
+        )
 
     def lookup(self, frame_id: str, stamp_msg, timeout_s: float) -> np.ndarray | None:
         from rclpy.duration import Duration
@@ -88,8 +91,9 @@ class TfPoseSource:
         from ovs3d_ros.ros.conversions import transform_msg_to_matrix
 
         try:
-            tf = self.buffer.lookup_transform(self.world_frame, frame_id, Time.from_msg(stamp_msg),
-                                              timeout=Duration(seconds=timeout_s))
+            tf = self.buffer.lookup_transform(
+                self.world_frame, frame_id, Time.from_msg(stamp_msg), timeout=Duration(seconds=timeout_s)
+            )
         except self._exceptions:
             return None
         return transform_msg_to_matrix(tf)

@@ -5,10 +5,9 @@ import sys
 import threading
 
 import rclpy
-from rclpy.executors import ExternalShutdownException
-
 from ovs3d_ros.msg import TrainingStatus
 from ovs3d_ros.srv import Query
+from rclpy.executors import ExternalShutdownException
 
 
 def main() -> None:

@@ -33,10 +33,12 @@ def main() -> None:
     xyz, rgb, labels, scores, mask, overlay = make_result(int(sys.argv[1]))
     header = Header(frame_id="map")
     node.create_publisher(PointCloud2, "big/labeled_cloud", LATCHED_QOS).publish(
-        conv.labeled_cloud(xyz, rgb, labels, scores, header))
+        conv.labeled_cloud(xyz, rgb, labels, scores, header)
+    )
     node.create_publisher(Image, "big/mask", LATCHED_QOS).publish(conv.numpy_to_image(mask, "mono8", header))
     node.create_publisher(Image, "big/mask_overlay", LATCHED_QOS).publish(
-        conv.numpy_to_image(overlay, "rgb8", header))
+        conv.numpy_to_image(overlay, "rgb8", header)
+    )
     threading.Thread(target=lambda: (sys.stdin.read(), rclpy.try_shutdown()), daemon=True).start()
     print("ready", flush=True)
     try:
