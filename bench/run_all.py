@@ -177,7 +177,7 @@ def markdown(r: dict) -> str:
     if d:
         s = d.get("summary") or {}
         lines.append(f"| built-in demo end to end | {d['wall_s']:.0f} s (rc {d['returncode']}, mIoU "
-                     f"{s.get('miou', s.get('mask_miou', 'n/a'))}) | - | target <= 180 s |")
+                     f"{s.get('mask_miou_paper', 'n/a')}) | - | target <= 180 s |")
     t = r.get("teachers")
     if t:
         lines += ["", "## teachers (bench/teachers.py --repeats 1 --skip-vitb)", "", "```",
