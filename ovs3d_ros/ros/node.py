@@ -127,25 +127,38 @@ class Ovs3dNode(Node):
 
     def _create_inputs(self) -> None:
         ros = self.cfg.ros
+        guard = self._never_raise
         image_type = CompressedImage if ros.compressed else Image
         self.create_subscription(
-            image_type, "image", self._on_image, qos_profile_sensor_data, callback_group=self._sensor_group
+            image_type,
+            "image",
+            guard(self._on_image),
+            qos_profile_sensor_data,
+            callback_group=self._sensor_group,
         )
         self.create_subscription(
             CameraInfo,
             "camera_info",
-            self._on_camera_info,
+            guard(self._on_camera_info),
             qos_profile_sensor_data,
             callback_group=self._sensor_group,
         )
         if ros.use_depth:
             self.create_subscription(
-                Image, "depth", self._on_depth, qos_profile_sensor_data, callback_group=self._sensor_group
+                Image,
+                "depth",
+                guard(self._on_depth),
+                qos_profile_sensor_data,
+                callback_group=self._sensor_group,
             )
         if self.cfg.teacher.kind == "synthetic":
             # ground-truth label maps feed the synthetic benchmark teacher (never a real camera's input)
             self.create_subscription(
-                Image, "labels", self._on_labels, qos_profile_sensor_data, callback_group=self._sensor_group
+                Image,
+                "labels",
+                guard(self._on_labels),
+                qos_profile_sensor_data,
+                callback_group=self._sensor_group,
             )
         source = ros.pose_source
         if source == "auto":
@@ -160,11 +173,11 @@ class Ovs3dNode(Node):
         self._camera_in_body = pose_from_xyz_quat(cam[:3], cam[3:])
         if source == "pose":
             self.create_subscription(
-                PoseStamped, "pose", self._on_pose, POSE_QOS, callback_group=self._sensor_group
+                PoseStamped, "pose", guard(self._on_pose), POSE_QOS, callback_group=self._sensor_group
             )
         elif source == "odometry":
             self.create_subscription(
-                Odometry, "odom", self._on_odometry, POSE_QOS, callback_group=self._sensor_group
+                Odometry, "odom", guard(self._on_odometry), POSE_QOS, callback_group=self._sensor_group
             )
 
     def _create_outputs(self) -> None:
@@ -348,6 +361,19 @@ class Ovs3dNode(Node):
             self.counters[f"frames_dropped_{kind}"] += 1
             self.last_error = reason
         self.get_logger().warning(f"frame dropped: {reason}", throttle_duration_sec=5.0)
+
+    def _never_raise(self, callback):
+        """Wrap a subscription callback: an exception escaping one would stop executor.spin() and with
+        it the node; here it is logged and counted as an invalid input instead."""
+
+        def guarded(msg) -> None:
+            try:
+                callback(msg)
+            except Exception as exc:  # noqa: BLE001 - the node must outlive any single message
+                self._drop("invalid", f"{callback.__name__} failed: {exc!r}")
+                self.get_logger().error(traceback.format_exc(), throttle_duration_sec=5.0)
+
+        return guarded
 
     def _warn_once(self, key: str, text: str) -> None:
         if key not in self._warned:

@@ -38,8 +38,15 @@ class PoseBuffer:
                 self._poses.clear()
                 self.clock_jumps += 1
             if self._stamps and stamp < self._stamps[-1]:
-                # mild reordering: keep the deque sorted
+                # mild reordering: keep the deque sorted (a full deque cannot insert: drop the oldest
+                # first, or the newcomer itself when it is older than everything kept)
                 i = bisect.bisect(list(self._stamps), stamp)
+                if len(self._stamps) == self._stamps.maxlen:
+                    if i == 0:
+                        return
+                    self._stamps.popleft()
+                    self._poses.popleft()
+                    i -= 1
                 self._stamps.insert(i, stamp)
                 self._poses.insert(i, pose)
                 return
