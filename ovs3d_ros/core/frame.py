@@ -34,6 +34,15 @@ class Intrinsics:
     distortion_model: str = ""
     distortion: tuple[float, ...] = ()
 
+    def __post_init__(self) -> None:
+        # Readers hand in numpy scalars (LLFF hwf, JSON via numpy): keep plain Python numbers so every
+        # consumer, checkpoints loaded with torch.load(weights_only=True) included, sees one type.
+        for name in ("fx", "fy", "cx", "cy"):
+            object.__setattr__(self, name, float(getattr(self, name)))
+        for name in ("width", "height"):
+            object.__setattr__(self, name, int(getattr(self, name)))
+        object.__setattr__(self, "distortion", tuple(float(k) for k in self.distortion))
+
     def matrix(self) -> np.ndarray:
         return np.array([[self.fx, 0.0, self.cx], [0.0, self.fy, self.cy], [0.0, 0.0, 1.0]])
 

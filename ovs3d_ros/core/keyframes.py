@@ -271,8 +271,8 @@ class KeyframeBuffer:
                         },
                         "clip": None if kf.clip is None else kf.clip.cpu(),
                         "dino": None if kf.dino is None else kf.dino.cpu(),
-                        "sharpness": kf.sharpness,
-                        "stamp": kf.stamp,
+                        "sharpness": float(kf.sharpness),  # plain floats: weights_only loading
+                        "stamp": float(kf.stamp),
                     }
                 )
             return {"keyframes": frames, "next_uid": self.next_uid, "evicted": self.evicted}
