@@ -2,13 +2,13 @@
 them must load back (torch.load with weights_only=True rejects numpy scalars)."""
 
 import numpy as np
+from tiny_config import tiny_config
 
 from ovs3d_ros.core.frame import Intrinsics
 from ovs3d_ros.core.trainer import Trainer
 from ovs3d_ros.data import load_dataset
 from ovs3d_ros.data.synthetic import SyntheticScene
 from ovs3d_ros.data.writers import write_3dovs
-from tiny_config import tiny_config
 
 
 def test_intrinsics_hold_plain_python_numbers():
