@@ -13,7 +13,6 @@ import signal
 import threading
 import time
 import traceback
-from collections import deque
 from pathlib import Path
 
 import numpy as np
@@ -44,8 +43,9 @@ from ovs3d_ros.core.oom import segment_with_oom_retry
 from ovs3d_ros.msg import TrainingStatus
 from ovs3d_ros.ros import conversions as conv
 from ovs3d_ros.ros.params import check_parameter_update, config_from_parameters, declare_config_parameters
-from ovs3d_ros.ros.pose_sources import PoseBuffer, TfPoseSource, tf2_available
+from ovs3d_ros.ros.pose_sources import TfPoseSource, tf2_available
 from ovs3d_ros.ros.scene_msgs import class_markers, segmented_scene
+from ovs3d_ros.ros.stamped_buffer import StampedBuffer
 from ovs3d_ros.srv import Checkpoint, Query
 
 # Results are latched so RViz (or any client) started later still receives the last answer.
@@ -76,9 +76,9 @@ class Ovs3dNode(Node):
         self._frame_ready = threading.Condition(self._lock)
         self._pending_image = None  # latest-frame-wins slot (msg, receive time)
         self._camera_info: CameraInfo | None = None
-        self._depths: deque = deque(maxlen=MATCH_HISTORY)
-        self._labels: deque = deque(maxlen=MATCH_HISTORY)
-        self._poses = PoseBuffer()
+        self._depths = StampedBuffer(maxlen=MATCH_HISTORY)
+        self._labels = StampedBuffer(maxlen=MATCH_HISTORY)
+        self._poses = StampedBuffer()
         self._last_image_stamp: float | None = None
         self.counters = dict(
             frames_received=0, frames_dropped_no_pose=0, frames_dropped_invalid=0, frames_superseded=0
@@ -223,10 +223,10 @@ class Ovs3dNode(Node):
         self._camera_info = msg
 
     def _on_depth(self, msg: Image) -> None:
-        self._depths.append((conv.stamp_to_sec(msg.header.stamp), msg))
+        self._depths.add(conv.stamp_to_sec(msg.header.stamp), msg)
 
     def _on_labels(self, msg: Image) -> None:
-        self._labels.append((conv.stamp_to_sec(msg.header.stamp), msg))
+        self._labels.add(conv.stamp_to_sec(msg.header.stamp), msg)
 
     def _on_pose(self, msg: PoseStamped) -> None:
         self._add_pose(msg.header, msg.pose)
@@ -304,7 +304,7 @@ class Ovs3dNode(Node):
             return None
         tol = self.cfg.ros.pose_tolerance_s
         depth = None
-        depth_msg = _nearest(self._depths, stamp, tol)
+        depth_msg = self._depths.lookup(stamp, tol)
         if depth_msg is not None:
             depth = decode_depth(
                 depth_msg.encoding,
@@ -323,7 +323,7 @@ class Ovs3dNode(Node):
                 depth = None
         labels = None
         if self.cfg.teacher.kind == "synthetic":
-            label_msg = _nearest(self._labels, stamp, tol)
+            label_msg = self._labels.lookup(stamp, tol)
             if label_msg is None:
                 raise FrameError("synthetic teacher: no ground-truth label image for this frame")
             if label_msg.encoding != "mono8":
@@ -594,14 +594,6 @@ def _flat_keys(cfg: Config) -> set[str]:
     from ovs3d_ros.config import to_flat_dict
 
     return set(to_flat_dict(cfg))
-
-
-def _nearest(history: deque, stamp: float, tolerance_s: float):
-    best = None
-    for s, msg in list(history):
-        if abs(s - stamp) <= tolerance_s and (best is None or abs(s - stamp) < abs(best[0] - stamp)):
-            best = (s, msg)
-    return None if best is None else best[1]
 
 
 def main(args=None) -> None:
