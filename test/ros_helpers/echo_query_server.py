@@ -1,13 +1,11 @@
 """A second process for the DDS exchange test: serves ovs3d_ros/srv/Query and publishes a
 TrainingStatus, using this package's own generated types. Exits when stdin closes."""
 
-import sys
-import threading
 
 import rclpy
+from helper_process import serve_until_stdin_closes
 from ovs3d_ros.msg import TrainingStatus
 from ovs3d_ros.srv import Query
-from rclpy.executors import ExternalShutdownException
 
 
 def main() -> None:
@@ -23,12 +21,7 @@ def main() -> None:
 
     node.create_service(Query, "query", on_query)
     node.create_timer(0.1, lambda: pub.publish(TrainingStatus(state="training", iterations=7)))
-    threading.Thread(target=lambda: (sys.stdin.read(), rclpy.try_shutdown()), daemon=True).start()
-    print("ready", flush=True)
-    try:
-        rclpy.spin(node)
-    except (KeyboardInterrupt, ExternalShutdownException):
-        pass
+    serve_until_stdin_closes(node)
 
 
 if __name__ == "__main__":

@@ -2,11 +2,10 @@
 node uses for results), built from a seed so the receiving test can rebuild and compare them."""
 
 import sys
-import threading
 
 import numpy as np
 import rclpy
-from rclpy.executors import ExternalShutdownException
+from helper_process import serve_until_stdin_closes
 from sensor_msgs.msg import Image, PointCloud2
 from std_msgs.msg import Header
 
@@ -39,12 +38,7 @@ def main() -> None:
     node.create_publisher(Image, "big/mask_overlay", LATCHED_QOS).publish(
         conv.numpy_to_image(overlay, "rgb8", header)
     )
-    threading.Thread(target=lambda: (sys.stdin.read(), rclpy.try_shutdown()), daemon=True).start()
-    print("ready", flush=True)
-    try:
-        rclpy.spin(node)
-    except (KeyboardInterrupt, ExternalShutdownException):
-        pass
+    serve_until_stdin_closes(node)
 
 
 if __name__ == "__main__":
