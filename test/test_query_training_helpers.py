@@ -59,3 +59,44 @@ def test_sample_window_inside_grid_and_clamped():
         assert rows.min() >= 0 and rows.max() < 9 and cols.max() < 12
     rows, cols = sample_window((3, 5), 16, g)  # window larger than the grid: the whole grid
     assert len(rows) == 15
+
+
+def test_fda_render_trains_only_the_semantic_grid():
+    """semantic.fda_gradient='semantic_grid': the FDA render has the same values as a plain render,
+    but its gradient reaches only the semantic hash grid, never the shared semantic MLP or feature
+    head (through which the x200 pair term collapsed small classes; see SemanticConfig)."""
+    import pytest
+    from tiny_config import tiny_config  # noqa: E402 - test/ is on sys.path
+
+    from ovs3d_ros.core.field import SemanticField
+    from ovs3d_ros.core.rendering import SamplingSettings, render_rays
+    from ovs3d_ros.core.semantic_training import fda_gradient_targets, render_rays_training_only
+
+    cfg = tiny_config()
+    torch.manual_seed(0)
+    field = SemanticField(cfg.field)
+    intr = Intrinsics(10.0, 10.0, 8.0, 6.0, 16, 12)
+    origins, directions = generate_rays(intr, np.eye(4), torch.tensor([[3, 4], [8, 6], [12, 2]]))
+    settings = SamplingSettings.for_training(cfg)
+    text = F.normalize(torch.randn(3, cfg.field.clip_dim), dim=-1)
+
+    def loss(out):
+        return (torch.log_softmax(F.normalize(out.feature, dim=-1) @ text.t() / 0.2, -1)[:, 0]).sum()
+
+    torch.manual_seed(1)
+    plain = render_rays(field, origins, directions, settings, semantic_rays=3)
+    torch.manual_seed(1)
+    only = render_rays_training_only(field, fda_gradient_targets(cfg.semantic), origins, directions,
+                                     settings, semantic_rays=3)
+    assert torch.allclose(plain.feature, only.feature) and torch.allclose(plain.selection, only.selection)
+    field.zero_grad(set_to_none=True)
+    loss(only).backward()
+    grid_grad = field.semantic_encoding.table.grad
+    assert grid_grad is not None and grid_grad.abs().sum() > 0
+    shared = list(field.semantic_mlp.parameters()) + list(field.feature_head.parameters())
+    assert all(p.grad is None for p in shared)
+    field.zero_grad(set_to_none=True)
+    loss(plain).backward()  # the unrestricted render does train them
+    assert all(p.grad is not None for p in shared)
+    with pytest.raises(ValueError, match="fda_gradient"):
+        fda_gradient_targets(type(cfg.semantic)(fda_gradient="everything"))

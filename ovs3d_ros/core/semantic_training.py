@@ -75,6 +75,48 @@ class RelevancyCache:
             del self._maps[key]
 
 
+FDA_GRADIENT_TARGETS: dict[str, tuple[str, ...] | None] = {
+    "all": None,
+    "semantic_grid": ("semantic_encoding.",),
+}
+"""``semantic.fda_gradient`` -> prefixes of the field parameters FDA trains (None: all of them)."""
+
+
+class _RenderRays(torch.nn.Module):
+    """``render_rays`` as a module around the field, so ``torch.func.functional_call`` can swap the
+    field's parameters for detached copies during one render."""
+
+    def __init__(self, field: torch.nn.Module):
+        super().__init__()
+        self.field = field
+
+    def forward(self, *args, **kwargs):
+        from ovs3d_ros.core.rendering import render_rays
+
+        return render_rays(self.field, *args, **kwargs)
+
+
+def render_rays_training_only(field: torch.nn.Module, trainable: tuple[str, ...] | None, *args, **kwargs):
+    """``render_rays(field, *args, **kwargs)`` whose outputs carry gradient only into the field
+    parameters whose names start with one of ``trainable`` (None: all); the others are used through
+    detached copies (same values, so the forward pass is unchanged)."""
+    if trainable is None:
+        from ovs3d_ros.core.rendering import render_rays
+
+        return render_rays(field, *args, **kwargs)
+    frozen = {f"field.{name}": p.detach() for name, p in field.named_parameters()
+              if not name.startswith(trainable)}
+    return torch.func.functional_call(_RenderRays(field), frozen, args, kwargs, strict=False)
+
+
+def fda_gradient_targets(sem: SemanticConfig) -> tuple[str, ...] | None:
+    try:
+        return FDA_GRADIENT_TARGETS[sem.fda_gradient]
+    except KeyError:
+        raise ValueError(f"semantic.fda_gradient must be one of {sorted(FDA_GRADIENT_TARGETS)}, "
+                         f"got {sem.fda_gradient!r}") from None
+
+
 def fda_from_windows(rendered: torch.Tensor, text: torch.Tensor, dino: torch.Tensor, sem: SemanticConfig,
                      generator: torch.Generator | None = None) -> dict[str, torch.Tensor]:
     """FDA with the config's weights (rendered (B, T, D), dino (B, T, Cd))."""
@@ -140,6 +182,8 @@ class SemanticAlignment:
 
     Returns weighted terms ``{'rda': rda_weight * L_RDA, 'fda': 200 L_pos + w_neg L_neg}``; a term is
     absent when its weight is 0 or its inputs are not there yet (no CLIP/DINO on the keyframes).
+    FDA's gradient reaches only the parameters ``semantic.fda_gradient`` names (default: the semantic
+    hash grid; see the config for why).
     """
 
     def __init__(self, text: torch.Tensor, sem: SemanticConfig, seed: int = 0):
@@ -147,9 +191,10 @@ class SemanticAlignment:
         self.sem = sem
         self.relevancy = RelevancyCache(text)
         self.generator = torch.Generator().manual_seed(seed)
+        self.fda_trainable = fda_gradient_targets(sem)
 
     def __call__(self, trainer, batch, outputs) -> dict[str, torch.Tensor]:
-        from ovs3d_ros.core.rendering import SamplingSettings, render_rays
+        from ovs3d_ros.core.rendering import SamplingSettings
 
         terms: dict[str, torch.Tensor] = {}
         keyframes = keyframe_snapshot(trainer)
@@ -175,9 +220,10 @@ class SemanticAlignment:
                 depth = torch.cat([w[2][:size] for w in windows])
                 dino = torch.stack([w[3][:size] for w in windows])
                 settings = SamplingSettings.for_training(trainer.cfg)
-                out = render_rays(trainer.field, origins, directions, settings, depth=depth,
-                                  occupancy=getattr(trainer, "occupancy", None),
-                                  semantic_rays=origins.shape[0])
+                out = render_rays_training_only(trainer.field, self.fda_trainable, origins, directions,
+                                                settings, depth=depth,
+                                                occupancy=getattr(trainer, "occupancy", None),
+                                                semantic_rays=origins.shape[0])
                 feat = out.feature.reshape(len(windows), size, -1)
                 terms["fda"] = fda_from_windows(feat, text, dino, self.sem, self.generator)["fda"]
         return terms
