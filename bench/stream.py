@@ -41,7 +41,14 @@ def evaluate(trainer: Trainer, frames) -> dict[str, float]:
 
 
 def stream(
-    cfg: Config, dataset, seconds: float, use_depth: bool, evals: int, device: str, label: str
+    cfg: Config,
+    dataset,
+    seconds: float,
+    use_depth: bool,
+    evals: int,
+    device: str,
+    label: str,
+    save_to: str = "",
 ) -> dict:
     trainer = Trainer(cfg, device)
     train_frames = dataset.train_frames
@@ -75,6 +82,8 @@ def stream(
                 "loadavg_1min": round(os.getloadavg()[0], 2),
             }
             print(json.dumps(last), flush=True)
+    if save_to:
+        trainer.save(save_to)
     return last
 
 
@@ -98,6 +107,9 @@ def main() -> None:
     parser.add_argument(
         "--compare-rgb-only", action="store_true", help="also run RGB-only with the same budget"
     )
+    parser.add_argument(
+        "--save-checkpoint", default="", help="save the streamed trainer here (the last run's, e.g. rgbd)"
+    )
     parser.add_argument("--set", nargs="*", default=[], help="config overrides key=value (YAML values)")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
@@ -112,7 +124,9 @@ def main() -> None:
         runs.append(("rgb", False))
     results = {}
     for label, use_depth in runs:
-        results[label] = stream(cfg, dataset, args.seconds, use_depth, args.evals, args.device, label)
+        results[label] = stream(
+            cfg, dataset, args.seconds, use_depth, args.evals, args.device, label, args.save_checkpoint
+        )
     print(
         json.dumps(
             {

@@ -199,8 +199,10 @@ class TrainerConfig:
     """Spread of the depth-guided samples."""
     depth_sample_sigmas: float = 3.0
     """Depth-guided samples cover measured depth +- this many depth_sigma_m."""
-    render_samples_per_ray: int = 64
-    """Uniform samples per ray when rendering images (no depth at render time)."""
+    render_samples_per_ray: int = 128
+    """Uniform samples per ray when rendering images (no depth at render time). Depth-trained surfaces
+    are thin: 64 samples over a 10 m far plane step past some of them (measured on novel views of the
+    room scene: 128 gives +1.4 dB PSNR over 64, at 1.5x the render time)."""
     render_importance_samples: int = 64
     """Importance samples per ray when rendering images."""
     render_far_depth_margin: float = 1.25

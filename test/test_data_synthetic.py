@@ -114,9 +114,28 @@ def test_textures_make_rgb_non_trivial():
             assert len(np.unique(colours, axis=0)) > 3, scene.class_names[k]
 
 
+def test_supersampling_filters_colour_only():
+    """Sub-pixel rays average the colour (a pixel-area box filter); depth and labels stay the centre ray's,
+    and the filtered image is the mean of the shifted one-ray images."""
+    pose = SyntheticScene("room").camera_path(1)[0]
+    intr = intrinsics_for(48, 36)
+    point = SyntheticScene("room", supersample=1)
+    rgb1, depth1, labels1 = point.render(intr, pose)
+    rgb2, depth2, labels2 = SyntheticScene("room", supersample=2).render(intr, pose)
+    np.testing.assert_array_equal(depth1, depth2)
+    np.testing.assert_array_equal(labels1, labels2)
+    # the same 2x2 sub-pixel grid, cast by hand: a 96x72 one-ray image averaged over 2x2 blocks
+    fine, _, _ = point.render(intrinsics_for(96, 72), pose)
+    block_mean = fine.reshape(36, 2, 48, 2, 3).astype(float).mean(axis=(1, 3))
+    assert np.abs(rgb2.astype(float) - block_mean).max() <= 1.0  # per-ray uint8 rounding only
+    assert np.abs(rgb2.astype(int) - rgb1.astype(int)).mean() > 1.0  # it does filter
+
+
 def test_bad_arguments():
     with pytest.raises(ValueError, match="unknown synthetic preset"):
         SyntheticScene("castle")
+    with pytest.raises(ValueError, match="supersample"):
+        SyntheticScene("room", supersample=0)
     with pytest.raises(ValueError, match="image size"):
         intrinsics_for(0, 10)
 
