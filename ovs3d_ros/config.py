@@ -303,8 +303,11 @@ class QueryConfig:
     """Adam learning rate of the refine head."""
     refine_rays: int = 8192
     """Keyframe rays rendered once (field frozen) as the RDA set of a refine burst."""
-    refine_windows: int = 16
-    """DINO windows rendered once as the FDA set of a refine burst."""
+    refine_windows: int = 0
+    """DINO windows rendered once as the FDA set of a refine burst; 0 (default) = the burst is RDA only.
+    FDA on the per-vocabulary head collapses it: the head is one global map, so the x200 pair term is
+    met by giving every ray the same class distribution (measured, 120x90 held-out views after a
+    300-step burst: table 51.2 -> 21.2 mIoU, clutter 63.3 -> 4.9 with 16 windows)."""
     refine_rays_per_step: int = 2048
     """RDA rays per refine step."""
     oom_retries: int = 2
