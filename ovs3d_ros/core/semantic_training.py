@@ -180,8 +180,9 @@ def batch_relevancy(cache: RelevancyCache, keyframes: list, uids: torch.Tensor, 
 class SemanticAlignment:
     """RDA + FDA for one vocabulary as a trainer ``extra_losses`` callable (the paper's offline mode).
 
-    Returns weighted terms ``{'rda': rda_weight * L_RDA, 'fda': 200 L_pos + w_neg L_neg}``; a term is
-    absent when its weight is 0 or its inputs are not there yet (no CLIP/DINO on the keyframes).
+    Returns weighted terms ``{'rda': rda_weight * L_RDA, 'fda': fda_pos_weight * L_pos +
+    fda_neg_weight * L_neg}``; a term is absent when its weight is 0 or its inputs are not there yet
+    (no CLIP/DINO on the keyframes).
     FDA's gradient reaches only the parameters ``semantic.fda_gradient`` names (default: the semantic
     hash grid; see the config for why).
     """
