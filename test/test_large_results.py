@@ -14,6 +14,7 @@ import rclpy
 from sensor_msgs.msg import Image, PointCloud2
 
 from ovs3d_ros.ros import conversions as conv
+from ovs3d_ros.ros.client import init_context
 from ovs3d_ros.ros.node import LATCHED_QOS
 
 sys.path.insert(0, str(Path(__file__).parent / "ros_helpers"))
@@ -39,12 +40,8 @@ def test_300k_cloud_and_640x480_masks_arrive_intact(transport):
     old = os.environ.get("FASTDDS_BUILTIN_TRANSPORTS")
     if transport != "default":
         os.environ["FASTDDS_BUILTIN_TRANSPORTS"] = transport
-    context = rclpy.Context()
-    rclpy.init(context=context)
+    context, node, executor = init_context()
     try:
-        node = rclpy.create_node("large_result_receiver", context=context)
-        executor = rclpy.executors.SingleThreadedExecutor(context=context)
-        executor.add_node(node)
         got = {}
         time.sleep(0.5)  # join after the publisher has published: only durability can deliver it
         node.create_subscription(

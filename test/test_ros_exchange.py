@@ -11,6 +11,8 @@ import rclpy
 from ovs3d_ros.msg import TrainingStatus
 from ovs3d_ros.srv import Query
 
+from ovs3d_ros.ros.client import init_context
+
 pytestmark = pytest.mark.ros
 
 
@@ -33,12 +35,8 @@ def server():
 
 
 def test_service_and_topic_across_processes(server):
-    context = rclpy.Context()
-    rclpy.init(context=context)
+    context, node, executor = init_context()
     try:
-        node = rclpy.create_node("exchange_client", context=context)
-        executor = rclpy.executors.SingleThreadedExecutor(context=context)
-        executor.add_node(node)
         got = []
         node.create_subscription(TrainingStatus, "status", got.append, 10)
         client = node.create_client(Query, "query")
