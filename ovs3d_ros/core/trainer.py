@@ -90,6 +90,7 @@ class Trainer:
         self.render_settings = SamplingSettings.for_rendering(cfg)
         self.extra_losses: list[ExtraLoss] = []
         self.step_count = 0
+        self.semantic_step_count = 0
         self.training_time_s = 0.0
         self.frames_seen = 0
         self.frames_rejected = 0
@@ -183,6 +184,8 @@ class Trainer:
                 terms["free_space"] = t.free_space_weight * losses.free_space_loss(
                     out.weights, out.t_mid, batch.depth, margin, valid
                 )
+            if feature_rays:
+                self.semantic_step_count += 1
             if feature_rays and self.cfg.semantic.feature_weight > 0:
                 terms["feature"] = self.cfg.semantic.feature_weight * losses.feature_distillation_loss(
                     out.feature, out.selection, batch.clip_targets
@@ -321,6 +324,7 @@ class Trainer:
             its = 0.0
         return {
             "iterations": self.step_count,
+            "semantic_iterations": self.semantic_step_count,
             "iterations_per_s": its,
             "rays_per_s": its * self.cfg.trainer.rays_per_step,
             "training_time_s": self.training_time_s,
@@ -345,6 +349,7 @@ class Trainer:
             "version": FORMAT_VERSION,
             "config": to_nested(self.cfg),
             "step": self.step_count,
+            "semantic_step": self.semantic_step_count,
             "training_time_s": self.training_time_s,
             "field": self.field.state_dict(),
             "occupancy": self.occupancy.state_dict(),
@@ -397,6 +402,7 @@ class Trainer:
             except (RuntimeError, ValueError):
                 pass  # saved on another device type (CUDA <-> CPU): keep the fresh seeded stream
             self.step_count = int(state["step"])
+            self.semantic_step_count = int(state.get("semantic_step", 0))
             self.training_time_s = float(state.get("training_time_s", 0.0))
             self.observed_min = np.asarray(state["scene"]["observed_min"], dtype=np.float64)
             self.observed_max = np.asarray(state["scene"]["observed_max"], dtype=np.float64)
@@ -419,6 +425,7 @@ class Trainer:
         "train_settings",
         "render_settings",
         "step_count",
+        "semantic_step_count",
         "training_time_s",
         "frames_seen",
         "frames_rejected",

@@ -548,6 +548,7 @@ class Ovs3dNode(Node):
             keyframes=int(stats.get("keyframes", 0)),
             keyframe_capacity=int(self.cfg.keyframes.capacity),
             iterations=int(stats.get("iterations", 0)),
+            semantic_iterations=int(stats.get("semantic_iterations", 0)),
             iterations_per_s=float(stats.get("iterations_per_s", 0.0)),
             training_time_s=float(stats.get("training_time_s", 0.0)),
             psnr=float(stats.get("psnr", 0.0)),
