@@ -23,6 +23,7 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from ovs3d_ros.config import Config, apply_flat  # noqa: E402
+from ovs3d_ros.core import metrics  # noqa: E402
 from ovs3d_ros.core.trainer import Trainer  # noqa: E402
 from ovs3d_ros.data.synthetic import SyntheticScene  # noqa: E402
 
@@ -31,9 +32,7 @@ def evaluate(trainer: Trainer, frames) -> dict[str, float]:
     psnrs, maes = [], []
     for frame in frames:
         out = trainer.render(frame.intrinsics, frame.pose, semantics=False)
-        rgb = out["rgb"].cpu().numpy()
-        mse = float(np.mean((rgb - frame.rgb.astype(np.float32) / 255.0) ** 2))
-        psnrs.append(-10.0 * np.log10(max(mse, 1e-10)))
+        psnrs.append(metrics.psnr(out["rgb"], frame.rgb.astype(np.float32) / 255.0))
         if frame.depth is not None:
             valid = np.isfinite(frame.depth) & (frame.depth > 0)
             maes.append(float(np.abs(out["depth"].cpu().numpy()[valid] - frame.depth[valid]).mean()))

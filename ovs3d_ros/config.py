@@ -225,8 +225,12 @@ class TrainerConfig:
     """Weight of the free-space loss (weight in front of the depth window; 0: measured no novel-view gain)."""
     max_steps_per_s: float = 0.0
     """Cap on training steps per second (0 = as fast as possible): the node's compute budget."""
+    semantic_start_psnr: float = 20.0
+    """Semantic losses start once the running training PSNR (dB) reaches this, i.e. once geometry puts
+    the rendering weights near the surfaces the features belong to (~70 steps on the demo scene);
+    0 = from the first step."""
     semantic_start_step: int = 200
-    """Semantic losses start once geometry had this many steps."""
+    """... or at this step at the latest (for scenes whose PSNR stays low); once started they stay on."""
     holdout_eval_every: int = 50
     """Steps between PSNR estimates on the keyframes' held-out pixels."""
     holdout_eval_rays: int = 1024

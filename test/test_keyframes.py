@@ -145,3 +145,20 @@ def test_concurrent_insert_and_sample():
         assert len(batch) == 64 and len(buf) <= 5
     thread.join()
     assert not errors and len(buf) == 5
+
+
+def test_batched_clip_targets_equal_per_keyframe_bilinear_for_mixed_map_sizes():
+    """The vectorised many-keyframe gather (fast path) against the one-keyframe bilinear reference."""
+    torch.manual_seed(1)
+    buf = KeyframeBuffer(KeyframeConfig(min_translation_m=0.0, min_rotation_deg=0.0, capacity=8))
+    maps = [F.normalize(torch.randn(3, 8, h, w), dim=1).half() for h, w in ((6, 8), (3, 4), (24, 32), (6, 8))]
+    for i, clip in enumerate(maps):
+        buf.insert(make_frame(x=0.3 * i, seed=i), clip=clip)
+    assert all(kf.clip.permute(2, 3, 0, 1).is_contiguous() for kf in buf.keyframes)  # stored pixel-major
+    batch = buf.sample(400, torch.Generator().manual_seed(0), feature_rays=300)
+    by_uid = {kf.uid: kf for kf in buf.keyframes}
+    for uid in batch.keyframe_uids[:300].unique().tolist():
+        rows = (batch.keyframe_uids[:300] == uid).nonzero().squeeze(1)
+        px = batch.pixels[rows]
+        expected = _bilinear_features(by_uid[uid].clip.contiguous(), px[:, 0], px[:, 1], 32, 24)
+        torch.testing.assert_close(batch.clip_targets[rows], expected, rtol=0, atol=2e-3)

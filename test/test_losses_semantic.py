@@ -145,3 +145,31 @@ def test_fda_shape_mismatch_raises():
     with pytest.raises(ValueError, match="share B and T"):
         losses.fda_loss(torch.zeros(1, 3, 2), torch.eye(2), torch.zeros(1, 4, 2), temperature=0.2,
                         dino_shift=0.7, pos_weight=1, neg_weight=1, max_pairs=10)
+
+
+def _feature_distillation_reference(rendered, selection, targets):
+    """The loss as written in the method notes: normalise the selection-weighted target, then cosine."""
+    mixed = F.normalize((selection.unsqueeze(-1) * targets.float()).sum(dim=1), dim=-1)
+    return -(F.normalize(rendered, dim=-1) * mixed).sum(-1).mean()
+
+
+def test_feature_distillation_matches_reference_values_and_gradients():
+    torch.manual_seed(0)
+    rendered = torch.randn(64, 16, requires_grad=True)
+    logits = torch.randn(64, 3, requires_grad=True)
+    targets = F.normalize(torch.randn(64, 3, 16), dim=-1)
+    got = losses.feature_distillation_loss(rendered, logits.softmax(-1), targets)
+    got.backward()
+    grads = rendered.grad.clone(), logits.grad.clone()
+    rendered.grad = logits.grad = None
+    ref = _feature_distillation_reference(rendered, logits.softmax(-1), targets)
+    ref.backward()
+    torch.testing.assert_close(got, ref)
+    torch.testing.assert_close(grads[0], rendered.grad)
+    torch.testing.assert_close(grads[1], logits.grad)
+    # fp16 targets (how keyframes store them) give the same value to fp16 precision
+    half = losses.feature_distillation_loss(rendered, logits.softmax(-1), targets.half())
+    assert abs(float(half) - float(ref)) < 2e-3
+    # a rendered feature equal to its target's mix is the optimum, -1
+    mix = (logits.softmax(-1).unsqueeze(-1) * targets).sum(1).detach()
+    assert abs(float(losses.feature_distillation_loss(3.0 * mix, logits.softmax(-1), targets)) + 1.0) < 1e-5

@@ -172,3 +172,29 @@ def test_surface_extraction(scene):
     latent = trainer.field.semantic_at(torch.from_numpy(cloud.xyz))
     feature = trainer.field.expand_feature(latent, torch.ones(len(cloud)))
     assert feature.shape == (len(cloud), 16)
+
+
+def test_semantics_start_on_running_psnr_or_at_the_latest_step_and_stay_on(scene):
+    def first_semantic_step(cfg, steps=12):
+        trainer = Trainer(cfg, "cpu", teacher=RandomTeacherDouble())
+        for f in scene.train_frames[:3]:
+            trainer.add_frame(f)
+        results = [trainer.step() for _ in range(steps)]
+        on = ["feature" in r for r in results]
+        assert on == sorted(on), on  # once on, it stays on
+        return on.index(True) if any(on) else None, trainer
+
+    cfg = tiny_config()
+    cfg.trainer.semantic_start_step, cfg.trainer.semantic_start_psnr = 10**6, 1.0  # any PSNR qualifies
+    first, trainer = first_semantic_step(cfg)
+    assert first == 1  # the running PSNR exists after the first step
+    assert trainer.stats()["semantic_iterations"] == 11 and trainer.running_psnr > 1.0
+    cfg.trainer.semantic_start_step, cfg.trainer.semantic_start_psnr = 7, 99.0  # never reached
+    assert first_semantic_step(cfg)[0] == 7
+    cfg.trainer.semantic_start_step, cfg.trainer.semantic_start_psnr = 10**6, 99.0
+    assert first_semantic_step(cfg)[0] is None
+    # the running PSNR follows the batches' PSNR (an exponential mean)
+    cfg.trainer.semantic_start_psnr = 0.0  # 0: from the very first step
+    first, trainer = first_semantic_step(cfg, steps=30)
+    assert first == 0
+    assert abs(trainer.running_psnr - trainer.last_losses["psnr_batch"]) < 5.0

@@ -48,8 +48,10 @@ def feature_distillation_loss(rendered: torch.Tensor, selection: torch.Tensor,
         targets: (N, S, D) unit CLIP features of the ray's pixel at each scale.
     Gradient flows into both the feature and the selection (as in the original).
     """
-    mixed = F.normalize((selection.unsqueeze(-1) * targets.float()).sum(dim=1), dim=-1)
-    return -F.cosine_similarity(rendered, mixed, dim=-1).mean()
+    # the selection mix as one (1 x S) @ (S x D) product per ray: a broadcast multiply and sum over
+    # (N, S, D) made three full-size temporaries forward and back. The cosine normalises the mix itself.
+    mixed = torch.bmm(selection.unsqueeze(1).to(targets.dtype), targets).squeeze(1)
+    return -F.cosine_similarity(rendered, mixed.float(), dim=-1).mean()
 
 
 # ----------------------------------------------------------------------------------------------

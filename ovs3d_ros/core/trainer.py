@@ -27,7 +27,7 @@ import numpy as np
 import torch
 
 from ovs3d_ros.config import Config, ConfigError, from_nested, resolve_device, to_nested
-from ovs3d_ros.core import losses
+from ovs3d_ros.core import losses, metrics
 from ovs3d_ros.core.checkpoint import (
     FORMAT_TAG,
     FORMAT_VERSION,
@@ -91,6 +91,8 @@ class Trainer:
         self.extra_losses: list[ExtraLoss] = []
         self.step_count = 0
         self.semantic_step_count = 0
+        self._semantics_started = False
+        self.running_psnr = float("nan")  # exponential mean of the training batches' PSNR
         self.training_time_s = 0.0
         self.frames_seen = 0
         self.frames_rejected = 0
@@ -159,7 +161,7 @@ class Trainer:
         with self._lock:
             start = time.perf_counter()
             t = self.cfg.trainer
-            semantic_on = self.step_count >= t.semantic_start_step and self.keyframes.has_features()
+            semantic_on = self.semantics_started() and self.keyframes.has_features()
             feature_rays = min(self.cfg.semantic.rays_per_step, t.rays_per_step) if semantic_on else 0
             batch = self.keyframes.sample(t.rays_per_step, self.sample_generator, feature_rays=feature_rays)
             if batch.clip_targets is None:
@@ -205,8 +207,8 @@ class Trainer:
                 self._update_occupancy()
             result = {name: float(value.detach()) for name, value in terms.items()}
             result["loss"] = float(total.detach())
-            mse = float(torch.mean((out.rgb.detach() - batch.rgb) ** 2))
-            result["psnr_batch"] = -10.0 * np.log10(max(mse, 1e-10))
+            result["psnr_batch"] = metrics.psnr(out.rgb, batch.rgb)
+            self._update_running_psnr(result["psnr_batch"])
             if (
                 t.holdout_eval_every > 0
                 and self.step_count % t.holdout_eval_every == 0
@@ -218,6 +220,25 @@ class Trainer:
             self._step_times.append((time.perf_counter(), elapsed))
             self.last_losses = result
             return result
+
+    def semantics_started(self) -> bool:
+        """Whether the feature distillation is on: from the first step at which the running training
+        PSNR reached ``trainer.semantic_start_psnr`` or the step count ``trainer.semantic_start_step``,
+        whichever came first; it then stays on (a later dip in PSNR must not stop it)."""
+        if not self._semantics_started:
+            t = self.cfg.trainer
+            self._semantics_started = (
+                self.step_count >= t.semantic_start_step
+                or t.semantic_start_psnr <= 0
+                or self.running_psnr >= t.semantic_start_psnr
+            )
+        return self._semantics_started
+
+    def _update_running_psnr(self, value: float) -> None:
+        # an exponential mean over ~10 steps: one batch's PSNR swings by a dB or more
+        if np.isfinite(value):
+            prev = self.running_psnr
+            self.running_psnr = value if not np.isfinite(prev) else 0.9 * prev + 0.1 * value
 
     def train(self, steps: int) -> dict[str, float]:
         """``steps`` synchronous steps; returns the last step's result."""
@@ -268,8 +289,7 @@ class Trainer:
             self.field, batch.origins, batch.directions, settings, depth=batch.depth, occupancy=self.occupancy
         )
         self.field.train()
-        mse = float(torch.mean((out.rgb - batch.rgb) ** 2))
-        return -10.0 * float(np.log10(max(mse, 1e-10)))
+        return metrics.psnr(out.rgb, batch.rgb)
 
     # ------------------------------------------------------------------ outputs
     def render(
@@ -403,6 +423,7 @@ class Trainer:
                 pass  # saved on another device type (CUDA <-> CPU): keep the fresh seeded stream
             self.step_count = int(state["step"])
             self.semantic_step_count = int(state.get("semantic_step", 0))
+            self._semantics_started = self.semantic_step_count > 0
             self.training_time_s = float(state.get("training_time_s", 0.0))
             self.observed_min = np.asarray(state["scene"]["observed_min"], dtype=np.float64)
             self.observed_max = np.asarray(state["scene"]["observed_max"], dtype=np.float64)
@@ -426,6 +447,8 @@ class Trainer:
         "render_settings",
         "step_count",
         "semantic_step_count",
+        "_semantics_started",
+        "running_psnr",
         "training_time_s",
         "frames_seen",
         "frames_rejected",
