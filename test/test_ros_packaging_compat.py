@@ -27,3 +27,45 @@ def test_installed_executables_exit_with_mains_status(monkeypatch, script, modul
     with pytest.raises(SystemExit) as exit_info:
         runpy.run_path(str(ROOT / "scripts" / script), run_name="__main__")
     assert exit_info.value.code == 3
+
+
+# rosdep keys of package.xml that are not ROS packages, as checked against rosdistro's
+# rosdep/python.yaml for issue 18. A key rosdistro lacks makes `rosdep install` fail for the user.
+ROSDEP_KEYS_IN_ROSDISTRO = {
+    "python3-numpy", "python3-scipy", "python3-yaml", "python3-pil", "python3-tqdm", "python3-pytest",
+    "python3-sklearn", "python3-torch", "python3-open3d-pip", "python3-timm-pip", "python3-rosbags-pip",
+}
+
+
+def _system_keys():
+    from catkin_pkg.package import parse_package
+
+    pkg = parse_package(str(ROOT / "package.xml"))
+    deps = pkg.build_depends + pkg.exec_depends + pkg.buildtool_depends + pkg.test_depends
+    return {d.name for d in deps if d.name.startswith("python3-")}
+
+
+def test_every_system_rosdep_key_exists_in_rosdistro():
+    unknown = _system_keys() - ROSDEP_KEYS_IN_ROSDISTRO
+    assert not unknown, f"rosdep keys rosdistro does not have (pip-install them instead): {unknown}"
+
+
+def test_readme_skips_exactly_the_pip_installed_keys_and_requirements_have_open_clip():
+    readme = (ROOT / "README.md").read_text()
+    line = next(x for x in readme.splitlines() if "rosdep install" in x)
+    skipped = set(line.split("--skip-keys", 1)[1].split('"')[1].split())
+    pip_keys = {k for k in _system_keys() if k.endswith("-pip") or k == "python3-torch"}
+    assert skipped == pip_keys
+    # open_clip has no rosdep key at all: it comes from requirements.txt
+    assert "open_clip_torch" in (ROOT / "scripts" / "requirements.txt").read_text()
+
+
+def test_rviz_config_has_only_rviz2_keys():
+    """`Queue Size` is RViz 1's; RViz2 reads a display's queue from Topic/Depth."""
+    import yaml
+
+    rviz = yaml.safe_load((ROOT / "config" / "ovs3d.rviz").read_text())
+    for display in rviz["Visualization Manager"]["Displays"]:
+        assert "Queue Size" not in display, display["Name"]
+        if "Topic" in display:
+            assert {"Value", "Depth", "Durability Policy", "Reliability Policy"} <= set(display["Topic"])
