@@ -69,3 +69,37 @@ def test_rviz_config_has_only_rviz2_keys():
         assert "Queue Size" not in display, display["Name"]
         if "Topic" in display:
             assert {"Value", "Depth", "Durability Policy", "Reliability Policy"} <= set(display["Topic"])
+
+
+def _fake_install(prefix: Path) -> Path:
+    """An install prefix as colcon lays it out: the ament index marker and share/ovs3d_ros/config."""
+    (prefix / "share" / "ament_index" / "resource_index" / "packages").mkdir(parents=True)
+    (prefix / "share" / "ament_index" / "resource_index" / "packages" / "ovs3d_ros").write_text("")
+    params = prefix / "share" / "ovs3d_ros" / "config" / "ovs3d.yaml"
+    params.parent.mkdir(parents=True)
+    params.write_text("ovs3d: {ros__parameters: {}}\n")
+    return params
+
+
+def test_params_file_is_found_in_an_install_and_in_a_checkout(tmp_path, monkeypatch):
+    """Installed, ovs3d_demo found no config/ovs3d.yaml next to the Python package (parents[2] is
+    lib/, not the repository): it must come from the ament index's share/ovs3d_ros."""
+    from ovs3d_ros.ros import paths
+
+    assert paths.params_file() == ROOT / "config" / "ovs3d.yaml"  # from the checkout
+    installed = _fake_install(tmp_path / "install")
+    monkeypatch.setattr(paths, "CHECKOUT", tmp_path / "install" / "lib")  # no config/ there
+    monkeypatch.setenv("AMENT_PREFIX_PATH", str(tmp_path / "install"))
+    assert paths.params_file() == installed
+    monkeypatch.setenv("AMENT_PREFIX_PATH", str(tmp_path / "elsewhere"))
+    with pytest.raises(FileNotFoundError, match="config/ovs3d.yaml"):
+        paths.params_file()
+
+
+def test_demo_takes_its_params_file_from_the_lookup():
+    import inspect
+
+    from ovs3d_ros.ros import demo
+
+    src = inspect.getsource(demo)
+    assert "params_file()" in src and "parents[2]" not in src
