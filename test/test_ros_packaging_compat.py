@@ -103,3 +103,25 @@ def test_demo_takes_its_params_file_from_the_lookup():
 
     src = inspect.getsource(demo)
     assert "params_file()" in src and "parents[2]" not in src
+
+
+def _configure(build: Path, *extra: str):
+    import shutil
+    import subprocess
+
+    if shutil.which("cmake") is None:
+        pytest.skip("cmake is not installed")
+    prefix = sys.prefix  # the venv: the ROS wheels' CMake packages and this package's interfaces
+    env = {**__import__("os").environ, "CMAKE_PREFIX_PATH": prefix, "AMENT_PREFIX_PATH": prefix}
+    cmd = ["cmake", "-S", str(ROOT), "-B", str(build), f"-DCMAKE_INSTALL_PREFIX={build / 'install'}",
+           f"-DPython3_EXECUTABLE={sys.executable}", *extra]
+    return subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=300)
+
+
+def test_cmake_configures_with_testing_on_without_ament_cmake_pytest(tmp_path):
+    """`colcon build` configures with BUILD_TESTING on; ament_cmake_pytest is only a test dependency,
+    so where it is missing the build must go on (without the ctest entry), not fail."""
+    done = _configure(tmp_path / "build", "-DBUILD_TESTING=ON",
+                      "-DCMAKE_DISABLE_FIND_PACKAGE_ament_cmake_pytest=TRUE")
+    assert done.returncode == 0, (done.stdout + done.stderr)[-3000:]
+    assert "ament_cmake_pytest not found" in done.stdout + done.stderr
