@@ -447,6 +447,7 @@ class Ovs3dNode(Node):
             f"{len(result.class_names)} classes, {len(result.labels)} points"
             + (", mask rendered" if scene.label_image.width else "")
             + f" in {res.latency_s * 1e3:.0f} ms"
+            + (f"; WARNING: {result.warning}" if result.warning else "")  # answered, but say so
         )
         return res
 
