@@ -182,11 +182,36 @@ class SegmentationResult:
     camera: tuple | None = None             # (Intrinsics, c2w 4x4) actually rendered
     refined: bool = False
     timing_s: dict[str, float] = field(default_factory=dict)
+    warning: str = ""                       # why the labels may not mean much yet (see semantic_warning)
 
     def points_per_class(self) -> dict[str, int]:
         counts = np.bincount(self.labels[self.labels != UNKNOWN_U16].astype(np.int64),
                              minlength=len(self.class_names))
         return {name: int(c) for name, c in zip(self.class_names, counts, strict=False)}
+
+
+FEW_SEMANTIC_STEPS = 100
+"""Below this many feature-distillation steps a query's labels are flagged as unreliable: the demo's
+field, which answers at ~89 mIoU, had ~250."""
+
+
+def semantic_warning(trainer, cfg) -> str:
+    """'' once the semantic field had FEW_SEMANTIC_STEPS of training, else why its labels are a guess.
+
+    Before trainer.semantic_start_step the semantic field is untrained and the argmax is the same
+    class almost everywhere; a query still answers, but must not pass that off as a segmentation.
+    """
+    semantic = getattr(trainer, "semantic_step_count", None)
+    if semantic is None:  # a trainer that does not count them: make no claim
+        return ""
+    if semantic == 0:
+        return (f"semantics not trained yet: the feature distillation starts at step "
+                f"{cfg.trainer.semantic_start_step} (trainer.semantic_start_step) and the field has had "
+                f"{getattr(trainer, 'step_count', 0)} steps; the labels are not a segmentation")
+    if semantic < FEW_SEMANTIC_STEPS:
+        return (f"only {semantic} semantic steps so far (fewer than {FEW_SEMANTIC_STEPS}): "
+                "labels are unreliable")
+    return ""
 
 
 def to_cloud_labels(labels: torch.Tensor) -> np.ndarray:
@@ -374,7 +399,8 @@ class Segmenter:
 
         result = SegmentationResult(class_names=names, colors=colors, points=xyz.astype(np.float32),
                                     rgb=rgb.astype(np.uint8), labels=labels, scores=scores,
-                                    refined=head is not None, timing_s=timing)
+                                    refined=head is not None, timing_s=timing,
+                                    warning=semantic_warning(self.trainer, self.cfg))
         if camera is not None:
             t = time.perf_counter()
             intr, c2w, background = self._resolve_camera(camera, keyframes)
@@ -417,6 +443,7 @@ __all__ = [
     "RefineHead",
     "SegmentationResult",
     "classify",
+    "semantic_warning",
     "to_cloud_labels",
     "train_refine_head",
     "validate_classes",

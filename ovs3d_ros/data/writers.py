@@ -184,9 +184,10 @@ def write_rosbag(
     ``world_frame``, Odometry of ``base_frame``, /tf (world -> base) and /tf_static (base -> camera),
     and a JSON String with the class names and test-view stamps. Stamps at ``rate_hz``.
     ``pose_outputs`` picks which of the pose forms ('pose', 'odometry', 'tf') are written."""
-    from rosbags.rosbag2 import StoragePlugin, Writer
+    from rosbags.rosbag2 import StoragePlugin
 
     from ovs3d_ros.data.rosbag import default_typestore
+    from ovs3d_ros.data.rosbag2_format import Rosbag2Writer, offered_qos
 
     plugins = {"sqlite3": StoragePlugin.SQLITE3, "mcap": StoragePlugin.MCAP}
     if storage not in plugins:
@@ -243,12 +244,14 @@ def write_rosbag(
         )
 
     stamps = [start_s * 1_000_000_000 + round(i * 1e9 / rate_hz) for i in range(len(dataset.frames))]
-    with Writer(out, version=8, storage_plugin=plugins[storage]) as writer:
+    with Rosbag2Writer(out, version=8, storage_plugin=plugins[storage]) as writer:
         conns = {}
 
         def conn(key: str, topic: str, msgtype: str):
             if key not in conns:
-                conns[key] = writer.add_connection(topic, msgtype, typestore=ts)
+                conns[key] = writer.add_connection(
+                    topic, msgtype, typestore=ts, offered_qos_profiles=offered_qos(topic)
+                )
             return conns[key]
 
         def write(key: str, topic: str, msgtype: str, stamp_ns: int, msg) -> None:
@@ -283,13 +286,6 @@ def write_rosbag(
         )
         for frame, stamp in zip(dataset.frames, stamps, strict=True):
             k, h, w = frame.intrinsics, frame.height, frame.width
-            write(
-                "image",
-                BAG_TOPICS["image"],
-                "sensor_msgs/msg/Image",
-                stamp,
-                image_msg(stamp, encode_rgb8(frame.rgb), h, w),
-            )
             kmat = np.array([k.fx, 0, k.cx, 0, k.fy, k.cy, 0, 0, 1], dtype=np.float64)
             pmat = np.array([k.fx, 0, k.cx, 0, 0, k.fy, k.cy, 0, 0, 0, 1, 0], dtype=np.float64)
             info = T["sensor_msgs/msg/CameraInfo"](
@@ -307,7 +303,16 @@ def write_rosbag(
                     x_offset=0, y_offset=0, height=0, width=0, do_rectify=False
                 ),
             )
+            # camera_info before its image: at equal stamps players publish in file order, and an
+            # image that arrives before any camera_info is dropped by the node
             write("camera_info", BAG_TOPICS["camera_info"], "sensor_msgs/msg/CameraInfo", stamp, info)
+            write(
+                "image",
+                BAG_TOPICS["image"],
+                "sensor_msgs/msg/Image",
+                stamp,
+                image_msg(stamp, encode_rgb8(frame.rgb), h, w),
+            )
             if frame.depth is not None:
                 for enc in depth_encodings:
                     key = "depth" if enc == "32FC1" else "depth_mm"

@@ -14,10 +14,32 @@ from pathlib import Path
 
 import rclpy
 from rclpy.executors import ExternalShutdownException
-from rclpy.qos import QoSProfile, ReliabilityPolicy
+from rclpy.qos import DurabilityPolicy, QoSProfile, ReliabilityPolicy
 from rclpy.serialization import deserialize_message
 
 PLAYBACK_QOS = QoSProfile(depth=10, reliability=ReliabilityPolicy.RELIABLE)
+LATCHED_PLAYBACK_DEPTH = 100
+"""History kept for late subscribers of a transient-local topic (several static broadcasters)."""
+
+
+def playback_qos(connection) -> QoSProfile:
+    """QoS to republish a recorded connection with, as `ros2 bag play` adapts it: transient local when
+    every recorded publisher offered it (or, with no recorded QoS, for /tf_static, which tf2 only
+    receives transient local), else volatile; always reliable, which any subscription accepts."""
+    from rosbags.interfaces import QosDurability
+
+    offered = getattr(connection.ext, "offered_qos_profiles", None) or []
+    if offered:
+        latched = all(q.durability == QosDurability.TRANSIENT_LOCAL for q in offered)
+    else:
+        latched = connection.topic == "/tf_static"
+    if not latched:
+        return PLAYBACK_QOS
+    return QoSProfile(
+        depth=LATCHED_PLAYBACK_DEPTH,
+        reliability=ReliabilityPolicy.RELIABLE,
+        durability=DurabilityPolicy.TRANSIENT_LOCAL,
+    )
 
 
 def message_class(msgtype: str):
@@ -49,7 +71,7 @@ def play(
             if c.topic not in publishers:
                 publishers[c.topic] = (
                     node.create_publisher(
-                        message_class(c.msgtype), remaps.get(c.topic, c.topic), PLAYBACK_QOS
+                        message_class(c.msgtype), remaps.get(c.topic, c.topic), playback_qos(c)
                     ),
                     message_class(c.msgtype),
                 )

@@ -213,15 +213,18 @@ def cloud_to_structured(msg: PointCloud2) -> np.ndarray:
     return np.frombuffer(bytes(msg.data), np.uint8)[: msg.width * msg.height * msg.point_step].view(dt)
 
 
+# 24 bytes a point, every field 4-byte aligned (a uint16 label made it 22: `score` and every odd
+# point's floats misaligned). `label` is uint32 as in PCL's PointXYZRGBL, so pcl::fromROSMsg reads it;
+# its values stay the core's uint16 ones (65535 = unknown).
 LABELED_CLOUD_DTYPE = np.dtype(
-    [("x", "<f4"), ("y", "<f4"), ("z", "<f4"), ("rgb", "<f4"), ("label", "<u2"), ("score", "<f4")]
+    [("x", "<f4"), ("y", "<f4"), ("z", "<f4"), ("rgb", "<f4"), ("label", "<u4"), ("score", "<f4")]
 )
 
 
 def labeled_cloud(
     xyz: np.ndarray, rgb: np.ndarray, labels: np.ndarray, scores: np.ndarray, header: Header
 ) -> PointCloud2:
-    """x y z rgb label score, the layout of ~/labeled_cloud."""
+    """x y z rgb (float32) label (uint32, 65535 = unknown) score (float32): ~/labeled_cloud."""
     pts = np.empty(len(xyz), dtype=LABELED_CLOUD_DTYPE)
     pts["x"], pts["y"], pts["z"] = xyz[:, 0], xyz[:, 1], xyz[:, 2]
     pts["rgb"] = pack_rgb_float(rgb)

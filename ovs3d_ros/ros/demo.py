@@ -24,9 +24,8 @@ from ovs3d_ros.data.synthetic import SyntheticScene
 from ovs3d_ros.ros import conversions as conv
 from ovs3d_ros.ros.camera_stream import CameraStreamPublisher
 from ovs3d_ros.ros.client import Ovs3dClient, init_context, spin_for, start_node_process, stop_node_process
+from ovs3d_ros.ros.paths import params_file
 from ovs3d_ros.srv import Query
-
-REPO = Path(__file__).resolve().parents[2]
 
 
 def demo_params(class_names: list[str], teacher: str, device: str) -> dict:
@@ -76,7 +75,7 @@ def main(argv=None) -> int:
         demo_params(data.class_names, args.teacher, args.device),
         remaps=stream.topics(),
         log_path=out / "node.log",
-        extra_params_file=REPO / "config" / "ovs3d.yaml",
+        extra_params_file=params_file(),  # the checkout's, or share/ovs3d_ros/ when installed
     )
     try:
         client = Ovs3dClient(node)

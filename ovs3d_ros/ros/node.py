@@ -299,7 +299,8 @@ class Ovs3dNode(Node):
             self._drop(
                 "no_pose",
                 f"no pose within {self.cfg.ros.pose_tolerance_s:.3f} s of image stamp "
-                f"{stamp:.3f} ({self.pose_source})",
+                f"{stamp:.3f} ({self.pose_source})"
+                + (f": {self._tf.last_failure}" if self._tf is not None else ""),
             )
             return None
         tol = self.cfg.ros.pose_tolerance_s
@@ -446,6 +447,7 @@ class Ovs3dNode(Node):
             f"{len(result.class_names)} classes, {len(result.labels)} points"
             + (", mask rendered" if scene.label_image.width else "")
             + f" in {res.latency_s * 1e3:.0f} ms"
+            + (f"; WARNING: {result.warning}" if result.warning else "")  # answered, but say so
         )
         return res
 
