@@ -13,6 +13,8 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
+import sys
 import time
 from pathlib import Path
 
@@ -49,11 +51,26 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--height", type=int, default=120)
     p.add_argument("--frames", type=int, default=36, help="training views streamed")
     p.add_argument("--rate", type=float, default=3.0, help="camera rate, Hz")
-    p.add_argument("--train-time", type=float, default=75.0, help="seconds of training after the stream")
+    p.add_argument(
+        "--semantic-iterations",
+        type=int,
+        default=500,
+        help="train until the node reports this many iterations with the feature distillation on; "
+        "on a slow or busy machine the wait stretches instead of the training being cut short",
+    )
+    p.add_argument("--max-wait", type=float, default=900.0, help="safety net for that wait, seconds")
     p.add_argument("--teacher", default="synthetic", choices=["synthetic", "clip"])
     p.add_argument("--device", default="auto")
     p.add_argument("--out", default="outputs/demo")
+    p.add_argument("--record", default="", help="also write the summary here")
     return p.parse_args(argv)
+
+
+def node_config(params: dict):
+    """The Config the node runs with: config/ovs3d.yaml under the demo's parameters."""
+    from ovs3d_ros.config import from_nested, load_yaml
+
+    return from_nested(params, base=load_yaml(params_file()))
 
 
 def main(argv=None) -> int:
@@ -61,6 +78,7 @@ def main(argv=None) -> int:
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     t_start = time.monotonic()
+    load_at_start = os.getloadavg()[0]
     scene = SyntheticScene(preset=args.preset, seed=args.seed)
     data = scene.make_frames(args.frames, 1, args.width, args.height)
     held_out = data.frames[data.test_indices[0]]
@@ -68,11 +86,11 @@ def main(argv=None) -> int:
         f"[demo] scene '{args.preset}': classes {data.class_names}, {args.frames} views "
         f"{args.width}x{args.height} + 1 held-out view"
     )
-
+    params = demo_params(data.class_names, args.teacher, args.device)
     context, node, executor = init_context()
     stream = CameraStreamPublisher(node, namespace="/demo/camera", publish_labels=args.teacher == "synthetic")
     proc = start_node_process(
-        demo_params(data.class_names, args.teacher, args.device),
+        params,
         remaps=stream.topics(),
         log_path=out / "node.log",
         extra_params_file=params_file(),  # the checkout's, or share/ovs3d_ros/ when installed
@@ -91,13 +109,20 @@ def main(argv=None) -> int:
             stream.publish(data.frames[i], stamp=t0 + i / args.rate)
             spin_for(executor, 1.0 / args.rate)
         t_stream = time.monotonic()
-        status = client.wait_status(
-            executor, lambda s: s.training_time_s >= args.train_time, timeout_s=args.train_time + 60.0
-        )
+        status = wait_for_training(client, executor, args.semantic_iterations, args.max_wait, proc)
         t_trained = time.monotonic()
+        reached = status is not None and status.semantic_iterations >= args.semantic_iterations
+        if status is None:
+            print("[demo] no status from the node")
+            return 1
+        if not reached:
+            print(
+                f"[demo] WARNING: only {status.semantic_iterations} of {args.semantic_iterations} semantic "
+                f"iterations after {args.max_wait:.0f} s (--max-wait); querying the model as it is"
+            )
         print(
-            f"[demo] trained: {status.keyframes} keyframes, {status.iterations} iterations, "
-            f"PSNR {status.psnr:.1f} dB"
+            f"[demo] trained: {status.keyframes} keyframes, {status.iterations} iterations "
+            f"({status.semantic_iterations} semantic), PSNR {status.psnr:.1f} dB; querying"
         )
         info = conv.intrinsics_to_camera_info(held_out.intrinsics, Header(frame_id="map"))
         res = client.query(
@@ -110,18 +135,31 @@ def main(argv=None) -> int:
         if not res.success:
             print(f"[demo] query failed: {res.message}")
             return 1
-        summary = write_results(res, held_out, data.class_names, out)
+        teacher_2d = teacher_prediction(node_config(params), data.class_names, held_out)
+        summary = write_results(res, held_out, data.class_names, out, teacher_2d)
         summary.update(
+            preset=args.preset,
+            seed=args.seed,
+            resolution=[args.width, args.height],
             frames_sent=len(data.train_indices),
             frames_received=int(status.frames_received),
             keyframes=int(status.keyframes),
             iterations=int(status.iterations),
+            semantic_iterations=int(status.semantic_iterations),
+            semantic_iterations_target=args.semantic_iterations,
+            training_target_reached=bool(reached),
+            psnr_db=round(float(status.psnr), 2),
             stream_s=round(t_stream - t0, 1),
-            training_s=round(t_trained - t0, 1),
+            training_wait_s=round(t_trained - t_stream, 1),
             query_latency_s=round(float(res.latency_s), 3),
+            query_message=res.message,
             total_s=round(time.monotonic() - t_start, 1),
+            loadavg_1min=[round(load_at_start, 2), round(os.getloadavg()[0], 2)],
+            cpu_count=os.cpu_count(),
         )
         outputs.write_json(out / "summary.json", summary)
+        if args.record:
+            outputs.write_json(Path(args.record), summary)
         print("[demo] " + json.dumps(summary))
         return 0
     finally:
@@ -130,8 +168,71 @@ def main(argv=None) -> int:
         context.try_shutdown()
 
 
-def write_results(res, held_out, class_names: list[str], out: Path) -> dict:
-    """PLY + PNGs of the answer, and its mIoU against the held-out view's ground truth."""
+def wait_for_training(client, executor, target: int, max_wait_s: float, proc):
+    """Spin until the node's status reports ``target`` semantic iterations (or the node exits, or
+    ``max_wait_s`` passes), showing keyframes, iterations, PSNR and the feature loss meanwhile: a
+    progress bar on a terminal, a line every 10 s in a log."""
+    from tqdm import tqdm
+
+    interactive = sys.stdout.isatty()
+    bar = tqdm(total=target, desc="[demo] semantic iterations", unit="it", disable=not interactive,
+               dynamic_ncols=True, file=sys.stdout)
+    deadline = time.monotonic() + max_wait_s
+    last_line = 0.0
+    seen = None
+    try:
+        while time.monotonic() < deadline and proc.poll() is None:
+            executor.spin_once(timeout_sec=0.2)
+            status = client.status
+            if status is None or status is seen:
+                continue
+            seen = status
+            progress = progress_fields(status)
+            bar.n = min(int(status.semantic_iterations), target)
+            bar.set_postfix(progress, refresh=True)
+            if not interactive and time.monotonic() - last_line >= 10.0:
+                last_line = time.monotonic()
+                print("[demo] training: " + ", ".join(f"{k} {v}" for k, v in progress.items()), flush=True)
+            if status.semantic_iterations >= target:
+                break
+    finally:
+        bar.close()
+    return client.status
+
+
+def progress_fields(status) -> dict:
+    losses = dict(zip(status.loss_names, status.loss_values, strict=False))
+    fields = {
+        "keyframes": status.keyframes,
+        "iterations": status.iterations,
+        "semantic": status.semantic_iterations,
+        "PSNR": f"{status.psnr:.1f} dB",
+    }
+    if "feature" in losses:
+        fields["feature loss"] = f"{losses['feature']:.3f}"
+    return fields
+
+
+def teacher_prediction(cfg, class_names: list[str], frame) -> np.ndarray | None:
+    """The 2D teacher's own labels on ``frame`` (argmax of its relevancy maps), the teacher built as the
+    node builds it; None when it cannot be built here (e.g. real CLIP weights that are not installed)."""
+    import torch
+
+    from ovs3d_ros.core.teachers import build_teacher, teacher_labels
+
+    try:
+        teacher = build_teacher(cfg.teacher, "cpu", class_names=class_names)
+    except Exception as exc:  # noqa: BLE001 - the comparison is optional, the node's answer is not
+        print(f"[demo] no 2D teacher comparison: {exc}")
+        return None
+    with torch.no_grad():
+        text = teacher.encode_text(class_names).float()
+        clip = teacher.extract(frame).clip.float()
+        return teacher_labels(clip, text, frame.height, frame.width).numpy()
+
+
+def write_results(res, held_out, class_names: list[str], out: Path, teacher_2d: np.ndarray | None) -> dict:
+    """PLY + PNGs of the answer, and its mIoU (and the 2D teacher's) against the held-out ground truth."""
     scene = res.scene
     pts = conv.cloud_to_structured(scene.cloud)
     cloud = outputs.LabeledCloud(
@@ -143,22 +244,39 @@ def write_results(res, held_out, class_names: list[str], out: Path) -> dict:
     outputs.write_ply(out / "labeled_cloud.ply", cloud)
     label = conv.image_to_numpy(scene.label_image)
     overlay = conv.image_to_numpy(scene.overlay_image)
-    colors = np.array([[c.r, c.g, c.b] for c in scene.class_colors]) * 255.0
-    gt_overlay = outputs.overlay(held_out.rgb, held_out.labels, colors.astype(np.uint8))
+    colors = (np.array([[c.r, c.g, c.b] for c in scene.class_colors]) * 255.0).astype(np.uint8)
+    gt_overlay = outputs.overlay(held_out.rgb, held_out.labels, colors)
     outputs.write_png(out / "mask.png", label)
     outputs.write_png(out / "overlay.png", overlay)
-    outputs.write_png(
-        out / "overlay_vs_ground_truth.png", np.concatenate([held_out.rgb, overlay, gt_overlay], axis=1)
-    )
-    paper = metrics.paper_metrics([label], [held_out.labels], len(class_names))
-    conventional = metrics.conventional_miou([label], [held_out.labels], len(class_names))
-    return {
+    panels = [held_out.rgb, overlay]
+    if teacher_2d is not None:
+        teacher_labels = outputs.label_image(teacher_2d, len(class_names))
+        panels.append(outputs.overlay(held_out.rgb, teacher_labels, colors))
+    outputs.write_png(out / "overlay_vs_ground_truth.png", np.concatenate([*panels, gt_overlay], axis=1))
+    c = len(class_names)
+    paper = metrics.paper_metrics([label], [held_out.labels], c)
+    conventional = metrics.conventional_miou([label], [held_out.labels], c)
+    summary = {
         "classes": class_names,
         "points": int(len(cloud)),
         "mask_miou_paper": round(paper.miou, 4),
         "mask_accuracy": round(paper.accuracy, 4),
         "mask_miou_conventional": round(conventional.miou, 4),
+        "per_class_iou": _per_class(class_names, paper),
     }
+    if teacher_2d is not None:
+        teacher = metrics.paper_metrics([teacher_2d], [held_out.labels], c)
+        summary.update(
+            teacher_miou_paper=round(teacher.miou, 4),
+            teacher_accuracy=round(teacher.accuracy, 4),
+            teacher_per_class_iou=_per_class(class_names, teacher),
+            margin_points=round(100.0 * (paper.miou - teacher.miou), 1),
+        )
+    return summary
+
+
+def _per_class(class_names: list[str], result) -> dict[str, float]:
+    return {n: round(float(v), 4) for n, v in zip(class_names, result.per_class_iou, strict=True)}
 
 
 if __name__ == "__main__":
