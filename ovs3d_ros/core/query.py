@@ -182,6 +182,7 @@ class SegmentationResult:
     camera: tuple | None = None             # (Intrinsics, c2w 4x4) actually rendered
     refined: bool = False
     timing_s: dict[str, float] = field(default_factory=dict)
+    points_excluded: int = 0              # surface points dropped as non-finite or implausibly far
 
     def points_per_class(self) -> dict[str, int]:
         counts = np.bincount(self.labels[self.labels != UNKNOWN_U16].astype(np.int64),
@@ -228,6 +229,7 @@ class Segmenter:
         self.cache = RefineCache(cfg.query.refine_cache_size)
         self._refine_lock = threading.Lock()  # one refine burst at a time
         self._teacher_id = teacher_id(teacher, cfg)
+        self.points_excluded = 0  # over all queries: a non-zero count means a poisoned keyframe
 
     # ------------------------------------------------------------------ helpers
     def _text(self, names: list[str]) -> torch.Tensor:
@@ -267,6 +269,24 @@ class Segmenter:
 
         with _render_lock(self.trainer):
             return surface_points(self.trainer, max_points)
+
+    def _plausible(self, xyz: np.ndarray, rgb: np.ndarray) -> tuple[np.ndarray, np.ndarray, int]:
+        """Drop (and count) non-finite points and points farther from the scene than any input bound
+        allows (a camera input.max_distance_m from the first pose seeing input.depth_max_m)."""
+        from ovs3d_ros.core.surface import plausible_point_mask
+
+        inp = self.cfg.input
+        field_ = self.trainer.field
+        if bool(getattr(field_, "bounds_set", False)):
+            center, reach = field_.scene_center.detach().cpu().numpy(), inp.max_distance_m
+        else:
+            center, reach = np.zeros(3), inp.max_position_m
+        keep = plausible_point_mask(xyz, center, reach + inp.depth_max_m)
+        excluded = int(len(keep) - np.count_nonzero(keep))
+        if excluded:
+            self.points_excluded += excluded
+            xyz, rgb = xyz[keep], rgb[keep]
+        return xyz, rgb, excluded
 
     @torch.no_grad()
     def _point_features(self, xyz: np.ndarray, chunk: int = 65536) -> torch.Tensor:
@@ -357,11 +377,14 @@ class Segmenter:
         colors = class_colors(names)
         xyz = np.zeros((0, 3), np.float32)
         rgb = np.zeros((0, 3), np.uint8)
+        result_excluded = 0
         labels = np.zeros(0, np.uint16)
         scores = np.zeros(0, np.float32)
         if cloud:
             t = time.perf_counter()
             xyz, rgb = self._surface(max_points * 2)
+            xyz, rgb, excluded = self._plausible(xyz, rgb)
+            result_excluded = excluded
             thin = outputs.downsample_cloud(
                 outputs.LabeledCloud(xyz, rgb, np.zeros(len(xyz), np.uint16), np.zeros(len(xyz), np.float32)),
                 max_points, q.voxel_size_m, seed=self.cfg.seed)
@@ -374,7 +397,8 @@ class Segmenter:
 
         result = SegmentationResult(class_names=names, colors=colors, points=xyz.astype(np.float32),
                                     rgb=rgb.astype(np.uint8), labels=labels, scores=scores,
-                                    refined=head is not None, timing_s=timing)
+                                    refined=head is not None, timing_s=timing,
+                                    points_excluded=result_excluded)
         if camera is not None:
             t = time.perf_counter()
             intr, c2w, background = self._resolve_camera(camera, keyframes)
