@@ -95,3 +95,10 @@ def test_non_array_values_match_too():
     buf.add(5.0, "depth@5.0")
     buf.add(5.1, "depth@5.1")
     assert buf.lookup(5.08, 0.05) == "depth@5.1" and buf.lookup(5.5, 0.05) is None
+
+
+def test_discard_after_forgets_the_old_time_line_only():
+    buf = StampedBuffer(maxlen=16)
+    for t in (10.0, 10.1, 500.0, 500.1):
+        buf.add(t, _pose(t))
+    assert buf.discard_after(11.0) == 2 and list(buf._stamps) == [10.0, 10.1]

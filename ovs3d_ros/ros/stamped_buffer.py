@@ -146,6 +146,16 @@ class StampedBuffer:
             # arrays are handed out as copies: the caller may keep or modify them
             return value.copy() if isinstance(value, np.ndarray) else value
 
+    def discard_after(self, stamp: float) -> int:
+        """Forget values stamped after ``stamp`` (an old time line ahead of a new one); how many."""
+        with self._lock:
+            stamps = list(self._stamps)
+            n = len(stamps) - bisect.bisect_right(stamps, stamp)
+            for _ in range(n):
+                self._stamps.pop()
+                self._values.pop()
+            return n
+
     def clear(self) -> None:
         with self._lock:
             self._stamps.clear()
