@@ -171,3 +171,21 @@ def test_one_future_image_stamp_does_not_wipe_the_history(node, scene):
     _feed(node, frame, 400.3, pose=None)  # its pose arrived before the outlier
     assert node.counters["frames_dropped_no_pose"] == no_pose, node.last_error
     assert node.frames_added == seen + 1  # it reached the trainer
+
+
+@pytest.mark.parametrize("side, reason", [
+    (9000, "image_too_large"), (14_000, "decompression_bomb"), (64, "image_size_mismatch"),
+])
+def test_compressed_images_are_size_checked_before_decoding(node, scene, side, reason):
+    from sensor_msgs.msg import CompressedImage
+    from test_data_image_codec import _png_claiming
+
+    frame = scene.frames[0]
+    t = 500.0 + side * 1e-3
+    hdr = Header(frame_id="cam", stamp=conv.sec_to_stamp(t))
+    node._on_camera_info(conv.intrinsics_to_camera_info(frame.intrinsics, hdr))
+    node._on_pose(_pose_msg(frame.pose, t))
+    count, before = node.drop_reasons.get(reason, 0), _processed(node)
+    node._on_image(CompressedImage(header=hdr, format="png", data=_png_claiming(side, side)))
+    assert _wait(lambda: _processed(node) > before)
+    assert node.drop_reasons.get(reason, 0) == count + 1, (node.drop_reasons, node.last_error)
