@@ -595,6 +595,8 @@ class Ovs3dNode(Node):
                 f"invalid {counters['frames_dropped_invalid']})"
                 + (f", drops by reason {reasons}" if reasons else "")
                 + (f", inputs rejected {rejected}" if rejected else "")
+                + (f", depth pixels out of range {self._gate.depth_pixels_invalidated}"
+                   if self._gate.depth_pixels_invalidated else "")
             )
         every = self.cfg.ros.autosave_every_s
         if every > 0 and now - self._last_autosave >= every and msg.keyframes > 0:
