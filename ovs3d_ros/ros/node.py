@@ -292,7 +292,8 @@ class Ovs3dNode(Node):
             # values of the new time line (already matched by the images before this one) stay
             for buf in (self._poses, self._depths, self._labels):
                 buf.discard_after(stamp + CLOCK_JUMP_BACK_S)
-            self._gate.reanchor(None)  # a new time line: the speed bound must not compare across it
+            # a new time line: the speed bound must not compare across it (same map, same anchor)
+            self._gate.reanchor(self._gate.anchor)
         info = self._camera_info
         if info is None:
             raise FrameError("no camera_info received yet")
@@ -534,7 +535,9 @@ class Ovs3dNode(Node):
                 raise FileNotFoundError(f"no checkpoint at {path}")
             self.trainer.load_state_from(path)
             self.segmenter = self._new_segmenter()  # refined vocabularies belong to the old state
-            self._gate = FrameGate(self.cfg.input)  # the loaded map's frames, not the old anchor
+            self._gate = FrameGate(self.cfg.input)  # the loaded map bounds new frames, not the old one
+            if bool(self.trainer.field.bounds_set):
+                self._gate.reanchor(self.trainer.field.scene_center.detach().cpu().numpy())
         except Exception as exc:
             res.success, res.message = False, f"load failed: {exc}"
             return res
