@@ -322,6 +322,32 @@ class QueryConfig:
 
 
 @dataclass
+class InputConfig:
+    min_focal_factor: float = 0.1
+    """fx and fy must be at least this x the image's longer side (0.1: a 157 deg field of view)."""
+    max_focal_factor: float = 20.0
+    """... and at most this x the longer side (20: a 2.9 deg field of view)."""
+    principal_point_margin: float = 0.0
+    """cx may lie this fraction of the width outside [0, width] (cy likewise with the height)."""
+    depth_min_m: float = 0.05
+    """Depth below this is no measurement (pixel invalidated): as field.near_m, nothing nearer is modelled."""
+    depth_max_m: float = 100.0
+    """Depth above this is no measurement; a depth image with no value in range drops the whole frame."""
+    max_position_m: float = 100000.0
+    """Largest camera distance from the world origin: beyond 1e5 m float32 rays lose centimetres."""
+    max_distance_m: float = 1000.0
+    """Largest camera distance from the first accepted pose (a reset or checkpoint load re-anchors)."""
+    max_speed_m_s: float = 20.0
+    """Largest camera speed between consecutive accepted frames (0 = unchecked) ..."""
+    speed_slack_m: float = 1.0
+    """... plus this jump on top of it (pose noise, small relocalisations)."""
+    quaternion_tolerance: float = 0.01
+    """Largest |qx^2+qy^2+qz^2+qw^2 - 1| of an incoming pose (tf2's own normalisation check)."""
+    max_image_pixels: int = 16_777_216
+    """Compressed images claiming more pixels than this (header, before decoding) are dropped (4096^2)."""
+
+
+@dataclass
 class RosConfig:
     world_frame: str = "map"
     """Fixed frame of poses, clouds and markers."""
@@ -363,6 +389,7 @@ class Config:
     trainer: TrainerConfig = dataclasses.field(default_factory=TrainerConfig)
     semantic: SemanticConfig = dataclasses.field(default_factory=SemanticConfig)
     query: QueryConfig = dataclasses.field(default_factory=QueryConfig)
+    input: InputConfig = dataclasses.field(default_factory=InputConfig)
     ros: RosConfig = dataclasses.field(default_factory=RosConfig)
 
 

@@ -98,3 +98,48 @@ def test_compressed_png_jpeg_and_garbage():
         decode_compressed("jpeg", b"definitely not a jpeg")
     with pytest.raises(ImageDecodeError, match="empty"):
         decode_compressed("jpeg", b"")
+
+
+def _png_claiming(width: int, height: int) -> bytes:
+    """A few hundred bytes of valid PNG header (IHDR) that claims width x height, with a tiny IDAT."""
+    import struct
+    import zlib
+
+    def chunk(kind: bytes, body: bytes) -> bytes:
+        return struct.pack(">I", len(body)) + kind + body + struct.pack(">I", zlib.crc32(kind + body))
+
+    ihdr = struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0)  # 8-bit RGB
+    return (b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", ihdr) + chunk(b"IDAT", zlib.compress(bytes(4096)))
+            + chunk(b"IEND", b""))
+
+
+def test_compressed_size_is_checked_from_the_header_before_decoding():
+    import tracemalloc
+
+    tracemalloc.start()
+    try:
+        with pytest.raises(ImageDecodeError) as exc:
+            decode_compressed("png", _png_claiming(9000, 9000), max_pixels=4096 * 4096)
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    assert exc.value.reason == "image_too_large" and "9000x9000" in str(exc.value)
+    assert peak < 20e6  # nothing of the 243 MB the claimed size needs was allocated
+    with pytest.raises(ImageDecodeError) as exc:
+        decode_compressed("png", _png_claiming(64, 48), expected_size=(40, 30))
+    assert exc.value.reason == "image_size_mismatch" and "64x48" in str(exc.value)
+
+
+@pytest.mark.parametrize("side", [10_000, 14_000])  # PIL's warning (> 89M px) and error (> 179M px)
+def test_decompression_bombs_are_a_clear_error(side):
+    with pytest.raises(ImageDecodeError) as exc:
+        decode_compressed("png", _png_claiming(side, side))
+    assert exc.value.reason == "decompression_bomb" and "decompression bomb" in str(exc.value)
+
+
+def test_a_size_within_budget_still_decodes():
+    buf = io.BytesIO()
+    Image.fromarray(RGB).save(buf, format="PNG")
+    h, w = RGB.shape[:2]
+    out = decode_compressed("png", buf.getvalue(), max_pixels=h * w, expected_size=(w, h))
+    np.testing.assert_array_equal(out, RGB)

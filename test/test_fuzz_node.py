@@ -262,3 +262,88 @@ def test_frames_still_train_after_a_reset(scene, fuzz_node):
     status = client.wait_status(executor, lambda s: s.keyframes > 0, 15.0)
     assert proc.poll() is None
     assert status is not None and status.keyframes > 0, status
+
+
+def _cloud_points(res) -> int:
+    return int(res.scene.cloud.width) * int(res.scene.cloud.height)
+
+
+# Finite but absurd values in every numeric field of the inputs (issue 17): each is dropped under its
+# reason (said once in the log, with the value) and, after each, a normal query still answers with a
+# cloud and training goes on.
+def test_absurd_finite_values_are_dropped_and_queries_still_succeed(scene, fuzz_node):
+    import dataclasses
+
+    proc, client, stream, executor, log = (fuzz_node[k]
+                                           for k in ("proc", "client", "stream", "executor", "log"))
+    frames = [scene.frames[i] for i in scene.train_indices]
+    t = 9500.0
+    for k, frame in enumerate(frames):  # a trained state (the previous test reset the node)
+        stream.publish(frame, stamp=t + 0.2 * k)
+        spin_for(executor, 0.2)
+    base = client.wait_status(executor, lambda s: s.keyframes > 0 and s.iterations > 10, 40.0)
+    assert base is not None and base.keyframes > 0, log.read_text()[-3000:]
+
+    def far(frame, offset):
+        pose = frame.pose.copy()
+        pose[:3, 3] += offset
+        return dataclasses.replace(frame, pose=pose)
+
+    f = frames[0]
+    poisons = [
+        ("principal_point", dataclasses.replace(f, intrinsics=dataclasses.replace(f.intrinsics, cx=1e30))),
+        ("focal_length", dataclasses.replace(f, intrinsics=dataclasses.replace(f.intrinsics, fy=1e-3))),
+        ("depth_range", dataclasses.replace(f, depth=np.full_like(f.depth, 3e38))),
+        ("pose_position", far(f, 1e8)),
+        ("pose_distance", far(f, 1e4)),
+    ]
+    for reason, bad in poisons:
+        before = client.wait_status(executor, lambda s: True, 5.0)
+        t += 30.0  # far enough in time that only the bound under test can refuse it
+        stream.publish(bad, stamp=t)
+        spin_for(executor, 0.3)
+        after = client.wait_status(
+            executor, lambda s, b=before: s.frames_dropped_invalid > b.frames_dropped_invalid, 15.0)
+        assert after is not None, (reason, before, log.read_text()[-2000:])
+        assert f"frame dropped ({reason})" in log.read_text(), (reason, log.read_text()[-2000:])
+        res = client.query(executor, scene.class_names)
+        assert res.success and _cloud_points(res) > 0, (reason, res.message)
+
+    # a pose with a quaternion of norm 2: refused as a pose, its image counted once (no pose)
+    before = client.wait_status(executor, lambda s: True, 5.0)
+    t += 30.0
+    stamp = conv.sec_to_stamp(t)
+    pose = conv.matrix_to_pose_stamped(f.pose, "map", stamp)
+    pose.pose.orientation.x, pose.pose.orientation.y, pose.pose.orientation.z = 0.0, 0.0, 0.0
+    pose.pose.orientation.w = 2.0
+    stream.pose_pub.publish(pose)
+    stream.info_pub.publish(conv.intrinsics_to_camera_info(f.intrinsics, Header(frame_id="c", stamp=stamp)))
+    stream.image_pub.publish(conv.numpy_to_image(f.rgb, "rgb8", Header(frame_id="c", stamp=stamp)))
+    after = client.wait_status(
+        executor, lambda s: s.frames_dropped_no_pose > before.frames_dropped_no_pose, 15.0)
+    assert after.frames_dropped_no_pose == before.frames_dropped_no_pose + 1, (before, after)
+    assert after.frames_dropped_invalid == before.frames_dropped_invalid, (before, after)
+    assert "quaternion" in log.read_text()
+
+    # one image stamped far in the future, then normal frames: they keep matching their poses
+    jumps = log.read_text().count("jumped back")
+    stream.image_pub.publish(conv.numpy_to_image(f.rgb, "rgb8", Header(frame_id="c",
+                                                                         stamp=conv.sec_to_stamp(2.0e9))))
+    before = client.wait_status(
+        executor, lambda s: s.frames_dropped_no_pose > after.frames_dropped_no_pose, 15.0)
+    assert before is not None
+    for k, frame in enumerate(frames[:3]):
+        stream.publish(frame, stamp=t + 1.0 + 0.2 * k)
+        spin_for(executor, 0.3)
+    after = client.wait_status(
+        executor, lambda s: s.frames_received >= before.frames_received + 3, 15.0)
+    spin_for(executor, 1.0)
+    after = client.wait_status(executor, lambda s: True, 5.0)
+    assert after.frames_dropped_no_pose == before.frames_dropped_no_pose, (before, after)
+    assert log.read_text().count("jumped back") == jumps
+
+    later = client.wait_status(executor, lambda s: s.iterations > after.iterations + 5, 30.0)
+    assert later is not None and later.state == "training", later
+    res = client.query(executor, scene.class_names)
+    assert res.success and _cloud_points(res) > 0, res.message
+    assert proc.poll() is None

@@ -28,10 +28,20 @@ def test_clean_list_and_stripping_and_unicode():
     (["chair", "sofa", " chair"], "duplicate class name 'chair' at positions 0 and 2"),
     (["a\x00b"], "control characters"),
     (["x" * 201], "max_class_name_chars"),
+    (["\u200b"], "no visible character"),  # zero-width space (Cf)
+    (["chair", "\u200b\u200d\ufeff"], r"classes\[1\] .* no visible character"),
+    (["\u2060\u3000\u00a0"], "no visible character"),  # word joiner, ideographic + no-break space
+    (["\u3164"], "no visible character"),  # Hangul filler: a 'letter' that renders as nothing
+    (["\u0301\u20dd"], "no visible character"),  # combining marks on nothing
+    (["chair", "cha\u200bir"], r"looks the same as classes\[0\]"),
 ])
 def test_bad_vocabularies(bad, message):
     with pytest.raises(QueryError, match=message):
         _v(bad)
+
+
+def test_invisible_characters_inside_a_visible_name_are_kept():
+    assert _v(["cha\u200bir", "e\u0301", "e"]) == ["cha\u200bir", "e\u0301", "e"]
 
 
 def test_long_lists_against_max_classes():

@@ -17,7 +17,11 @@ _DEPTH_DTYPE = {"16UC1": np.uint16, "mono16": np.uint16, "32FC1": np.float32}
 
 
 class ImageDecodeError(ValueError):
-    """Image bytes that do not match their declared encoding and size."""
+    """Image bytes that do not match their declared encoding and size; ``reason`` names the check."""
+
+    def __init__(self, message: str, reason: str = "decode"):
+        super().__init__(message)
+        self.reason = reason
 
 
 def _as_bytes_array(data) -> np.ndarray:
@@ -99,8 +103,17 @@ def decode_depth(
     return (values.astype(np.float32) / 1000.0).astype(np.float32)
 
 
-def decode_compressed(format: str, data) -> np.ndarray:
-    """CompressedImage (jpeg/png; the format string as image_transport writes it) -> HxWx3 uint8 RGB."""
+def decode_compressed(format: str, data, max_pixels: int | None = None,
+                      expected_size: tuple[int, int] | None = None) -> np.ndarray:
+    """CompressedImage (jpeg/png; the format string as image_transport writes it) -> HxWx3 uint8 RGB.
+
+    Decoding has a budget: the size is read from the header (PIL's ``Image.open`` is lazy) and checked
+    against ``max_pixels`` and ``expected_size`` (width, height: the camera_info) before a single pixel
+    is decoded, so a 78 KB PNG that claims 9000x9000 costs nothing. PIL's own decompression-bomb
+    guard is a clear ``decompression_bomb`` error too (its warning is raised as one).
+    """
+    import warnings
+
     from PIL import Image, UnidentifiedImageError
 
     payload = _as_bytes_array(data).tobytes()
@@ -110,15 +123,42 @@ def decode_compressed(format: str, data) -> np.ndarray:
     if "compresseddepth" in fmt:
         raise ImageDecodeError(f"compressedDepth images are not supported (format '{format}')")
     try:
-        with Image.open(io.BytesIO(payload)) as img:
-            img.load()
-            if img.format not in ("JPEG", "PNG"):
-                raise ImageDecodeError(f"compressed image is {img.format}, expected jpeg or png ('{format}')")
-            return np.asarray(img.convert("RGB"), dtype=np.uint8).copy()
+        with warnings.catch_warnings():
+            warnings.simplefilter("error", Image.DecompressionBombWarning)
+            with Image.open(io.BytesIO(payload)) as img:
+                if img.format not in ("JPEG", "PNG"):
+                    raise ImageDecodeError(
+                        f"compressed image is {img.format}, expected jpeg or png ('{format}')"
+                    )
+                _check_budget(img.size, len(payload), max_pixels, expected_size)
+                img.load()
+                return np.asarray(img.convert("RGB"), dtype=np.uint8).copy()
+    except (Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:
+        raise ImageDecodeError(
+            f"compressed image ('{format}', {len(payload)} bytes) is a decompression bomb: {exc}",
+            reason="decompression_bomb",
+        ) from None
     except (UnidentifiedImageError, OSError, SyntaxError) as exc:
         raise ImageDecodeError(
             f"cannot decode compressed image ('{format}', {len(payload)} bytes): {exc}"
         ) from None
+
+
+def _check_budget(size: tuple[int, int], n_bytes: int, max_pixels: int | None,
+                  expected_size: tuple[int, int] | None) -> None:
+    width, height = size
+    if max_pixels is not None and width * height > max_pixels:
+        raise ImageDecodeError(
+            f"compressed image ({n_bytes} bytes) claims {width}x{height} = {width * height} pixels, "
+            f"more than input.max_image_pixels={max_pixels}: not decoded",
+            reason="image_too_large",
+        )
+    if expected_size is not None and (width, height) != tuple(expected_size):
+        raise ImageDecodeError(
+            f"compressed image is {width}x{height} but camera_info says "
+            f"{expected_size[0]}x{expected_size[1]}: not decoded",
+            reason="image_size_mismatch",
+        )
 
 
 # ------------------------------------------------------------------------------------------------

@@ -154,6 +154,14 @@ class KeyframeBuffer:
                 self.evicted += 1
             return kf
 
+    def remove(self, uids) -> int:
+        """Drop the keyframes with these uids (a quarantine); how many were removed."""
+        uids = {int(u) for u in uids}
+        with self._lock:
+            before = len(self.keyframes)
+            self.keyframes = [kf for kf in self.keyframes if kf.uid not in uids]
+            return before - len(self.keyframes)
+
     # ------------------------------------------------------------------ memory
     def nbytes(self) -> int:
         with self._lock:

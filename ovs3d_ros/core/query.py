@@ -183,6 +183,7 @@ class SegmentationResult:
     refined: bool = False
     timing_s: dict[str, float] = field(default_factory=dict)
     warning: str = ""                       # why the labels may not mean much yet (see semantic_warning)
+    points_excluded: int = 0                # surface points dropped as non-finite or implausibly far
 
     def points_per_class(self) -> dict[str, int]:
         counts = np.bincount(self.labels[self.labels != UNKNOWN_U16].astype(np.int64),
@@ -198,15 +199,17 @@ field, which answers at ~89 mIoU, had ~250."""
 def semantic_warning(trainer, cfg) -> str:
     """'' once the semantic field had FEW_SEMANTIC_STEPS of training, else why its labels are a guess.
 
-    Before trainer.semantic_start_step the semantic field is untrained and the argmax is the same
+    Before the feature distillation starts the semantic field is untrained and the argmax is the same
     class almost everywhere; a query still answers, but must not pass that off as a segmentation.
     """
     semantic = getattr(trainer, "semantic_step_count", None)
     if semantic is None:  # a trainer that does not count them: make no claim
         return ""
     if semantic == 0:
-        return (f"semantics not trained yet: the feature distillation starts at step "
-                f"{cfg.trainer.semantic_start_step} (trainer.semantic_start_step) and the field has had "
+        t = cfg.trainer
+        return (f"semantics not trained yet: the feature distillation starts once the training PSNR "
+                f"reaches {t.semantic_start_psnr:g} dB (trainer.semantic_start_psnr) or at step "
+                f"{t.semantic_start_step} at the latest, and the field has had "
                 f"{getattr(trainer, 'step_count', 0)} steps; the labels are not a segmentation")
     if semantic < FEW_SEMANTIC_STEPS:
         return (f"only {semantic} semantic steps so far (fewer than {FEW_SEMANTIC_STEPS}): "
@@ -253,6 +256,7 @@ class Segmenter:
         self.cache = RefineCache(cfg.query.refine_cache_size)
         self._refine_lock = threading.Lock()  # one refine burst at a time
         self._teacher_id = teacher_id(teacher, cfg)
+        self.points_excluded = 0  # over all queries: a non-zero count means a poisoned keyframe
 
     # ------------------------------------------------------------------ helpers
     def _text(self, names: list[str]) -> torch.Tensor:
@@ -292,6 +296,24 @@ class Segmenter:
 
         with _render_lock(self.trainer):
             return surface_points(self.trainer, max_points)
+
+    def _plausible(self, xyz: np.ndarray, rgb: np.ndarray) -> tuple[np.ndarray, np.ndarray, int]:
+        """Drop (and count) non-finite points and points farther from the scene than any input bound
+        allows (a camera input.max_distance_m from the first pose seeing input.depth_max_m)."""
+        from ovs3d_ros.core.surface import plausible_point_mask
+
+        inp = self.cfg.input
+        field_ = self.trainer.field
+        if bool(getattr(field_, "bounds_set", False)):
+            center, reach = field_.scene_center.detach().cpu().numpy(), inp.max_distance_m
+        else:
+            center, reach = np.zeros(3), inp.max_position_m
+        keep = plausible_point_mask(xyz, center, reach + inp.depth_max_m)
+        excluded = int(len(keep) - np.count_nonzero(keep))
+        if excluded:
+            self.points_excluded += excluded
+            xyz, rgb = xyz[keep], rgb[keep]
+        return xyz, rgb, excluded
 
     @torch.no_grad()
     def _point_features(self, xyz: np.ndarray, chunk: int = 65536) -> torch.Tensor:
@@ -382,11 +404,14 @@ class Segmenter:
         colors = class_colors(names)
         xyz = np.zeros((0, 3), np.float32)
         rgb = np.zeros((0, 3), np.uint8)
+        result_excluded = 0
         labels = np.zeros(0, np.uint16)
         scores = np.zeros(0, np.float32)
         if cloud:
             t = time.perf_counter()
             xyz, rgb = self._surface(max_points * 2)
+            xyz, rgb, excluded = self._plausible(xyz, rgb)
+            result_excluded = excluded
             thin = outputs.downsample_cloud(
                 outputs.LabeledCloud(xyz, rgb, np.zeros(len(xyz), np.uint16), np.zeros(len(xyz), np.float32)),
                 max_points, q.voxel_size_m, seed=self.cfg.seed)
@@ -400,7 +425,8 @@ class Segmenter:
         result = SegmentationResult(class_names=names, colors=colors, points=xyz.astype(np.float32),
                                     rgb=rgb.astype(np.uint8), labels=labels, scores=scores,
                                     refined=head is not None, timing_s=timing,
-                                    warning=semantic_warning(self.trainer, self.cfg))
+                                    warning=semantic_warning(self.trainer, self.cfg),
+                                    points_excluded=result_excluded)
         if camera is not None:
             t = time.perf_counter()
             intr, c2w, background = self._resolve_camera(camera, keyframes)

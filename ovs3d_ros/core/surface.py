@@ -17,6 +17,19 @@ import torch.nn.functional as F
 from ovs3d_ros.core.camera import generate_rays
 
 
+def plausible_point_mask(xyz: np.ndarray, center: np.ndarray, max_distance_m: float) -> np.ndarray:
+    """(N,) bool: finite points within ``max_distance_m`` of ``center``.
+
+    The query path applies it before the voxel downsample: one poisoned keyframe (a 1e8 m pose, a
+    3e38 m depth) otherwise puts points so far apart that open3d refuses the voxel grid ("voxel_size
+    is too small") and every later query fails.
+    """
+    xyz = np.asarray(xyz, dtype=np.float64).reshape(-1, 3)
+    with np.errstate(over="ignore", invalid="ignore"):
+        dist = np.linalg.norm(xyz - np.asarray(center, dtype=np.float64), axis=1)
+    return np.isfinite(dist) & (dist <= max_distance_m)
+
+
 class SurfaceError(ValueError):
     """Surface extraction was asked for something impossible (no keyframes, bad sizes)."""
 

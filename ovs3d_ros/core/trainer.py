@@ -102,6 +102,7 @@ class Trainer:
         self.observed_max = np.full(3, -np.inf)
         self.max_observed_depth = 0.0
         self.nonfinite_steps = 0
+        self.quarantined_keyframes = 0
         self._step_times: deque[tuple[float, float]] = deque(maxlen=50)
         self._lock = threading.RLock()
         self._waiting = 0
@@ -201,6 +202,7 @@ class Trainer:
                 self.optimizer.step()
             else:  # one bad batch must not poison Adam's moments: skip it and count it
                 self.nonfinite_steps += 1
+                self._quarantine(batch, out)
             self.scheduler.step()
             self.step_count += 1
             if self.step_count % self.cfg.field.occupancy_update_every == 0:
@@ -263,6 +265,23 @@ class Trainer:
                 remaining = 1.0 / rate - (time.perf_counter() - started)
                 if remaining > 0:
                     stop_event.wait(remaining)
+
+    @torch.no_grad()
+    def _quarantine(self, batch: RayBatch, out: RenderOutputs) -> None:
+        """Remove the keyframes whose rays made the loss non-finite, when others' rays were fine.
+
+        When every keyframe's rays are bad the field itself is at fault, and removing its data would
+        not help: nothing is removed then.
+        """
+        ok = _finite_rays(batch, out)
+        if bool(ok.all()):
+            return
+        uids = batch.keyframe_uids.to(ok.device)
+        bad = set(torch.unique(uids[~ok]).tolist())
+        good = set(torch.unique(uids[ok]).tolist())
+        culprits = bad - good
+        if culprits and good:
+            self.quarantined_keyframes += self.keyframes.remove(culprits)
 
     @torch.no_grad()
     def _update_occupancy(self) -> None:
@@ -354,6 +373,7 @@ class Trainer:
             "keyframe_bytes": self.keyframes.nbytes(),
             "keyframes_evicted": self.keyframes.evicted,
             "nonfinite_steps": self.nonfinite_steps,
+            "quarantined_keyframes": self.quarantined_keyframes,
             "frames_seen": self.frames_seen,
             "frames_rejected": self.frames_rejected,
             "occupied_fraction": self.occupancy.occupied_fraction(),
@@ -469,6 +489,17 @@ class Trainer:
 
 
 # ---------------------------------------------------------------------------------------------- bounds
+def _finite_rays(batch: RayBatch, out: RenderOutputs) -> torch.Tensor:
+    """(n,) bool: the ray's inputs, render and depth residual are finite."""
+    ok = torch.isfinite(batch.origins).all(-1) & torch.isfinite(batch.directions).all(-1)
+    ok &= torch.isfinite(out.rgb.detach()).all(-1) & torch.isfinite(out.depth.detach())
+    ok &= torch.isfinite((out.depth.detach() - batch.depth) ** 2)
+    if out.feature is not None:  # the first rays carry the semantic outputs
+        k = out.feature.shape[0]
+        ok[:k] &= torch.isfinite(out.feature.detach()).all(-1)
+    return ok
+
+
 def _depth_points(frame: Frame, max_points: int = 4096) -> np.ndarray:
     """(M, 3) world points from a strided subset of the frame's valid depth pixels."""
     if frame.depth is None:

@@ -3,6 +3,17 @@
 A vocabulary is the exact ordered list of class names a query asks for; label ``k`` means
 ``classes[k]``. Names are used verbatim after stripping surrounding whitespace (CLIP encodes any
 Unicode string), so 'chair' and 'Chair' are different classes.
+
+Invisible names: a name must keep something visible once format characters (category Cf: zero-width
+space U+200B, joiners, BOM, bidi marks), separators (Z*), combining marks on nothing (Mn, Me),
+unassigned code points and the blank "letters" (Hangul fillers, the blank Braille pattern) are
+removed (combining marks count only on a visible base character); two names that are the same
+once those are removed are duplicates. Invisible characters inside a
+visible name are kept verbatim.
+
+NUL: a NUL inside a name is a control character and refused here. Over ROS it never gets here:
+rclpy/rosidl strings are C strings, so a service request's ``'chair\x00...'`` arrives as ``'chair'``
+(everything from the NUL on is dropped before the node sees it); clients must not rely on it.
 """
 
 from __future__ import annotations
@@ -18,6 +29,22 @@ UNKNOWN_U16 = 65535
 """Label of 'unknown' in uint16 label images (more than 255 classes) and in every labeled cloud."""
 
 
+# Code points that render as nothing although their category says letter or symbol.
+_BLANK_LETTERS = frozenset("\u115f\u1160\u3164\uffa0\u2800")
+_INVISIBLE_CATEGORIES = frozenset({"Cf", "Cc", "Cn", "Zs", "Zl", "Zp"})
+_MARKS = frozenset({"Mn", "Me"})  # visible on a base character, nothing on their own
+
+
+def visible_form(name: str) -> str:
+    """``name`` without the characters that render as nothing (see the module docstring)."""
+    return "".join(ch for ch in name
+                   if ch not in _BLANK_LETTERS and unicodedata.category(ch) not in _INVISIBLE_CATEGORIES)
+
+
+def _has_visible_base(name: str) -> bool:
+    return any(unicodedata.category(ch) not in _MARKS for ch in visible_form(name))
+
+
 class QueryError(ValueError):
     """A query that cannot be answered as asked (the message says why)."""
 
@@ -26,7 +53,8 @@ def validate_classes(classes, max_classes: int, max_name_chars: int) -> list[str
     """The vocabulary as a clean list of names, or QueryError naming the first problem.
 
     Rules: a non-empty list of strings; each stripped name non-empty, at most ``max_name_chars``
-    characters, without control characters; no duplicates after stripping (a duplicate would make
+    characters, without control characters, with a visible character; no duplicates after stripping
+    or after removing invisible characters (a duplicate would make
     two labels mean the same thing); at most ``max_classes`` names (also bounded by 65535, the
     unknown label of uint16 outputs).
     """
@@ -39,6 +67,7 @@ def validate_classes(classes, max_classes: int, max_name_chars: int) -> list[str
         raise QueryError(f"too many classes: {len(classes)} > query.max_classes={limit}")
     names: list[str] = []
     seen: dict[str, int] = {}
+    seen_visible: dict[str, int] = {}
     for k, raw in enumerate(classes):
         if not isinstance(raw, str):
             raise QueryError(f"classes[{k}] is not a string: {raw!r}")
@@ -50,9 +79,17 @@ def validate_classes(classes, max_classes: int, max_name_chars: int) -> list[str
                              f"query.max_class_name_chars={max_name_chars}")
         if any(unicodedata.category(ch) == "Cc" for ch in name):
             raise QueryError(f"classes[{k}] {name!r} contains control characters")
+        visible = visible_form(name)
+        if not _has_visible_base(name):
+            raise QueryError(f"classes[{k}] {name!r} has no visible character (only invisible, format "
+                             "or space characters)")
         if name in seen:
             raise QueryError(f"duplicate class name {name!r} at positions {seen[name]} and {k}")
+        if visible in seen_visible:
+            raise QueryError(f"classes[{k}] {name!r} looks the same as classes[{seen_visible[visible]}] "
+                             f"{names[seen_visible[visible]]!r} (they differ only in invisible characters)")
         seen[name] = k
+        seen_visible[visible] = k
         names.append(name)
     return names
 

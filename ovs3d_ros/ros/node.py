@@ -40,12 +40,13 @@ from ovs3d_ros.core.image_codec import (
     decode_mono8,
 )
 from ovs3d_ros.core.oom import segment_with_oom_retry
+from ovs3d_ros.core.plausibility import FrameGate, ImplausibleInput, check_quaternion
 from ovs3d_ros.msg import TrainingStatus
 from ovs3d_ros.ros import conversions as conv
 from ovs3d_ros.ros.params import check_parameter_update, config_from_parameters, declare_config_parameters
 from ovs3d_ros.ros.pose_sources import TfPoseSource, tf2_available
 from ovs3d_ros.ros.scene_msgs import class_markers, segmented_scene
-from ovs3d_ros.ros.stamped_buffer import StampedBuffer
+from ovs3d_ros.ros.stamped_buffer import CLOCK_JUMP_BACK_S, StampedBuffer, Timeline
 from ovs3d_ros.srv import Checkpoint, Query
 
 # Results are latched so RViz (or any client) started later still receives the last answer.
@@ -79,10 +80,15 @@ class Ovs3dNode(Node):
         self._depths = StampedBuffer(maxlen=MATCH_HISTORY)
         self._labels = StampedBuffer(maxlen=MATCH_HISTORY)
         self._poses = StampedBuffer()
-        self._last_image_stamp: float | None = None
+        self._image_timeline = Timeline()
         self.counters = dict(
             frames_received=0, frames_dropped_no_pose=0, frames_dropped_invalid=0, frames_superseded=0
         )
+        # Why frames were dropped, per reason (TrainingStatus has two fixed counters: every reason but
+        # no_pose adds to frames_dropped_invalid), and non-image messages refused (not frames).
+        self.drop_reasons: dict[str, int] = {}
+        self.rejected_inputs: dict[str, int] = {}
+        self._gate = FrameGate(self.cfg.input)  # plausibility bounds; one per map (reset, load)
         self.last_error = ""
         self._warned: set[str] = set()
         self._shutdown = threading.Event()  # the whole node is going down
@@ -242,9 +248,12 @@ class Ovs3dNode(Node):
                 f"'{self.cfg.ros.world_frame}'; they are used as if in the world frame",
             )
         try:
+            q = pose.orientation
+            check_quaternion((q.x, q.y, q.z, q.w), self.cfg.input)
             body = conv.pose_msg_to_matrix(pose)
         except FrameError as exc:
-            self._drop("invalid", f"pose rejected: {exc}")
+            # a refused pose is not a frame: the image it was meant for counts once, as no_pose
+            self._reject_input(f"pose_{getattr(exc, 'reason', 'invalid')}", f"pose rejected: {exc}")
             return
         self._poses.add(conv.stamp_to_sec(header.stamp), body @ self._camera_in_body)
 
@@ -262,23 +271,29 @@ class Ovs3dNode(Node):
                 frame = self._frame_from(msg)
                 if frame is not None:
                     self.trainer.add_frame(frame)
+            except ImplausibleInput as exc:
+                # always say once which value tripped which bound (the drop warning is throttled)
+                self._warn_once(f"implausible:{exc.reason}", f"frame dropped ({exc.reason}): {exc}")
+                self._drop("invalid", str(exc), exc.reason)
             except (FrameError, ImageDecodeError, ValueError) as exc:
-                self._drop("invalid", str(exc))
+                self._drop("invalid", str(exc), getattr(exc, "reason", type(exc).__name__))
             except Exception as exc:  # a bug must not kill the node: log it and keep going
-                self._drop("invalid", f"unexpected error: {exc!r}")
+                self._drop("invalid", f"unexpected error: {exc!r}", "unexpected")
                 self.get_logger().error(traceback.format_exc())
 
     def _frame_from(self, msg) -> Frame | None:
         stamp = conv.stamp_to_sec(msg.header.stamp)
-        if self._last_image_stamp is not None and stamp < self._last_image_stamp - 1.0:
+        head = self._image_timeline.head
+        if self._image_timeline.observe(stamp):  # several images agree: not one outlier stamp
             self.get_logger().warning(
-                f"image stamps jumped back by {self._last_image_stamp - stamp:.1f} s "
-                "(bag loop or clock reset): clearing pose/depth history"
+                f"image stamps jumped back from {head:.1f} s to {stamp:.1f} s "
+                "(bag loop or clock reset): clearing pose/depth history of the old time line"
             )
-            self._poses.clear()
-            self._depths.clear()
-            self._labels.clear()
-        self._last_image_stamp = stamp
+            # values of the new time line (already matched by the images before this one) stay
+            for buf in (self._poses, self._depths, self._labels):
+                buf.discard_after(stamp + CLOCK_JUMP_BACK_S)
+            # a new time line: the speed bound must not compare across it (same map, same anchor)
+            self._gate.reanchor(self._gate.anchor)
         info = self._camera_info
         if info is None:
             raise FrameError("no camera_info received yet")
@@ -289,7 +304,8 @@ class Ovs3dNode(Node):
                 "this node expects rectified images (remap to image_rect / use image_proc)"
             )
         if isinstance(msg, CompressedImage):
-            rgb = decode_compressed(msg.format, bytes(msg.data))
+            rgb = decode_compressed(msg.format, bytes(msg.data), max_pixels=self.cfg.input.max_image_pixels,
+                                    expected_size=(intrinsics.width, intrinsics.height))
         else:
             rgb = decode_image(
                 msg.encoding, msg.height, msg.width, msg.step, bytes(msg.data), msg.is_bigendian
@@ -340,7 +356,7 @@ class Ovs3dNode(Node):
             frame_id=msg.header.frame_id,
             source_id=f"ros:{msg.header.frame_id}@{stamp:.3f}",
         )
-        return frame.validate()
+        return self._gate.check(frame.validate())
 
     def _lookup_pose(self, msg, stamp: float) -> np.ndarray | None:
         tol = self.cfg.ros.pose_tolerance_s
@@ -348,20 +364,28 @@ class Ovs3dNode(Node):
             return self._tf.lookup(msg.header.frame_id, msg.header.stamp, timeout_s=tol)
         pose = self._poses.lookup(stamp, tol)
         deadline = time.monotonic() + tol + 0.1
-        # the pose for this image may still be in flight: wait a little while it can still come
+        # the pose for this image may still be in flight: wait a little while it can still come (a
+        # newer pose is no proof it will not: poses may arrive out of order)
         while pose is None and time.monotonic() < deadline and not self._shutdown.is_set():
-            latest = self._poses.latest_stamp()
-            if latest is not None and latest > stamp + tol:
-                break
             time.sleep(0.01)
             pose = self._poses.lookup(stamp, tol)
         return pose
 
-    def _drop(self, kind: str, reason: str) -> None:
+    def _drop(self, kind: str, reason: str, code: str | None = None) -> None:
+        """Count a dropped frame under ``kind`` (the TrainingStatus counter) and ``code`` (the reason)."""
+        code = code or kind
         with self._lock:
             self.counters[f"frames_dropped_{kind}"] += 1
+            self.drop_reasons[code] = self.drop_reasons.get(code, 0) + 1
             self.last_error = reason
         self.get_logger().warning(f"frame dropped: {reason}", throttle_duration_sec=5.0)
+
+    def _reject_input(self, code: str, reason: str) -> None:
+        """Count a refused non-image message (a pose): not a frame, so no frame counter moves."""
+        with self._lock:
+            self.rejected_inputs[code] = self.rejected_inputs.get(code, 0) + 1
+            self.last_error = reason
+        self.get_logger().warning(reason, throttle_duration_sec=5.0)
 
     def _never_raise(self, callback):
         """Wrap a subscription callback: an exception escaping one would stop executor.spin() and with
@@ -475,6 +499,7 @@ class Ovs3dNode(Node):
             self._stop_training()
             self.trainer = self._new_trainer()
             self.segmenter = self._new_segmenter()
+            self._gate = FrameGate(self.cfg.input)  # a new map is anchored by its own first frame
             self._training_thread = self._start_training()
         except Exception as exc:
             res.success, res.message = False, f"reset failed: {exc!r}"
@@ -512,6 +537,9 @@ class Ovs3dNode(Node):
                 raise FileNotFoundError(f"no checkpoint at {path}")
             self.trainer.load_state_from(path)
             self.segmenter = self._new_segmenter()  # refined vocabularies belong to the old state
+            self._gate = FrameGate(self.cfg.input)  # the loaded map bounds new frames, not the old one
+            if bool(self.trainer.field.bounds_set):
+                self._gate.reanchor(self.trainer.field.scene_center.detach().cpu().numpy())
         except Exception as exc:
             res.success, res.message = False, f"load failed: {exc}"
             return res
@@ -533,6 +561,8 @@ class Ovs3dNode(Node):
         stats = self.trainer.stats()
         with self._lock:
             counters = dict(self.counters)
+            reasons = dict(self.drop_reasons)
+            rejected = dict(self.rejected_inputs)
             last_error = self.last_error
         if self._paused.is_set():
             state = "paused"
@@ -568,6 +598,10 @@ class Ovs3dNode(Node):
                 f"({msg.iterations_per_s:.1f}/s), PSNR {msg.psnr:.1f} dB, "
                 f"frames {counters['frames_received']} (no pose {counters['frames_dropped_no_pose']}, "
                 f"invalid {counters['frames_dropped_invalid']})"
+                + (f", drops by reason {reasons}" if reasons else "")
+                + (f", inputs rejected {rejected}" if rejected else "")
+                + (f", depth pixels out of range {self._gate.depth_pixels_invalidated}"
+                   if self._gate.depth_pixels_invalidated else "")
             )
         every = self.cfg.ros.autosave_every_s
         if every > 0 and now - self._last_autosave >= every and msg.keyframes > 0:

@@ -1,8 +1,10 @@
 """ROS parameters <-> Config: every leaf of the Config tree is one parameter with the same dotted name.
 
-Declared up front with the field's docstring as description and a non-negative range for numbers
-(every numeric setting of the Config is a size, a rate, a weight or a threshold). Most parameters
-shape the model and apply at start-up only; a few are live (see LIVE_PARAMETERS).
+Declared up front with the field's docstring as description and a range for numbers: non-negative
+by default (every numeric setting of the Config is a size, a rate, a weight or a threshold), tighter
+where the code refuses more (RANGES), so `ros2 param set` refuses a value that would make every later
+query fail instead of accepting it. Most parameters shape the model and apply at start-up only; a
+few are live (see LIVE_PARAMETERS).
 """
 
 from __future__ import annotations
@@ -32,6 +34,39 @@ LIVE_PARAMETERS = frozenset(
 _INT_MAX = 2**31 - 1
 _FLOAT_MAX = 1e12
 
+# (lowest, highest) where the code accepts less than [0, max]: each bound is what the reading code
+# checks (a query refuses max_points < 1 and thresholds outside [0, 1], a refine a budget <= 0).
+RANGES: dict[str, tuple[float, float]] = {
+    "query.max_points": (1, _INT_MAX),
+    "query.score_threshold": (0.0, 1.0),  # a softmax probability
+    "query.refine_max_time_s": (1e-3, _FLOAT_MAX),
+    "query.refine_max_steps": (1, _INT_MAX),
+    "query.max_classes": (1, 65535),  # 65535 is the unknown label of uint16 outputs
+    "query.max_class_name_chars": (1, _INT_MAX),
+    "query.mask_max_side": (1, _INT_MAX),
+    "query.overlay_alpha": (0.0, 1.0),
+    "query.score_temperature": (1e-6, _FLOAT_MAX),
+    "query.refine_rays": (1, _INT_MAX),
+    "query.refine_rays_per_step": (1, _INT_MAX),
+    "trainer.rays_per_step": (1, _INT_MAX),
+    "trainer.render_chunk": (1, _INT_MAX),
+    "trainer.oom_min_rays_per_step": (1, _INT_MAX),
+    "keyframes.capacity": (2, _INT_MAX),  # KeyframeBuffer refuses fewer
+    "keyframes.recent_ray_fraction": (0.0, 1.0),
+    "input.min_focal_factor": (1e-6, _FLOAT_MAX),
+    "input.max_focal_factor": (1e-6, _FLOAT_MAX),
+    "input.depth_max_m": (1e-6, _FLOAT_MAX),
+    "input.quaternion_tolerance": (0.0, 1.0),
+    "input.max_image_pixels": (1, _INT_MAX),
+}
+
+
+def parameter_range(key: str, value: typing.Any) -> tuple[float, float]:
+    """The declared (lowest, highest) of a numeric parameter."""
+    if key in RANGES:
+        return RANGES[key]
+    return (0, _INT_MAX) if isinstance(value, int) else (0.0, _FLOAT_MAX)
+
 
 def _descriptor(key: str, value: typing.Any, doc: str) -> ParameterDescriptor:
     desc = ParameterDescriptor(description=doc, read_only=key not in LIVE_PARAMETERS)
@@ -39,10 +74,12 @@ def _descriptor(key: str, value: typing.Any, doc: str) -> ParameterDescriptor:
         desc.type = ParameterType.PARAMETER_BOOL
     elif isinstance(value, int):
         desc.type = ParameterType.PARAMETER_INTEGER
-        desc.integer_range = [IntegerRange(from_value=0, to_value=_INT_MAX, step=0)]
+        lo, hi = parameter_range(key, value)
+        desc.integer_range = [IntegerRange(from_value=int(lo), to_value=int(hi), step=0)]
     elif isinstance(value, float):
         desc.type = ParameterType.PARAMETER_DOUBLE
-        desc.floating_point_range = [FloatingPointRange(from_value=0.0, to_value=_FLOAT_MAX, step=0.0)]
+        lo, hi = parameter_range(key, value)
+        desc.floating_point_range = [FloatingPointRange(from_value=float(lo), to_value=float(hi), step=0.0)]
     elif isinstance(value, str):
         desc.type = ParameterType.PARAMETER_STRING
     elif isinstance(value, list):
@@ -102,4 +139,9 @@ def check_parameter_update(cfg: Config, name: str, value: typing.Any) -> str | N
         apply_flat(cfg, {name: value})
     except ConfigError as exc:
         return str(exc)
+    default = to_flat_dict(cfg)[name]
+    if isinstance(default, (int, float)) and not isinstance(default, bool):
+        lo, hi = parameter_range(name, default)
+        if not lo <= value <= hi:  # rclpy checks the declared range too; NaN fails here as well
+            return f"'{name}' must be within [{lo}, {hi}], got {value}"
     return None

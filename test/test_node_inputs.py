@@ -1,0 +1,191 @@
+"""The node's frame assembly against one bad message at a time (in-process: the callbacks are called
+directly, the assembler thread does the rest): finite-but-absurd camera_info, depth and poses are
+dropped under a named reason and never become keyframes; a refused pose is counted once; poses that
+arrive out of order are matched; one outlier stamp does not wipe the pose/depth history."""
+
+import threading
+import time
+
+import numpy as np
+import pytest
+import rclpy
+from geometry_msgs.msg import PoseStamped
+from std_msgs.msg import Header
+from tiny_config import tiny_config  # noqa: E402 - test/ is on sys.path
+
+from ovs3d_ros.data.synthetic import SyntheticScene
+from ovs3d_ros.ros import conversions as conv
+
+pytestmark = pytest.mark.ros
+
+W, H = 32, 24
+TOL = 0.3  # pose_tolerance_s: the out-of-order pose below arrives well within tol + 0.1 s
+
+
+@pytest.fixture(scope="module")
+def scene():
+    return SyntheticScene("room", seed=0).make_frames(6, 0, W, H)
+
+
+@pytest.fixture(scope="module")
+def node(scene):
+    from ovs3d_ros.ros.node import Ovs3dNode
+
+    cfg = tiny_config()
+    cfg.teacher.synthetic.class_names = tuple(scene.class_names)
+    cfg.ros.pose_source, cfg.ros.pose_tolerance_s = "pose", TOL
+    cfg.trainer.max_steps_per_s = 2.0  # the test is about frames; keep the CPU for the lead's timings
+    context = rclpy.Context()
+    rclpy.init(context=context)
+    node = Ovs3dNode(defaults=cfg, context=context)
+    # count frames the trainer finished with (its own frames_seen moves before the keyframe is in)
+    add_frame, node.frames_added = node.trainer.add_frame, 0
+
+    def counted(frame):
+        kept = add_frame(frame)
+        node.frames_added += 1
+        return kept
+
+    node.trainer.add_frame = counted
+    yield node
+    node.shutdown()
+    node.destroy_node()
+    rclpy.shutdown(context=context)
+
+
+def _processed(node) -> int:
+    c = node.counters
+    return node.frames_added + c["frames_dropped_invalid"] + c["frames_dropped_no_pose"]
+
+
+def _wait(predicate, timeout_s: float = 30.0) -> bool:
+    deadline = time.monotonic() + timeout_s  # a safety net: the loop ends on the condition
+    while time.monotonic() < deadline:
+        if predicate():
+            return True
+        time.sleep(0.01)
+    return False
+
+
+def _pose_msg(pose: np.ndarray, t: float) -> PoseStamped:
+    return conv.matrix_to_pose_stamped(pose, "map", conv.sec_to_stamp(t))
+
+
+def _feed(node, frame, t: float, *, pose=True, info=None, depth=None, quaternion=None):
+    """camera_info, pose, depth and labels, then the image; returns once the assembler handled it."""
+    hdr = Header(frame_id="cam", stamp=conv.sec_to_stamp(t))
+    node._on_camera_info(info or conv.intrinsics_to_camera_info(frame.intrinsics, hdr))
+    if pose is True:
+        msg = _pose_msg(frame.pose, t)
+        if quaternion is not None:
+            o = msg.pose.orientation
+            o.x, o.y, o.z, o.w = quaternion
+        node._on_pose(msg)
+    elif pose is not None:
+        node._on_pose(_pose_msg(pose, t))
+    d = frame.depth if depth is None else depth
+    node._on_depth(conv.numpy_to_image(np.nan_to_num(d).astype(np.float32), "32FC1", hdr))
+    node._on_labels(conv.numpy_to_image(frame.labels.astype(np.uint8), "mono8", hdr))
+    before = _processed(node)
+    node._on_image(conv.numpy_to_image(frame.rgb, "rgb8", hdr))
+    assert _wait(lambda: _processed(node) > before), "the assembler did not handle the frame"
+
+
+def _keyframes(node) -> int:
+    return len(node.trainer.keyframes)
+
+
+def test_good_frames_become_keyframes(node, scene):
+    _feed(node, scene.frames[0], 10.0)
+    _feed(node, scene.frames[1], 10.2)
+    assert _keyframes(node) == 2 and not node.drop_reasons, node.last_error
+
+
+@pytest.mark.parametrize("k, what, reason", [
+    (0, "cx", "principal_point"), (1, "fx", "focal_length"), (2, "depth", "depth_range"),
+    (3, "far_pose", "pose_position"), (4, "jump_pose", "pose_speed"),
+])
+def test_absurd_values_are_dropped_with_a_reason(node, scene, k, what, reason):
+    frame = scene.frames[2]
+    t = 20.0 + 10.0 * k
+    hdr = Header(frame_id="cam", stamp=conv.sec_to_stamp(t))
+    info = conv.intrinsics_to_camera_info(frame.intrinsics, hdr)
+    kwargs = {}
+    if what == "cx":
+        info.k[2] = 1e30
+        kwargs["info"] = info
+    elif what == "fx":
+        info.k[0] = info.k[4] = 1e-3
+        kwargs["info"] = info
+    elif what == "depth":
+        kwargs["depth"] = np.full((H, W), 3e38, np.float32)
+    elif what == "far_pose":
+        far = frame.pose.copy()
+        far[:3, 3] += 1e8
+        kwargs["pose"] = far
+    elif what == "jump_pose":
+        _feed(node, frame, t)  # a good frame first: the speed bound compares with it
+        t += 0.1
+        jump = frame.pose.copy()
+        jump[0, 3] += 50.0  # 500 m/s
+        kwargs["pose"] = jump
+    kf, invalid = _keyframes(node), node.counters["frames_dropped_invalid"]
+    count = node.drop_reasons.get(reason, 0)
+    _feed(node, frame, t, **kwargs)
+    assert node.drop_reasons.get(reason, 0) == count + 1, (node.drop_reasons, node.last_error)
+    assert node.counters["frames_dropped_invalid"] == invalid + 1
+    assert _keyframes(node) == kf
+    assert f"implausible:{reason}" in node._warned  # said once, with the value (the rest is throttled)
+
+
+def test_a_refused_pose_is_counted_once(node, scene):
+    invalid, no_pose = node.counters["frames_dropped_invalid"], node.counters["frames_dropped_no_pose"]
+    _feed(node, scene.frames[3], 200.0, quaternion=(0.0, 0.0, 0.0, 2.0))
+    assert node.rejected_inputs == {"pose_quaternion_norm": 1}
+    assert node.counters["frames_dropped_invalid"] == invalid  # the pose is not a frame
+    assert node.counters["frames_dropped_no_pose"] == no_pose + 1  # its image: once, for its missing pose
+
+
+def test_a_pose_arriving_after_a_newer_one_and_after_its_image_is_matched(node, scene):
+    frame = scene.frames[4]
+    kf, no_pose = _keyframes(node), node.counters["frames_dropped_no_pose"]
+    node._on_pose(_pose_msg(frame.pose, 300.5))  # a newer pose first ...
+    late = threading.Timer(0.05, lambda: node._on_pose(_pose_msg(frame.pose, 300.0)))
+    late.start()  # ... and this image's own pose 50 ms after the image
+    try:
+        _feed(node, frame, 300.0, pose=None)
+    finally:
+        late.join()
+    assert node.counters["frames_dropped_no_pose"] == no_pose, node.last_error
+    assert _keyframes(node) == kf + 1
+
+
+def test_one_future_image_stamp_does_not_wipe_the_history(node, scene):
+    frame = scene.frames[5]
+    # poses and depth for the next second are already in (a pose stream runs ahead of the images)
+    for i in range(5):
+        node._on_pose(_pose_msg(frame.pose, 400.0 + 0.1 * i))
+    _feed(node, frame, 400.0)
+    _feed(node, frame, 2.0e9, pose=None)  # one image with an absurd stamp: no pose, dropped
+    seen, no_pose = node.frames_added, node.counters["frames_dropped_no_pose"]
+    _feed(node, frame, 400.3, pose=None)  # its pose arrived before the outlier
+    assert node.counters["frames_dropped_no_pose"] == no_pose, node.last_error
+    assert node.frames_added == seen + 1  # it reached the trainer
+
+
+@pytest.mark.parametrize("side, reason", [
+    (9000, "image_too_large"), (14_000, "decompression_bomb"), (64, "image_size_mismatch"),
+])
+def test_compressed_images_are_size_checked_before_decoding(node, scene, side, reason):
+    from sensor_msgs.msg import CompressedImage
+    from test_data_image_codec import _png_claiming
+
+    frame = scene.frames[0]
+    t = 500.0 + side * 1e-3
+    hdr = Header(frame_id="cam", stamp=conv.sec_to_stamp(t))
+    node._on_camera_info(conv.intrinsics_to_camera_info(frame.intrinsics, hdr))
+    node._on_pose(_pose_msg(frame.pose, t))
+    count, before = node.drop_reasons.get(reason, 0), _processed(node)
+    node._on_image(CompressedImage(header=hdr, format="png", data=_png_claiming(side, side)))
+    assert _wait(lambda: _processed(node) > before)
+    assert node.drop_reasons.get(reason, 0) == count + 1, (node.drop_reasons, node.last_error)
