@@ -75,8 +75,15 @@ def node_params(class_names: list[str], capacity: int, checkpoint_dir: str) -> d
 
 def run_load(duration_s: float, width: int, height: int, rate_hz: float, query_every_s: float,
              capacity: int, views: int = 48, max_points: int = 20000, log_path: Path | None = None,
-             sample_every_s: float = 1.0) -> dict:
-    """Stream, train, query; return samples and counters (see the module docstring)."""
+             sample_every_s: float = 1.0, min_queries: int = 0, min_keyframes: int = 0,
+             max_duration_s: float | None = None) -> dict:
+    """Stream, train, query; return samples and counters (see the module docstring).
+
+    The run lasts ``duration_s`` and then goes on until ``min_queries`` queries were answered and the
+    node holds ``min_keyframes`` keyframes (so a slow machine stretches the run instead of failing a
+    count), up to
+    ``max_duration_s`` (default 10x ``duration_s``) as a safety net.
+    """
     from ovs3d_ros.srv import Query
 
     from ovs3d_ros.ros.camera_stream import CameraStreamPublisher
@@ -109,7 +116,13 @@ def run_load(duration_s: float, width: int, height: int, rate_hz: float, query_e
         next_query = t_start + query_every_s
         pending = None
         sent = 0
-        while (now := time.monotonic()) < t_start + duration_s:
+        stop_at = t_start + (max_duration_s if max_duration_s is not None else 10.0 * duration_s)
+
+        def done(now: float) -> bool:
+            keyframes = client.status.keyframes if client.status is not None else 0
+            return now >= t_start + duration_s and len(queries) >= min_queries and keyframes >= min_keyframes
+
+        while not done(now := time.monotonic()) and now < stop_at:
             if now >= next_frame:
                 stream.publish(frames[sent % len(frames)], stamp=1000.0 + sent / rate_hz)
                 sent += 1
@@ -145,7 +158,9 @@ def run_load(duration_s: float, width: int, height: int, rate_hz: float, query_e
         alive = proc.poll() is None
         result = {
             "duration_s": duration_s, "width": width, "height": height, "rate_hz": rate_hz,
-            "frames_sent": sent, "achieved_rate_hz": sent / duration_s, "capacity": capacity,
+            "elapsed_s": time.monotonic() - t_start,
+            "frames_sent": sent, "achieved_rate_hz": sent / (time.monotonic() - t_start),
+            "capacity": capacity,
             "alive": alive, "samples": samples, "queries": queries,
             "queries_failed": sum(not q["ok"] for q in queries),
             "status": {k: getattr(status, k) for k in (

@@ -105,8 +105,8 @@ def main() -> int:
         if args.against:
             old = Path(tmp) / "old"
             old.mkdir()
-            archive = subprocess.run(["git", "archive", args.against], cwd=ROOT, check=True, capture_output=True)
-            subprocess.run(["tar", "-x", "-C", str(old)], input=archive.stdout, check=True)
+            tar = subprocess.run(["git", "archive", args.against], cwd=ROOT, check=True, capture_output=True)
+            subprocess.run(["tar", "-x", "-C", str(old)], input=tar.stdout, check=True)
             trees[f"commit {git('rev-parse', '--short', args.against)}"] = old
         runs: dict[str, list[dict]] = {name: [] for name in trees}
         for repeat in range(args.repeats):

@@ -87,7 +87,7 @@ def test_sigkill_then_resume_loses_at_most_one_autosave_interval(scene, ros, tmp
                                            names=("image", "camera_info", "pose", "depth", "labels"))
         _stream(stream, executor, [scene.frames[i] for i in scene.train_indices[:8]], t0=100.0)
         # train through at least two autosaves, then kill at once: no shutdown handler runs
-        status = client.wait_status(executor, lambda s: s.keyframes > 0 and s.iterations > 0, 30.0)
+        status = client.wait_status(executor, lambda s: s.keyframes > 0 and s.iterations > 0, 120.0)
         assert status is not None and status.keyframes > 0, _log_tail(log1)
         deadline = time.monotonic() + 60
         while time.monotonic() < deadline and not (autosave.exists() and client.status.training_time_s > 6):
@@ -114,7 +114,7 @@ def test_sigkill_then_resume_loses_at_most_one_autosave_interval(scene, ros, tmp
     proc = start_node_process(_params(scene, ckpt, resume=True), remaps=stream.topics(), log_path=log2)
     try:
         client.wait_ready(executor, timeout_s=90.0, proc=proc)
-        status = client.wait_status(executor, lambda s: s.iterations > saved_steps, 30.0)
+        status = client.wait_status(executor, lambda s: s.iterations > saved_steps, 120.0)
         assert status is not None and status.iterations > saved_steps, _log_tail(log2)
         assert status.keyframes >= saved_keyframes >= 1 and status.keyframes == before_kill.keyframes
         assert "resumed from" in log2.read_text()
@@ -136,7 +136,7 @@ def test_pose_loss_and_clock_jump_drop_frames_and_training_resumes(scene, ros, t
         assert stream.wait_for_subscribers(lambda s: spin_for(executor, s),
                                            names=("image", "camera_info", "pose", "depth", "labels"))
         _stream(stream, executor, train[:5], t0=500.0)
-        first = client.wait_status(executor, lambda s: s.keyframes > 0 and s.iterations > 0, 30.0)
+        first = client.wait_status(executor, lambda s: s.keyframes > 0 and s.iterations > 0, 120.0)
         assert first is not None and first.keyframes > 0, _log_tail(log)
         spin_for(executor, 2.0)  # keyframe insertion (teacher extraction) runs behind the stream
         first = client.wait_status(executor, lambda s: True, 2.0)
@@ -146,20 +146,20 @@ def test_pose_loss_and_clock_jump_drop_frames_and_training_resumes(scene, ros, t
         # each of the 8 is either dropped for its missing pose or replaced by a newer one before that
         lost = client.wait_status(
             executor, lambda s: (s.frames_dropped_no_pose + s.frames_superseded
-                                 >= first.frames_dropped_no_pose + first.frames_superseded + 8), 15.0)
+                                 >= first.frames_dropped_no_pose + first.frames_superseded + 8), 120.0)
         assert lost.frames_dropped_no_pose - first.frames_dropped_no_pose >= 4, (first, lost)
         assert proc.poll() is None and lost.keyframes == first.keyframes
 
         # 2. the clock jumps back by 400 s (a bag loops) and poses return, with views not seen before
         _stream(stream, executor, train[5:], t0=100.0)
-        back = client.wait_status(executor, lambda s: s.keyframes > first.keyframes, 20.0)
+        back = client.wait_status(executor, lambda s: s.keyframes > first.keyframes, 120.0)
         assert back is not None and back.keyframes > first.keyframes, (first, back, _log_tail(log))
         assert "jumped back" in log.read_text()
         # at most the first frame after the jump may miss its pose (history cleared under it)
         assert back.frames_dropped_no_pose - lost.frames_dropped_no_pose <= 1, (lost, back)
 
         # 3. training goes on
-        later = client.wait_status(executor, lambda s: s.iterations > back.iterations + 5, 20.0)
+        later = client.wait_status(executor, lambda s: s.iterations > back.iterations + 5, 120.0)
         assert later.iterations > back.iterations + 5 and later.state == "training"
         res = client.query(executor, scene.class_names)
         assert res.success, res.message

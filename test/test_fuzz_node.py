@@ -180,7 +180,7 @@ def test_fuzzed_inputs_and_requests_never_crash_the_node(scene, fuzz_node):
     for k, frame in enumerate(frames[:4]):  # a trained state for the queries to work on
         stream.publish(frame, stamp=10.0 + 0.2 * k)
         spin_for(executor, 0.2)
-    warm = client.wait_status(executor, lambda s: s.keyframes > 0 and s.iterations > 20, 40.0)
+    warm = client.wait_status(executor, lambda s: s.keyframes > 0 and s.iterations > 20, 120.0)
     assert warm is not None and warm.keyframes > 0, log.read_text()[-3000:]
     assert client.query(executor, scene.class_names).success
     rss_before = psutil.Process(proc.pid).memory_info().rss
@@ -237,7 +237,7 @@ def test_fuzzed_inputs_and_requests_never_crash_the_node(scene, fuzz_node):
     for k, frame in enumerate(frames):
         stream.publish(frame, stamp=5000.0 + 0.2 * k)
         spin_for(executor, 0.2)
-    after = client.wait_status(executor, lambda s: s.keyframes > 0 and s.state == "training", 30.0)
+    after = client.wait_status(executor, lambda s: s.keyframes > 0 and s.state == "training", 120.0)
     assert after is not None and after.keyframes > 0, log.read_text()[-3000:]
     res = client.query(executor, scene.class_names, mask_source=Query.Request.MASK_LATEST_KEYFRAME)
     assert res.success, res.message
@@ -259,7 +259,7 @@ def test_frames_still_train_after_a_reset(scene, fuzz_node):
     for k, i in enumerate(scene.train_indices):
         stream.publish(scene.frames[i], stamp=9000.0 + 0.2 * k)
         spin_for(executor, 0.2)
-    status = client.wait_status(executor, lambda s: s.keyframes > 0, 15.0)
+    status = client.wait_status(executor, lambda s: s.keyframes > 0, 120.0)
     assert proc.poll() is None
     assert status is not None and status.keyframes > 0, status
 
@@ -281,7 +281,7 @@ def test_absurd_finite_values_are_dropped_and_queries_still_succeed(scene, fuzz_
     for k, frame in enumerate(frames):  # a trained state (the previous test reset the node)
         stream.publish(frame, stamp=t + 0.2 * k)
         spin_for(executor, 0.2)
-    base = client.wait_status(executor, lambda s: s.keyframes > 0 and s.iterations > 10, 40.0)
+    base = client.wait_status(executor, lambda s: s.keyframes > 0 and s.iterations > 10, 120.0)
     assert base is not None and base.keyframes > 0, log.read_text()[-3000:]
 
     def far(frame, offset):
@@ -303,7 +303,7 @@ def test_absurd_finite_values_are_dropped_and_queries_still_succeed(scene, fuzz_
         stream.publish(bad, stamp=t)
         spin_for(executor, 0.3)
         after = client.wait_status(
-            executor, lambda s, b=before: s.frames_dropped_invalid > b.frames_dropped_invalid, 15.0)
+            executor, lambda s, b=before: s.frames_dropped_invalid > b.frames_dropped_invalid, 120.0)
         assert after is not None, (reason, before, log.read_text()[-2000:])
         assert f"frame dropped ({reason})" in log.read_text(), (reason, log.read_text()[-2000:])
         res = client.query(executor, scene.class_names)
@@ -320,7 +320,7 @@ def test_absurd_finite_values_are_dropped_and_queries_still_succeed(scene, fuzz_
     stream.info_pub.publish(conv.intrinsics_to_camera_info(f.intrinsics, Header(frame_id="c", stamp=stamp)))
     stream.image_pub.publish(conv.numpy_to_image(f.rgb, "rgb8", Header(frame_id="c", stamp=stamp)))
     after = client.wait_status(
-        executor, lambda s: s.frames_dropped_no_pose > before.frames_dropped_no_pose, 15.0)
+        executor, lambda s: s.frames_dropped_no_pose > before.frames_dropped_no_pose, 120.0)
     assert after.frames_dropped_no_pose == before.frames_dropped_no_pose + 1, (before, after)
     assert after.frames_dropped_invalid == before.frames_dropped_invalid, (before, after)
     assert "quaternion" in log.read_text()
@@ -330,19 +330,19 @@ def test_absurd_finite_values_are_dropped_and_queries_still_succeed(scene, fuzz_
     stream.image_pub.publish(conv.numpy_to_image(f.rgb, "rgb8", Header(frame_id="c",
                                                                          stamp=conv.sec_to_stamp(2.0e9))))
     before = client.wait_status(
-        executor, lambda s: s.frames_dropped_no_pose > after.frames_dropped_no_pose, 15.0)
+        executor, lambda s: s.frames_dropped_no_pose > after.frames_dropped_no_pose, 120.0)
     assert before is not None
     for k, frame in enumerate(frames[:3]):
         stream.publish(frame, stamp=t + 1.0 + 0.2 * k)
         spin_for(executor, 0.3)
     after = client.wait_status(
-        executor, lambda s: s.frames_received >= before.frames_received + 3, 15.0)
+        executor, lambda s: s.frames_received >= before.frames_received + 3, 120.0)
     spin_for(executor, 1.0)
     after = client.wait_status(executor, lambda s: True, 5.0)
     assert after.frames_dropped_no_pose == before.frames_dropped_no_pose, (before, after)
     assert log.read_text().count("jumped back") == jumps
 
-    later = client.wait_status(executor, lambda s: s.iterations > after.iterations + 5, 30.0)
+    later = client.wait_status(executor, lambda s: s.iterations > after.iterations + 5, 120.0)
     assert later is not None and later.state == "training", later
     res = client.query(executor, scene.class_names)
     assert res.success and _cloud_points(res) > 0, res.message

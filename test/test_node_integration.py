@@ -21,7 +21,10 @@ from ovs3d_ros.ros.client import Ovs3dClient, init_context, spin_for, start_node
 pytestmark = pytest.mark.ros
 
 WIDTH, HEIGHT, N_TRAIN = 64, 48, 14
-TRAIN_SECONDS = 25.0
+# The module trains until the node reports this many feature-distillation steps, however long that takes
+# on the machine at hand (a busy CI machine stretches the wait, it does not shorten the training).
+SEMANTIC_ITERATIONS = 150
+TRAINING_TIMEOUT_S = 900.0  # a safety net only: on an idle 2-core machine this takes ~40 s
 
 
 @pytest.fixture(scope="module")
@@ -63,10 +66,10 @@ def running_node(scene, ros, tmp_path_factory):
             spin_for(executor, 0.2)
         status = client.wait_status(
             executor,
-            lambda s: s.training_time_s >= TRAIN_SECONDS and s.keyframes > 0,
-            timeout_s=TRAIN_SECONDS + 60.0,
+            lambda s: s.semantic_iterations >= SEMANTIC_ITERATIONS and s.keyframes > 0,
+            timeout_s=TRAINING_TIMEOUT_S,
         )
-        assert status is not None and status.keyframes > 0, (
+        assert status is not None and status.semantic_iterations >= SEMANTIC_ITERATIONS, (
             f"node did not train; log:\n{log.read_text()[-3000:]}"
         )
         yield dict(
@@ -124,7 +127,7 @@ def test_query_returns_labeled_cloud_and_mask_matching_ground_truth(running_node
     gt = scene.frames[scene.test_indices[0]].labels
     acc = metrics.paper_metrics([label], [gt], len(scene.class_names)).accuracy
     # Chance on this view is below 0.35 (largest class share); the synthetic 2D teacher itself is
-    # calibrated to ~0.6-0.8 mIoU. A 25 s CPU training at 64x48 that clears 0.5 pixel accuracy on a
+    # calibrated to ~0.6-0.8 mIoU. 150 semantic steps at 64x48 that clear 0.5 pixel accuracy on a
     # view it never saw has learned multi-view-consistent labels; a broken pose/label path stays at chance.
     largest_share = np.bincount(gt[gt != 255], minlength=len(scene.class_names)).max() / (gt != 255).sum()
     assert acc > max(0.5, largest_share + 0.1), (

@@ -34,7 +34,7 @@ def untrained():
     torch.manual_seed(0)
     data = SyntheticScene("room", seed=0).make_frames(2, 1, 24, 18)
     cfg = tiny_config()
-    cfg.trainer.semantic_start_step = 200
+    cfg.trainer.semantic_start_step, cfg.trainer.semantic_start_psnr = 200, 99.0  # not within 3 steps
     teacher = build_teacher(cfg.teacher, "cpu", data.class_names)
     trainer = Trainer(cfg, "cpu", teacher)
     for frame in data.train_frames:
@@ -64,6 +64,7 @@ def test_node_query_message_says_semantics_are_untrained():
     data = SyntheticScene("room", seed=0).make_frames(2, 1, 24, 18)
     cfg = tiny_config()
     cfg.trainer.semantic_start_step, cfg.ros.autosave_every_s = 200, 0.0
+    cfg.trainer.semantic_start_psnr = 99.0
     cfg.ros.pose_source = "pose"
     cfg.teacher.synthetic.class_names = list(data.class_names)
     context = rclpy.Context()

@@ -142,7 +142,7 @@ class KeyframeBuffer:
                 depth=depth,
                 pose=np.asarray(frame.pose, dtype=np.float64).copy(),
                 intrinsics=frame.intrinsics,
-                clip=None if clip is None else pixel_major(clip.to(self.device, torch.float16)),
+                clip=_stored_clip(clip, self.device),
                 dino=None if dino is None else dino.to(self.device, torch.float16),
                 sharpness=sharpness(frame.rgb) if self.cfg.min_sharpness > 0 else 0.0,
                 stamp=float(frame.stamp),
@@ -293,7 +293,7 @@ class KeyframeBuffer:
                         depth=None if d["depth"] is None else d["depth"].to(self.device, torch.float32),
                         pose=d["pose"].numpy().astype(np.float64),
                         intrinsics=Intrinsics(**intr),
-                        clip=None if d["clip"] is None else pixel_major(d["clip"].to(self.device, torch.float16)),
+                        clip=_stored_clip(d["clip"], self.device),
                         dino=None if d["dino"] is None else d["dino"].to(self.device, torch.float16),
                         sharpness=float(d["sharpness"]),
                         stamp=float(d["stamp"]),
@@ -304,6 +304,11 @@ class KeyframeBuffer:
             raise KeyframeError(f"keyframe state is malformed: {exc!r}") from exc
         with self._lock:
             self.keyframes, self.next_uid, self.evicted = frames, next_uid, evicted
+
+
+def _stored_clip(clip: torch.Tensor | None, device) -> torch.Tensor | None:
+    """CLIP maps as the buffer keeps them: fp16, pixel-major, on the buffer's device."""
+    return None if clip is None else pixel_major(clip.to(device, torch.float16))
 
 
 def pixel_major(clip: torch.Tensor) -> torch.Tensor:
@@ -381,7 +386,7 @@ def _batched_features(keyframes: list, slots: torch.Tensor, pixels: torch.Tensor
     corners = torch.empty(index_sorted.shape[0], first.shape[0] * first.shape[1], dtype=first.dtype,
                           device=device)
     start = 0
-    for kf, count in zip(kfs, counts):  # each keyframe's corner rows straight into their place
+    for kf, count in zip(kfs, counts, strict=True):  # each keyframe's corner rows straight into their place
         part = slice(4 * start, 4 * (start + count))
         torch.index_select(_feature_rows(kf.clip), 0, index_sorted[part], out=corners[part])
         start += count
