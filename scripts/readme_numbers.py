@@ -1,0 +1,112 @@
+"""The README's measured figures, written from the JSON files the benchmarks and the demo wrote.
+
+    .venv/bin/python scripts/readme_numbers.py          # rewrite the marked README blocks
+    .venv/bin/python scripts/readme_numbers.py --check  # exit 1 when the README differs (a test runs this)
+
+Every figure the README states about the demo or a benchmark lives between ``<!-- numbers:NAME -->`` and
+``<!-- /numbers:NAME -->`` and is rendered here from ``bench/results/``; nobody types them. Regenerate the
+JSON with the command each block names, then run this script.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import re
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+RESULTS = ROOT / "bench" / "results"
+README = ROOT / "README.md"
+BLOCK = re.compile(r"(<!-- numbers:(?P<name>[a-z_]+) -->\n)(?P<body>.*?)(<!-- /numbers:(?P=name) -->)", re.S)
+
+
+def _load(name: str):
+    path = RESULTS / name
+    if name.endswith(".jsonl"):
+        return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+    return json.loads(path.read_text())
+
+
+def _pct(x: float) -> str:
+    return f"{100.0 * x:.1f}"
+
+
+def demo() -> str:
+    d = _load("demo_cpu.json")
+    w, h = d["resolution"]
+    minutes, seconds = divmod(round(d["total_s"]), 60)
+    return (
+        f"One run from a fresh clone on the idle 2-core CPU (`bash scripts/demo.sh --record "
+        f"bench/results/demo_cpu.json`, load {d['loadavg_1min'][0]:.1f} at the start): {d['frames_sent']} "
+        f"frames at {w}×{h} streamed at 3 Hz, {d['keyframes']} keyframes, {d['iterations']} training "
+        f"iterations ({d['semantic_iterations']} with the feature distillation), held-out PSNR "
+        f"{d['psnr_db']:.1f} dB. The returned mask scores **{_pct(d['mask_miou_paper'])} mIoU (paper metric), "
+        f"{_pct(d['mask_accuracy'])} % accuracy** on the held-out view; the synthetic 2D teacher that trained "
+        f"it scores {_pct(d['teacher_miou_paper'])} mIoU on the same view ({d['margin_points']:+.1f} points "
+        f"for 3D). The query took {d['query_latency_s']:.1f} s on the CPU (cloud of {d['points'] // 1000}k "
+        f"points + the {w}×{h} mask); {minutes} min {seconds:02d} s end to end.\n"
+    )
+
+
+def step_cost() -> str:
+    d = _load("step_cost_cpu.json")
+    rows = []
+    for tree, s in d["summary"].items():
+        ratios = "/".join(f"{r:.2f}" for r in s["semantic_over_geometry"])
+        geometry = "/".join(f"{1000 * g:.0f}" for g in s["geometry_s_per_step"])
+        semantic = "/".join(f"{1000 * g:.0f}" for g in s["semantic_s_per_step"])
+        rows.append(f"| {tree} | {geometry} ms | {semantic} ms | **{ratios}×** |")
+    return (
+        f"Semantic vs geometry-only training step at the default config (`{d['command']}`, "
+        f"{d['threads']} thread, one value per alternating process):\n\n"
+        "| code | geometry step | semantic step | semantic / geometry |\n|---|---|---|---|\n"
+        + "\n".join(rows) + "\n"
+    )
+
+
+def stream() -> str:
+    parts = []
+    for preset in ("room", "table"):
+        s = _load(f"stream_{preset}_160x120_120s.jsonl")[-1]["summary"]
+        r = s["results"]["rgbd"]
+        parts.append((preset, r["test_psnr"], 100.0 * r["test_depth_mae_m"], s["seconds"]))
+    return (
+        "streaming field quality (`stream.md`, `python bench/stream.py`): "
+        + " / ".join(f"{p:.1f}" for _, p, _, _ in parts) + " dB and "
+        + " / ".join(f"{m:.1f}" for _, _, m, _ in parts)
+        + f" cm on held-out views of {' / '.join(n for n, *_ in parts)} after {parts[0][3]:.0f} s at 160×120\n"
+    )
+
+
+RENDERERS = {"demo": demo, "step_cost": step_cost, "stream": stream}
+
+
+def render(text: str) -> str:
+    def fill(m: re.Match) -> str:
+        name = m.group("name")
+        if name not in RENDERERS:
+            raise KeyError(f"README block '{name}' has no renderer in scripts/readme_numbers.py")
+        return m.group(1) + RENDERERS[name]() + m.group(4)
+
+    return BLOCK.sub(fill, text)
+
+
+def main(argv=None) -> int:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--check", action="store_true", help="exit 1 if the README is not what the JSON says")
+    args = p.parse_args(argv)
+    text = README.read_text()
+    new = render(text)
+    if args.check:
+        if new != text:
+            print("README.md figures differ from bench/results: run scripts/readme_numbers.py", file=sys.stderr)
+            return 1
+        return 0
+    README.write_text(new)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
