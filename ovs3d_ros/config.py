@@ -282,6 +282,11 @@ class QueryConfig:
     """Voxel size of the cloud downsampling."""
     score_threshold: float = 0.0
     """Default score below which a label is 'unknown' (0 = never unknown)."""
+    decision_rule: str = "relevancy"
+    """'relevancy': argmax of the cosine min-max normalised per class over one mask / one cloud, the 2D
+    teacher's own rule (held-out mIoU, room / clutter seed 1: 88.1 -> 90.5 / 50.2 -> 65.7 against
+    'cosine'); every class then wins somewhere, so name what is in the scene. 'cosine': plain argmax of
+    the cosine (3D-OVS's evaluation rule), for vocabularies with absent classes."""
     use_canonical_negatives: bool = False
     """Also call a point unknown when a canonical negative scores higher than every class."""
     max_classes: int = 1000

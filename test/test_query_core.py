@@ -1,5 +1,6 @@
 """Query pieces without a field: classification, unknowns, the refine head and its LRU cache."""
 
+import pytest
 import torch
 import torch.nn.functional as F
 
@@ -85,3 +86,27 @@ def test_refine_cache_is_lru():
     assert cache.get("b") is None and cache.get("a") is heads[0] and len(cache) == 2
     cache.clear()
     assert len(cache) == 0
+
+
+def test_relevancy_rule_is_the_teachers_per_image_min_max_decision():
+    """'relevancy' labels equal the 2D teacher's rule (teacher_labels on one scale at full resolution),
+    and it undoes a per-class cosine bias that the plain argmax follows."""
+    from ovs3d_ros.core.teachers.relevancy import teacher_labels
+
+    torch.manual_seed(3)
+    text = F.normalize(torch.randn(4, 16), dim=-1)
+    truth = torch.randint(0, 4, (600,))
+    # every feature leans towards class 0 (as features of small objects lean towards the large surface
+    # around them): the plain argmax then says 0 too often
+    feats = F.normalize(text[truth] + 0.9 * text[0] + 0.3 * torch.randn(600, 16), dim=-1)
+    got = classify(feats, text, 0.1, chunk=77, rule="relevancy")
+    maps = feats.t().reshape(1, 16, 20, 30)  # (S=1, D, h, w): the same 600 rows as an image
+    expected = teacher_labels(maps, text, 20, 30).reshape(-1)
+    assert torch.equal(got.labels, expected)
+    cosine = classify(feats, text, 0.1, rule="cosine")
+    assert (got.labels == truth).float().mean() > (cosine.labels == truth).float().mean() + 0.1
+    # the score stays the chosen class's softmax probability
+    cos = feats @ text.t()
+    torch.testing.assert_close(got.scores, (cos / 0.1).softmax(1).gather(1, got.labels[:, None])[:, 0])
+    with pytest.raises(ValueError, match="decision rule"):
+        classify(feats, text, 0.1, rule="vote")

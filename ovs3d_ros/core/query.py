@@ -38,31 +38,48 @@ class Labels:
     scores: torch.Tensor   # (N,) float32
 
 
+DECISION_RULES = ("relevancy", "cosine")
+
+
 def classify(features: torch.Tensor, text: torch.Tensor, temperature: float,
              score_threshold: float = 0.0, negatives: torch.Tensor | None = None,
-             chunk: int = 65536) -> Labels:
-    """Argmax of cosine(feature, text) per row, its softmax score, and unknowns (-1).
+             chunk: int = 65536, rule: str = "cosine") -> Labels:
+    """Per row: a label by the decision ``rule``, its softmax score, and unknowns (-1).
 
+    Rules (``query.decision_rule``):
+        'cosine': argmax over classes of cosine(feature, text) (3D-OVS's evaluation rule).
+        'relevancy': argmax of the cosine min-max normalised per class over the rows of this call (one
+            rendered image, or one cloud): the rule by which the 2D teacher itself decides
+            (``teachers.relevancy.teacher_labels``), so the 3D answer inherits its per-image calibration.
+            Each class reaches 1 somewhere in the set, so it suits a vocabulary of what is in view.
     Args:
         features: (N, D) CLIP-space features (any norm).
         text: (C, D) unit text features of the vocabulary.
         negatives: (K, D) unit canonical-negative features; a row whose best negative cosine beats
             its best class cosine is unknown.
+    The score is the chosen class's probability under softmax(cos / temperature).
     Chunked so a 300k-point cloud never builds more than ``chunk`` x C logits at once.
     """
+    if rule not in DECISION_RULES:
+        raise ValueError(f"decision rule must be one of {DECISION_RULES}, got {rule!r}")
+    chunks = [F.normalize(features[i:i + chunk].float(), dim=-1) for i in range(0, features.shape[0], chunk)]
+    if not chunks:
+        return Labels(torch.zeros(0, dtype=torch.long), torch.zeros(0))
+    lo = hi = None
+    if rule == "relevancy":
+        lo = torch.stack([(u @ text.t()).amin(dim=0) for u in chunks]).amin(dim=0)
+        hi = torch.stack([(u @ text.t()).amax(dim=0) for u in chunks]).amax(dim=0)
     labels, scores = [], []
-    for start in range(0, features.shape[0], chunk):
-        unit = F.normalize(features[start:start + chunk].float(), dim=-1)
+    for unit in chunks:
         cos = unit @ text.t()
-        prob = torch.softmax(cos / temperature, dim=-1)
-        score, label = prob.max(dim=-1)
+        decision = cos if lo is None else (cos - lo) / (hi - lo).clamp_min(1e-8)
+        label = decision.argmax(dim=-1)
+        score = torch.softmax(cos / temperature, dim=-1).gather(1, label[:, None]).squeeze(1)
         unknown = score < score_threshold
         if negatives is not None and negatives.shape[0] > 0:
             unknown |= (unit @ negatives.t()).max(dim=-1).values > cos.max(dim=-1).values
         labels.append(torch.where(unknown, torch.full_like(label, -1), label))
         scores.append(score)
-    if not labels:
-        return Labels(torch.zeros(0, dtype=torch.long), torch.zeros(0))
     return Labels(torch.cat(labels), torch.cat(scores))
 
 
@@ -399,7 +416,7 @@ class Segmenter:
         def label(features: torch.Tensor) -> Labels:
             with torch.no_grad():
                 feats = head(features) if head is not None else features
-                return classify(feats, text, q.score_temperature, threshold, negatives)
+                return classify(feats, text, q.score_temperature, threshold, negatives, rule=q.decision_rule)
 
         colors = class_colors(names)
         xyz = np.zeros((0, 3), np.float32)
