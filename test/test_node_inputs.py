@@ -189,3 +189,31 @@ def test_compressed_images_are_size_checked_before_decoding(node, scene, side, r
     node._on_image(CompressedImage(header=hdr, format="png", data=_png_claiming(side, side)))
     assert _wait(lambda: _processed(node) > before)
     assert node.drop_reasons.get(reason, 0) == count + 1, (node.drop_reasons, node.last_error)
+
+
+def test_waiting_images_are_a_bounded_queue_oldest_dropped_first(scene):
+    """With the assembler stopped, images pile up to ros.frame_queue_size; each one beyond drops the
+    oldest (counted as superseded) and the newest stay, in order."""
+    from ovs3d_ros.ros.node import Ovs3dNode
+
+    cfg = tiny_config()
+    cfg.teacher.synthetic.class_names = tuple(scene.class_names)
+    cfg.ros.pose_source, cfg.ros.frame_queue_size = "pose", 3
+    context = rclpy.Context()
+    rclpy.init(context=context)
+    node = Ovs3dNode(defaults=cfg, context=context)
+    try:
+        node._paused.set()
+        node._shutdown.set()  # stop the assembler thread so nothing leaves the queue
+        node._assembler.join(timeout=30.0)
+        assert not node._assembler.is_alive()
+        images = [conv.numpy_to_image(f.rgb, "rgb8", Header(stamp=conv.sec_to_stamp(float(i)), frame_id="c"))
+                  for i, f in enumerate(scene.frames)]
+        for image in images:
+            node._on_image(image)
+        assert node.counters["frames_received"] == 6 and node.counters["frames_superseded"] == 3
+        assert [m.header.stamp.sec for m in node._pending_images] == [3, 4, 5]
+    finally:
+        node.shutdown()
+        node.destroy_node()
+        rclpy.shutdown(context=context)

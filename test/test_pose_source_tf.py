@@ -132,7 +132,7 @@ def test_node_counts_an_empty_frame_id_as_a_no_pose_drop(fake_tf2):
         for _ in range(3):
             node._on_image(conv.numpy_to_image(np.zeros((6, 8, 3), np.uint8), "rgb8", header))
             deadline = time.monotonic() + 20.0  # safety net; the frame thread takes milliseconds
-            while node._pending_image is not None and time.monotonic() < deadline:
+            while node._pending_images and time.monotonic() < deadline:
                 time.sleep(0.01)
         deadline = time.monotonic() + 20.0
         while sum(node.counters[k] for k in ("frames_dropped_no_pose", "frames_dropped_invalid")) < 3:

@@ -192,3 +192,13 @@ def test_weights_of_another_architecture_are_rejected(tmp_path):
     garbage.write_bytes(b"not a checkpoint")
     with pytest.raises(TeacherLoadError, match="cannot read checkpoint"):
         load_clip(ClipConfig(model="ViT-B-16", pretrained=str(garbage)))
+
+
+def test_prefix_sum_equals_cumsum_along_each_dimension():
+    from ovs3d_ros.core.teachers.clip import prefix_sum_
+
+    x = torch.randn(3, 5, 7, 4, dtype=torch.float64)
+    for dim in range(4):
+        torch.testing.assert_close(prefix_sum_(x.clone(), dim), x.cumsum(dim))
+    both = prefix_sum_(prefix_sum_(x.clone(), 1), 2)
+    torch.testing.assert_close(both, x.cumsum(1).cumsum(2))

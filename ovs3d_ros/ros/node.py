@@ -13,6 +13,7 @@ import signal
 import threading
 import time
 import traceback
+from collections import deque
 from pathlib import Path
 
 import numpy as np
@@ -75,7 +76,7 @@ class Ovs3dNode(Node):
 
         self._lock = threading.Lock()  # node counters and the frame slot
         self._frame_ready = threading.Condition(self._lock)
-        self._pending_image = None  # latest-frame-wins slot (msg, receive time)
+        self._pending_images: deque = deque()  # images waiting for assembly, oldest first
         self._camera_info: CameraInfo | None = None
         self._depths = StampedBuffer(maxlen=MATCH_HISTORY)
         self._labels = StampedBuffer(maxlen=MATCH_HISTORY)
@@ -220,9 +221,11 @@ class Ovs3dNode(Node):
     def _on_image(self, msg) -> None:
         with self._lock:
             self.counters["frames_received"] += 1
-            if self._pending_image is not None:
+            self._pending_images.append(msg)
+            # bounded: a node that cannot keep up drops the oldest waiting image, never builds a backlog
+            while len(self._pending_images) > max(1, self.cfg.ros.frame_queue_size):
+                self._pending_images.popleft()
                 self.counters["frames_superseded"] += 1
-            self._pending_image = msg
             self._frame_ready.notify()
 
     def _on_camera_info(self, msg: CameraInfo) -> None:
@@ -262,9 +265,9 @@ class Ovs3dNode(Node):
     def _assemble_frames(self) -> None:
         while not self._shutdown.is_set():
             with self._frame_ready:
-                while self._pending_image is None and not self._shutdown.is_set():
+                while not self._pending_images and not self._shutdown.is_set():
                     self._frame_ready.wait(timeout=0.2)
-                msg, self._pending_image = self._pending_image, None
+                msg = self._pending_images.popleft() if self._pending_images else None
             if msg is None:
                 continue
             try:

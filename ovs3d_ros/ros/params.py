@@ -52,6 +52,7 @@ RANGES: dict[str, tuple[float, float]] = {
     "trainer.render_chunk": (1, _INT_MAX),
     "trainer.oom_min_rays_per_step": (1, _INT_MAX),
     "keyframes.capacity": (2, _INT_MAX),  # KeyframeBuffer refuses fewer
+    "ros.frame_queue_size": (1, _INT_MAX),
     "keyframes.recent_ray_fraction": (0.0, 1.0),
     "input.min_focal_factor": (1e-6, _FLOAT_MAX),
     "input.max_focal_factor": (1e-6, _FLOAT_MAX),

@@ -197,6 +197,16 @@ def cut_crops(image: torch.Tensor, boxes: torch.Tensor, crop: int, pil_rounding:
 # Per-pixel averaging of box embeddings
 
 
+def prefix_sum_(x: torch.Tensor, dim: int) -> torch.Tensor:
+    """In-place inclusive prefix sum of ``x`` along ``dim`` (same values as ``x.cumsum(dim)``), one slab
+    addition per index: on the CPU, ``cumsum`` over a non-innermost dimension of an (S, h, w, 512) buffer
+    runs element by element (measured 207 ms vs 13 ms for (3, 41, 54, 512) float64: most of a synthetic
+    teacher's extraction)."""
+    for i in range(1, x.shape[dim]):
+        x.select(dim, i).add_(x.select(dim, i - 1))
+    return x
+
+
 class BoxAverager:
     """Per pixel and scale, the mean of the embeddings of all boxes covering the pixel.
 
@@ -228,7 +238,7 @@ class BoxAverager:
     def mean(self) -> torch.Tensor:
         """(S, D, h, w) float32 unnormalised mean; raises if some pixel has no box."""
         s_count, h, w, d = self.shape
-        sums = self.sums.view(s_count, h + 1, w + 1, d).cumsum(1).cumsum(2)[:, :h, :w]
+        sums = prefix_sum_(prefix_sum_(self.sums.view(s_count, h + 1, w + 1, d).clone(), 1), 2)[:, :h, :w]
         counts = self.counts.view(s_count, h + 1, w + 1).cumsum(1).cumsum(2)[:, :h, :w]
         if bool((counts < 0.5).any()):
             raise TeacherError("some pixels are covered by no crop box")
