@@ -364,10 +364,11 @@ class RosConfig:
     """Odometry only: camera optical frame in the odometry child frame, x y z qx qy qz qw."""
     compressed: bool = False
     """Subscribe to sensor_msgs/CompressedImage instead of Image."""
-    frame_queue_size: int = 4
+    frame_queue_size: int = 16
     """Images waiting for frame assembly (teacher features, keyframe selection); when full, the oldest is
-    dropped and counted as superseded. 1 = latest frame wins (at 3 Hz that lost 11 of the demo's 36
-    views while training shared the CPU)."""
+    dropped and counted as superseded. 1 = latest frame wins: at 3 Hz that lost 11 of the demo's 36 views
+    while training shared the CPU (a keyframe's teacher features take ~0.2-0.4 s there), 4 still lost 9.
+    16 holds 5 s of a 3 Hz camera, 0.5 s of a 30 Hz one (within the depth/label match history)."""
     use_depth: bool = True
     """Subscribe to the depth topic."""
     status_rate_hz: float = 1.0
