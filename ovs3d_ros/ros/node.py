@@ -2,7 +2,7 @@
 publishes (latched) and returns a labeled PointCloud2, masks and class markers.
 
 A thin adapter: messages are converted (ros.conversions, core.image_codec) into core Frames, the core
-Trainer learns, the core Segmenter answers. Callbacks only enqueue (latest frame wins); a frame
+Trainer learns, the core Segmenter answers. Callbacks only enqueue (a bounded queue, oldest dropped first); a frame
 assembler thread matches pose/depth and inserts keyframes; a training thread steps the Trainer.
 """
 
