@@ -2,8 +2,9 @@
 publishes (latched) and returns a labeled PointCloud2, masks and class markers.
 
 A thin adapter: messages are converted (ros.conversions, core.image_codec) into core Frames, the core
-Trainer learns, the core Segmenter answers. Callbacks only enqueue (a bounded queue, oldest dropped first); a frame
-assembler thread matches pose/depth and inserts keyframes; a training thread steps the Trainer.
+Trainer learns, the core Segmenter answers. Callbacks only enqueue (a bounded queue, oldest dropped
+first); a frame assembler thread matches pose/depth and inserts keyframes; a training thread steps the
+Trainer.
 """
 
 from __future__ import annotations
