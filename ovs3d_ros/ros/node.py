@@ -29,7 +29,7 @@ from std_msgs.msg import Header
 from std_srvs.srv import SetBool, Trigger
 from visualization_msgs.msg import MarkerArray
 
-from ovs3d_ros.config import Config, ConfigError, apply_flat, resolve_device
+from ovs3d_ros.config import Config, ConfigError, resolve_device, update_in_place
 from ovs3d_ros.core.camera import pose_from_xyz_quat
 from ovs3d_ros.core.frame import Frame, FrameError
 from ovs3d_ros.core.image_codec import (
@@ -43,7 +43,13 @@ from ovs3d_ros.core.oom import segment_with_oom_retry
 from ovs3d_ros.core.plausibility import FrameGate, ImplausibleInput, check_quaternion
 from ovs3d_ros.msg import TrainingStatus
 from ovs3d_ros.ros import conversions as conv
-from ovs3d_ros.ros.params import check_parameter_update, config_from_parameters, declare_config_parameters
+from ovs3d_ros.ros.params import (
+    check_parameter_updates,
+    config_from_parameters,
+    declare_config_parameters,
+    live_updates,
+    live_values,
+)
 from ovs3d_ros.ros.pose_sources import TfPoseSource, tf2_available
 from ovs3d_ros.ros.scene_msgs import class_markers, segmented_scene
 from ovs3d_ros.ros.stamped_buffer import CLOCK_JUMP_BACK_S, StampedBuffer, Timeline
@@ -71,7 +77,9 @@ class Ovs3dNode(Node):
         declare_config_parameters(self, defaults)
         self.cfg = config_from_parameters(self, defaults)
         self.device = resolve_device(self.cfg)
-        self.add_on_set_parameters_callback(self._on_set_parameters)
+        # live parameters: the on-set callback validates, the post-set one applies (ros/params.py)
+        self.add_on_set_parameters_callback(self._check_parameters)
+        self.add_post_set_parameters_callback(self._apply_parameters)
 
         self._lock = threading.Lock()  # node counters and the frame slot
         self._frame_ready = threading.Condition(self._lock)
@@ -200,20 +208,41 @@ class Ovs3dNode(Node):
         self.create_service(Checkpoint, "~/save", self._on_save, callback_group=g)
         self.create_service(Checkpoint, "~/load", self._on_load, callback_group=g)
         self._status_timer = self.create_timer(
-            1.0 / max(self.cfg.ros.status_rate_hz, 1e-3),
-            self._publish_status,
-            callback_group=self._timer_group,
+            _status_period_s(self.cfg), self._publish_status, callback_group=self._timer_group
         )
 
-    def _on_set_parameters(self, params) -> SetParametersResult:
-        for p in params:
-            reason = check_parameter_update(self.cfg, p.name, p.value)
-            if reason:
-                return SetParametersResult(successful=False, reason=reason)
-        for p in params:
-            if p.name != "use_sim_time" and p.name in _flat_keys(self.cfg):
-                self.cfg = apply_flat(self.cfg, {p.name: p.value})
-        return SetParametersResult(successful=True)
+    # ------------------------------------------------------------------ live parameters
+
+    def _check_parameters(self, params) -> SetParametersResult:
+        """On-set: refuse (with the reason) what may not change now; changes nothing itself."""
+        reason = check_parameter_updates(self.cfg, params)
+        return SetParametersResult(successful=reason is None, reason=reason or "")
+
+    def _apply_parameters(self, params) -> None:
+        """Post-set: write the accepted values into the Config every part reads (in place, so the
+        Trainer's loop and the Segmenter's next query see them), then re-arm what runs on a period."""
+        updates = live_updates(params)
+        if not updates:
+            return
+        for cfg in self._configs_in_use():
+            update_in_place(cfg, updates)
+        if "ros.status_rate_hz" in updates:
+            # a new period counts from now (changing the period alone would wait out the old one)
+            self._status_timer.timer_period_ns = int(_status_period_s(self.cfg) * 1e9)
+            self._status_timer.reset()
+
+    def _configs_in_use(self) -> list[Config]:
+        """The node's Config, which the Trainer and Segmenter share, plus the Trainer's own after a
+        checkpoint load (a checkpoint brings the config its model was built with)."""
+        configs = [self.cfg]
+        if self.trainer.cfg is not self.cfg:
+            configs.append(self.trainer.cfg)
+        return configs
+
+    def _share_live_settings(self) -> None:
+        """After a checkpoint load: the loaded model keeps its shape, the live settings stay the node's."""
+        if self.trainer.cfg is not self.cfg:
+            update_in_place(self.trainer.cfg, live_values(self.cfg))
 
     # ------------------------------------------------------------------ input callbacks (never block)
 
@@ -536,6 +565,7 @@ class Ovs3dNode(Node):
             if not path.is_file():
                 raise FileNotFoundError(f"no checkpoint at {path}")
             self.trainer.load_state_from(path)
+            self._share_live_settings()
             self.segmenter = self._new_segmenter()  # refined vocabularies belong to the old state
             self._gate = FrameGate(self.cfg.input)  # the loaded map bounds new frames, not the old one
             if bool(self.trainer.field.bounds_set):
@@ -551,6 +581,7 @@ class Ovs3dNode(Node):
         if path.is_file():
             try:
                 self.trainer.load_state_from(path)
+                self._share_live_settings()
                 self.get_logger().info(f"resumed from {path}")
             except Exception as exc:
                 self.get_logger().error(f"could not resume from {path}: {exc}")
@@ -627,10 +658,8 @@ class Ovs3dNode(Node):
         self._assembler.join(timeout=5.0)
 
 
-def _flat_keys(cfg: Config) -> set[str]:
-    from ovs3d_ros.config import to_flat_dict
-
-    return set(to_flat_dict(cfg))
+def _status_period_s(cfg: Config) -> float:
+    return 1.0 / max(cfg.ros.status_rate_hz, 1e-3)
 
 
 def main(args=None) -> None:
