@@ -1,9 +1,10 @@
 """rosbag2 (sqlite3 or MCAP) -> SceneDataset, with the ``rosbags`` library (no ROS installation).
 
 Images (Image or CompressedImage), CameraInfo, optional depth and label images, and poses from a
-PoseStamped topic, an Odometry topic, or /tf + /tf_static (chained, interpolated at the image stamp:
-translation linear, rotation slerp). Images without a pose within ``tolerance_s`` are skipped and
-counted in ``BagStats`` (``dataset.metadata["stats"]``).
+PoseStamped topic, an Odometry topic, or /tf + /tf_static (chained). Stamps are matched by the rule of
+``core/frame_assembly.py``, the one the live node uses: poses interpolated between the two samples
+bracketing the image stamp, else the nearest within ``tolerance_s``; depth and labels the nearest.
+Images without a pose are skipped and counted in ``BagStats`` (``dataset.metadata["stats"]``).
 """
 
 from __future__ import annotations
@@ -15,10 +16,10 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import numpy as np
-from scipy.spatial.transform import Rotation, Slerp
 
 from ovs3d_ros.core.camera import PoseError, pose_from_xyz_quat
 from ovs3d_ros.core.frame import Frame, FrameError, Intrinsics
+from ovs3d_ros.core.frame_assembly import PoseTrack, interpolate_pose, nearest_index, seconds_to_ns
 from ovs3d_ros.core.image_codec import (
     ImageDecodeError,
     decode_compressed,
@@ -69,64 +70,9 @@ class BagStats:
 
 
 # ------------------------------------------------------------------------------------------------
-# Time-indexed poses
+# Time-indexed poses (PoseTrack and interpolate_pose live in core/frame_assembly.py; re-exported here)
 
-
-class PoseTrack:
-    """Poses of one frame over time; ``at(t)`` interpolates between the samples around ``t``.
-
-    Between two samples no farther apart than ``max_gap_ns`` a stamp is interpolated (translation
-    linear, rotation slerp, like tf2); elsewhere the nearest sample within ``tolerance_ns`` is used.
-    """
-
-    def __init__(self) -> None:
-        self._stamps: list[int] = []
-        self._poses: list[np.ndarray] = []
-        self._sorted = True
-
-    def add(self, stamp: int, pose: np.ndarray) -> None:
-        if self._stamps and stamp < self._stamps[-1]:
-            self._sorted = False
-        self._stamps.append(int(stamp))
-        self._poses.append(np.asarray(pose, dtype=np.float64))
-
-    def __len__(self) -> int:
-        return len(self._stamps)
-
-    def _sort(self) -> None:
-        if not self._sorted:
-            order = np.argsort(self._stamps, kind="stable")
-            self._stamps = [self._stamps[i] for i in order]
-            self._poses = [self._poses[i] for i in order]
-            self._sorted = True
-
-    def at(self, stamp: int, tolerance_ns: int, max_gap_ns: int | None = None) -> np.ndarray | None:
-        """Pose at ``stamp``: interpolated between the samples around it when they are at most
-        ``max_gap_ns`` apart (default 2 x tolerance), else the nearest sample within ``tolerance_ns``."""
-        self._sort()
-        if not self._stamps:
-            return None
-        max_gap = 2 * tolerance_ns if max_gap_ns is None else max_gap_ns
-        i = bisect_left(self._stamps, stamp)
-        if i < len(self._stamps) and self._stamps[i] == stamp:
-            return self._poses[i]
-        if 0 < i < len(self._stamps):
-            t0, t1 = self._stamps[i - 1], self._stamps[i]
-            if t1 - t0 <= max_gap:
-                return interpolate_pose(self._poses[i - 1], self._poses[i], (stamp - t0) / (t1 - t0))
-        near = min(
-            (j for j in (i - 1, i) if 0 <= j < len(self._stamps)), key=lambda j: abs(self._stamps[j] - stamp)
-        )
-        return self._poses[near] if abs(self._stamps[near] - stamp) <= tolerance_ns else None
-
-
-def interpolate_pose(a: np.ndarray, b: np.ndarray, alpha: float) -> np.ndarray:
-    """Pose between ``a`` (alpha 0) and ``b`` (alpha 1): translation linear, rotation slerp."""
-    slerp = Slerp([0.0, 1.0], Rotation.from_matrix(np.stack([a[:3, :3], b[:3, :3]])))
-    out = np.eye(4)
-    out[:3, :3] = slerp([alpha]).as_matrix()[0]
-    out[:3, 3] = (1 - alpha) * a[:3, 3] + alpha * b[:3, 3]
-    return out
+__all__ = ["BagStats", "PoseTrack", "TfBuffer", "interpolate_pose", "read_rosbag"]
 
 
 class TfBuffer:
@@ -253,7 +199,7 @@ def read_rosbag(
     camera_frame: str | None = None,
     camera_in_body: tuple[float, ...] | None = None,
     tolerance_s: float = 0.05,
-    max_interpolation_gap_s: float = 0.5,
+    max_interpolation_gap_s: float | None = None,
     every_n: int = 1,
     max_frames: int | None = None,
     class_names: list[str] | None = None,
@@ -268,6 +214,8 @@ def read_rosbag(
     camera = body @ ``camera_in_body`` x y z qx qy qz qw), 'tf' (lookup ``world_frame`` <-
     ``camera_frame``, default the image's frame_id) or 'auto' (tf when /tf exists, else pose, else
     odometry). Class names and test views come from a ``/ovs3d/scene`` JSON String when present.
+    ``max_interpolation_gap_s``: farthest apart two poses may be to interpolate between (None: 2 x
+    ``tolerance_s``, as the node).
     """
     from rosbags.rosbag2 import Reader
 
@@ -279,8 +227,8 @@ def read_rosbag(
     if pose_source not in ("auto", "pose", "odometry", "tf"):
         raise DatasetError(f"unknown pose_source '{pose_source}' (auto, pose, odometry or tf)")
     ts = default_typestore()
-    tol = int(round(tolerance_s * 1e9))
-    max_gap = int(round(max_interpolation_gap_s * 1e9))
+    tol = seconds_to_ns(tolerance_s)
+    max_gap = None if max_interpolation_gap_s is None else seconds_to_ns(max_interpolation_gap_s)
     try:
         reader = Reader(path)
         reader.open()
@@ -415,12 +363,8 @@ def read_rosbag(
         side_stamps = {k: sorted(v) for k, v in side.items()}
 
         def nearest(kind: str, stamp: int):
-            stamps = side_stamps[kind]
-            if not stamps:
-                return None
-            i = bisect_left(stamps, stamp)
-            best = min((j for j in (i - 1, i) if 0 <= j < len(stamps)), key=lambda j: abs(stamps[j] - stamp))
-            return side[kind][stamps[best]] if abs(stamps[best] - stamp) <= tol else None
+            j = nearest_index(side_stamps[kind], stamp, tol)
+            return None if j is None else side[kind][side_stamps[kind][j]]
 
         # pass 3: images
         stats = BagStats()

@@ -32,6 +32,7 @@ from visualization_msgs.msg import MarkerArray
 from ovs3d_ros.config import Config, ConfigError, resolve_device, update_in_place
 from ovs3d_ros.core.camera import pose_from_xyz_quat
 from ovs3d_ros.core.frame import Frame, FrameError
+from ovs3d_ros.core.frame_assembly import seconds_to_ns
 from ovs3d_ros.core.image_codec import (
     ImageDecodeError,
     decode_compressed,
@@ -52,7 +53,7 @@ from ovs3d_ros.ros.params import (
 )
 from ovs3d_ros.ros.pose_sources import TfPoseSource, tf2_available
 from ovs3d_ros.ros.scene_msgs import class_markers, segmented_scene
-from ovs3d_ros.ros.stamped_buffer import CLOCK_JUMP_BACK_S, StampedBuffer, Timeline
+from ovs3d_ros.ros.stamped_buffer import CLOCK_JUMP_BACK_NS, StampedBuffer, Timeline
 from ovs3d_ros.srv import Checkpoint, Query
 
 # Results are latched so RViz (or any client) started later still receives the last answer.
@@ -85,9 +86,10 @@ class Ovs3dNode(Node):
         self._frame_ready = threading.Condition(self._lock)
         self._pending_image = None  # latest-frame-wins slot (msg, receive time)
         self._camera_info: CameraInfo | None = None
-        self._depths = StampedBuffer(maxlen=MATCH_HISTORY)
-        self._labels = StampedBuffer(maxlen=MATCH_HISTORY)
-        self._poses = StampedBuffer()
+        # keyed by integer nanoseconds, matched by core/frame_assembly.py's rule (as the bag reader)
+        self._depths = StampedBuffer(maxlen=MATCH_HISTORY, jump=CLOCK_JUMP_BACK_NS)
+        self._labels = StampedBuffer(maxlen=MATCH_HISTORY, jump=CLOCK_JUMP_BACK_NS)
+        self._poses = StampedBuffer(jump=CLOCK_JUMP_BACK_NS)
         self._image_timeline = Timeline()
         self.counters = dict(
             frames_received=0, frames_dropped_no_pose=0, frames_dropped_invalid=0, frames_superseded=0
@@ -258,10 +260,10 @@ class Ovs3dNode(Node):
         self._camera_info = msg
 
     def _on_depth(self, msg: Image) -> None:
-        self._depths.add(conv.stamp_to_sec(msg.header.stamp), msg)
+        self._depths.add(conv.stamp_to_ns(msg.header.stamp), msg)
 
     def _on_labels(self, msg: Image) -> None:
-        self._labels.add(conv.stamp_to_sec(msg.header.stamp), msg)
+        self._labels.add(conv.stamp_to_ns(msg.header.stamp), msg)
 
     def _on_pose(self, msg: PoseStamped) -> None:
         self._add_pose(msg.header, msg.pose)
@@ -284,7 +286,7 @@ class Ovs3dNode(Node):
             # a refused pose is not a frame: the image it was meant for counts once, as no_pose
             self._reject_input(f"pose_{getattr(exc, 'reason', 'invalid')}", f"pose rejected: {exc}")
             return
-        self._poses.add(conv.stamp_to_sec(header.stamp), body @ self._camera_in_body)
+        self._poses.add(conv.stamp_to_ns(header.stamp), body @ self._camera_in_body)
 
     # ------------------------------------------------------------------ frame assembly (own thread)
 
@@ -312,6 +314,7 @@ class Ovs3dNode(Node):
 
     def _frame_from(self, msg) -> Frame | None:
         stamp = conv.stamp_to_sec(msg.header.stamp)
+        stamp_ns = conv.stamp_to_ns(msg.header.stamp)
         head = self._image_timeline.head
         if self._image_timeline.observe(stamp):  # several images agree: not one outlier stamp
             self.get_logger().warning(
@@ -320,7 +323,7 @@ class Ovs3dNode(Node):
             )
             # values of the new time line (already matched by the images before this one) stay
             for buf in (self._poses, self._depths, self._labels):
-                buf.discard_after(stamp + CLOCK_JUMP_BACK_S)
+                buf.discard_after(stamp_ns + CLOCK_JUMP_BACK_NS)
             # a new time line: the speed bound must not compare across it (same map, same anchor)
             self._gate.reanchor(self._gate.anchor)
         info = self._camera_info
@@ -339,7 +342,7 @@ class Ovs3dNode(Node):
             rgb = decode_image(
                 msg.encoding, msg.height, msg.width, msg.step, bytes(msg.data), msg.is_bigendian
             )
-        pose = self._lookup_pose(msg, stamp)
+        pose = self._lookup_pose(msg, stamp_ns)
         if pose is None:
             self._drop(
                 "no_pose",
@@ -348,9 +351,9 @@ class Ovs3dNode(Node):
                 + (f": {self._tf.last_failure}" if self._tf is not None else ""),
             )
             return None
-        tol = self.cfg.ros.pose_tolerance_s
+        tol = seconds_to_ns(self.cfg.ros.pose_tolerance_s)
         depth = None
-        depth_msg = self._depths.lookup(stamp, tol)
+        depth_msg = self._depths.lookup(stamp_ns, tol)
         if depth_msg is not None:
             depth = decode_depth(
                 depth_msg.encoding,
@@ -369,7 +372,7 @@ class Ovs3dNode(Node):
                 depth = None
         labels = None
         if self.cfg.teacher.kind == "synthetic":
-            label_msg = self._labels.lookup(stamp, tol)
+            label_msg = self._labels.lookup(stamp_ns, tol)
             if label_msg is None:
                 raise FrameError("synthetic teacher: no ground-truth label image for this frame")
             if label_msg.encoding != "mono8":
@@ -387,17 +390,21 @@ class Ovs3dNode(Node):
         )
         return self._gate.check(frame.validate())
 
-    def _lookup_pose(self, msg, stamp: float) -> np.ndarray | None:
-        tol = self.cfg.ros.pose_tolerance_s
+    def _lookup_pose(self, msg, stamp_ns: int) -> np.ndarray | None:
+        """The pose at the image stamp by core/frame_assembly.py's rule (tf2 interpolates by itself)."""
+        tol_s = self.cfg.ros.pose_tolerance_s
         if self._tf is not None:
-            return self._tf.lookup(msg.header.frame_id, msg.header.stamp, timeout_s=tol)
-        pose = self._poses.lookup(stamp, tol)
-        deadline = time.monotonic() + tol + 0.1
-        # the pose for this image may still be in flight: wait a little while it can still come (a
-        # newer pose is no proof it will not: poses may arrive out of order)
-        while pose is None and time.monotonic() < deadline and not self._shutdown.is_set():
+            return self._tf.lookup(msg.header.frame_id, msg.header.stamp, timeout_s=tol_s)
+        tol = seconds_to_ns(tol_s)
+        pose, final = self._poses.pose_at(stamp_ns, tol)
+        deadline = time.monotonic() + tol_s + 0.1
+        # the pose after this image may still be in flight: wait a little for it, so that the pose
+        # is interpolated as a bag reader would, not the nearest earlier one (bounded: it may never come)
+        while not (pose is not None and final) and time.monotonic() < deadline:
+            if self._shutdown.is_set():
+                break
             time.sleep(0.01)
-            pose = self._poses.lookup(stamp, tol)
+            pose, final = self._poses.pose_at(stamp_ns, tol)
         return pose
 
     def _drop(self, kind: str, reason: str, code: str | None = None) -> None:
