@@ -194,7 +194,7 @@ def test_training_rate_is_live(node):
     period (1000 s at 0.001 steps/s) instead of the start-up one (0.5 s at 2 steps/s)."""
     from std_srvs.srv import SetBool
 
-    stop = node._train_stop  # the event the training thread waits on between steps
+    stop = node._training.stop_event  # the event the training thread waits on between steps
     waits = []
     wait = stop.wait
     stop.wait = lambda timeout=None: waits.append(timeout) or wait(timeout)

@@ -13,7 +13,6 @@ import signal
 import threading
 import time
 import traceback
-from pathlib import Path
 
 import numpy as np
 import rclpy
@@ -31,6 +30,7 @@ from visualization_msgs.msg import MarkerArray
 
 from ovs3d_ros.config import Config, ConfigError, resolve_device, update_in_place
 from ovs3d_ros.core.camera import pose_from_xyz_quat
+from ovs3d_ros.core.checkpoint_store import CheckpointStore
 from ovs3d_ros.core.frame import Frame, FrameError
 from ovs3d_ros.core.frame_assembly import seconds_to_ns
 from ovs3d_ros.core.image_codec import (
@@ -42,6 +42,7 @@ from ovs3d_ros.core.image_codec import (
 )
 from ovs3d_ros.core.oom import segment_with_oom_retry
 from ovs3d_ros.core.plausibility import FrameGate, ImplausibleInput, check_quaternion
+from ovs3d_ros.core.training_thread import TrainingThread
 from ovs3d_ros.msg import TrainingStatus
 from ovs3d_ros.ros import conversions as conv
 from ovs3d_ros.ros.params import (
@@ -67,7 +68,6 @@ STATUS_QOS = QoSProfile(depth=10, reliability=ReliabilityPolicy.RELIABLE)
 POSE_QOS = QoSProfile(depth=50, reliability=ReliabilityPolicy.RELIABLE)
 # Depth/label images kept for stamp matching against colour images.
 MATCH_HISTORY = 30
-AUTOSAVE_NAME = "autosave.ckpt"
 # The node's input names (relative, so a launch file or -r remaps them to the robot's topics).
 INPUT_TOPICS = ("image", "camera_info", "depth", "labels", "pose", "odom")
 
@@ -102,8 +102,7 @@ class Ovs3dNode(Node):
         self.last_error = ""
         self._warned: set[str] = set()
         self._shutdown = threading.Event()  # the whole node is going down
-        self._train_stop = threading.Event()  # the current training thread (a reset replaces it)
-        self._paused = threading.Event()
+        self._checkpoints = CheckpointStore(self.cfg.ros.checkpoint_dir, self.cfg.ros.autosave_every_s)
 
         self.trainer = self._new_trainer()
         self.segmenter = self._new_segmenter()
@@ -118,9 +117,8 @@ class Ovs3dNode(Node):
 
         self._assembler = threading.Thread(target=self._assemble_frames, name="ovs3d_frames", daemon=True)
         self._assembler.start()
-        self._training_thread = self._start_training()
+        self._training = TrainingThread(self.trainer, on_error=self._on_training_error)
         self._last_log = time.monotonic()
-        self._last_autosave = time.monotonic()
         self.get_logger().info(
             f"ovs3d ready on {self.device}: teacher={self.cfg.teacher.kind}, pose source={self.pose_source}, "
             f"world frame '{self.cfg.ros.world_frame}', keyframe capacity {self.cfg.keyframes.capacity}"
@@ -443,24 +441,9 @@ class Ovs3dNode(Node):
 
     # ------------------------------------------------------------------ training (own thread)
 
-    def _start_training(self) -> threading.Thread:
-        self._train_stop = threading.Event()
-        thread = threading.Thread(
-            target=self._train_loop, args=(self.trainer, self._train_stop), name="ovs3d_training", daemon=True
-        )
-        thread.start()
-        return thread
-
-    def _train_loop(self, trainer, stop: threading.Event) -> None:
-        try:
-            trainer.run(stop, self._paused)
-        except Exception as exc:
-            self.last_error = f"training stopped: {exc!r}"
-            self.get_logger().error(traceback.format_exc())
-
-    def _stop_training(self) -> None:
-        self._train_stop.set()
-        self._training_thread.join(timeout=30.0)
+    def _on_training_error(self, message: str, trace: str) -> None:
+        self.last_error = message
+        self.get_logger().error(trace)
 
     # ------------------------------------------------------------------ services
 
@@ -532,11 +515,11 @@ class Ovs3dNode(Node):
 
     def _on_reset(self, req: Trigger.Request, res: Trigger.Response) -> Trigger.Response:
         try:
-            self._stop_training()
+            self._training.stop()  # before building the new one: never two models training at once
             self.trainer = self._new_trainer()
             self.segmenter = self._new_segmenter()
             self._gate = FrameGate(self.cfg.input)  # a new map is anchored by its own first frame
-            self._training_thread = self._start_training()
+            self._training.restart(self.trainer)
         except Exception as exc:
             res.success, res.message = False, f"reset failed: {exc!r}"
             return res
@@ -544,22 +527,13 @@ class Ovs3dNode(Node):
         return res
 
     def _on_pause(self, req: SetBool.Request, res: SetBool.Response) -> SetBool.Response:
-        (self._paused.set if req.data else self._paused.clear)()
+        self._training.pause(bool(req.data))
         res.success, res.message = True, "paused" if req.data else "training"
         return res
 
-    def _checkpoint_path(self, name: str) -> Path:
-        base = Path(self.cfg.ros.checkpoint_dir).expanduser().resolve()
-        path = (base / (name or AUTOSAVE_NAME)).resolve()
-        if path != base and base not in path.parents:
-            raise ValueError(f"checkpoint path '{name}' is outside the allowed directory {base}")
-        return path
-
     def _on_save(self, req: Checkpoint.Request, res: Checkpoint.Response) -> Checkpoint.Response:
         try:
-            path = self._checkpoint_path(req.path)
-            path.parent.mkdir(parents=True, exist_ok=True)
-            self.trainer.save(path)
+            path = self._checkpoints.save(self.trainer, req.path)
         except Exception as exc:
             res.success, res.message = False, f"save failed: {exc}"
             return res
@@ -568,9 +542,7 @@ class Ovs3dNode(Node):
 
     def _on_load(self, req: Checkpoint.Request, res: Checkpoint.Response) -> Checkpoint.Response:
         try:
-            path = self._checkpoint_path(req.path)
-            if not path.is_file():
-                raise FileNotFoundError(f"no checkpoint at {path}")
+            path = self._checkpoints.existing(req.path)
             self.trainer.load_state_from(path)
             self._share_live_settings()
             self.segmenter = self._new_segmenter()  # refined vocabularies belong to the old state
@@ -584,7 +556,7 @@ class Ovs3dNode(Node):
         return res
 
     def _resume_from_autosave(self) -> None:
-        path = self._checkpoint_path("")
+        path = self._checkpoints.path("")
         if path.is_file():
             try:
                 self.trainer.load_state_from(path)
@@ -602,9 +574,9 @@ class Ovs3dNode(Node):
             reasons = dict(self.drop_reasons)
             rejected = dict(self.rejected_inputs)
             last_error = self.last_error
-        if self._paused.is_set():
+        if self._training.is_paused:
             state = "paused"
-        elif not self._training_thread.is_alive() and not self._train_stop.is_set():
+        elif self._training.failed:
             state = "error"
         elif stats.get("keyframes", 0) == 0:
             state = "waiting_for_frames"
@@ -641,27 +613,23 @@ class Ovs3dNode(Node):
                 + (f", depth pixels out of range {self._gate.depth_pixels_invalidated}"
                    if self._gate.depth_pixels_invalidated else "")
             )
-        every = self.cfg.ros.autosave_every_s
-        if every > 0 and now - self._last_autosave >= every and msg.keyframes > 0:
-            self._last_autosave = now
+        if self._checkpoints.autosave_due(has_data=msg.keyframes > 0):
             self._autosave()
 
     def _autosave(self) -> None:
         try:
-            path = self._checkpoint_path("")
-            path.parent.mkdir(parents=True, exist_ok=True)
-            self.trainer.save(path)
+            self._checkpoints.save(self.trainer)
         except Exception as exc:
             self.get_logger().error(f"autosave failed: {exc}")
 
     def shutdown(self) -> None:
-        if self.cfg.ros.autosave_every_s > 0 and self.trainer.stats().get("keyframes", 0) > 0:
+        if self._checkpoints.autosave_on and self.trainer.stats().get("keyframes", 0) > 0:
             self._autosave()
         self._shutdown.set()
-        self._train_stop.set()
+        self._training.stop_event.set()  # wake the training and frame threads, then wait for both
         with self._frame_ready:
             self._frame_ready.notify_all()
-        self._training_thread.join(timeout=30.0)
+        self._training.stop()
         self._assembler.join(timeout=5.0)
 
 
