@@ -311,8 +311,35 @@ class Ovs3dNode(Node):
                 self.get_logger().error(traceback.format_exc())
 
     def _frame_from(self, msg) -> Frame | None:
+        """Image message -> Frame with the matched pose, depth and labels (None: no pose, counted)."""
         stamp = conv.stamp_to_sec(msg.header.stamp)
         stamp_ns = conv.stamp_to_ns(msg.header.stamp)
+        self._observe_image_stamp(stamp, stamp_ns)
+        intrinsics = self._rectified_camera()
+        rgb = self._decode_rgb(msg, intrinsics)
+        pose = self._lookup_pose(msg, stamp_ns)
+        if pose is None:
+            self._drop(
+                "no_pose",
+                f"no pose within {self.cfg.ros.pose_tolerance_s:.3f} s of image stamp "
+                f"{stamp:.3f} ({self.pose_source})"
+                + (f": {self._tf.last_failure}" if self._tf is not None else ""),
+            )
+            return None
+        tol = seconds_to_ns(self.cfg.ros.pose_tolerance_s)
+        frame = Frame(
+            rgb=rgb,
+            intrinsics=intrinsics,
+            pose=pose,
+            stamp=stamp,
+            depth=self._matched_depth(stamp_ns, tol, rgb.shape[:2]),
+            labels=self._matched_labels(stamp_ns, tol),
+            frame_id=msg.header.frame_id,
+            source_id=f"ros:{msg.header.frame_id}@{stamp:.3f}",
+        )
+        return self._gate.check(frame.validate())
+
+    def _observe_image_stamp(self, stamp: float, stamp_ns: int) -> None:
         head = self._image_timeline.head
         if self._image_timeline.observe(stamp):  # several images agree: not one outlier stamp
             self.get_logger().warning(
@@ -324,6 +351,8 @@ class Ovs3dNode(Node):
                 buf.discard_after(stamp_ns + CLOCK_JUMP_BACK_NS)
             # a new time line: the speed bound must not compare across it (same map, same anchor)
             self._gate.reanchor(self._gate.anchor)
+
+    def _rectified_camera(self):
         info = self._camera_info
         if info is None:
             raise FrameError("no camera_info received yet")
@@ -333,60 +362,38 @@ class Ovs3dNode(Node):
                 f"camera_info has distortion {intrinsics.distortion_model} {intrinsics.distortion}; "
                 "this node expects rectified images (remap to image_rect / use image_proc)"
             )
+        return intrinsics
+
+    def _decode_rgb(self, msg, intrinsics) -> np.ndarray:
         if isinstance(msg, CompressedImage):
-            rgb = decode_compressed(msg.format, bytes(msg.data), max_pixels=self.cfg.input.max_image_pixels,
-                                    expected_size=(intrinsics.width, intrinsics.height))
-        else:
-            rgb = decode_image(
-                msg.encoding, msg.height, msg.width, msg.step, bytes(msg.data), msg.is_bigendian
-            )
-        pose = self._lookup_pose(msg, stamp_ns)
-        if pose is None:
-            self._drop(
-                "no_pose",
-                f"no pose within {self.cfg.ros.pose_tolerance_s:.3f} s of image stamp "
-                f"{stamp:.3f} ({self.pose_source})"
-                + (f": {self._tf.last_failure}" if self._tf is not None else ""),
+            return decode_compressed(msg.format, bytes(msg.data), max_pixels=self.cfg.input.max_image_pixels,
+                                     expected_size=(intrinsics.width, intrinsics.height))
+        return decode_image(msg.encoding, msg.height, msg.width, msg.step, bytes(msg.data), msg.is_bigendian)
+
+    def _matched_depth(self, stamp_ns: int, tol: int, shape: tuple[int, int]) -> np.ndarray | None:
+        depth_msg = self._depths.lookup(stamp_ns, tol)
+        if depth_msg is None:
+            return None
+        m = depth_msg
+        depth = decode_depth(m.encoding, m.height, m.width, m.step, bytes(m.data), m.is_bigendian)
+        if depth.shape != shape:
+            self._warn_once(
+                "depth_size",
+                f"depth {depth.shape[::-1]} does not match the image "
+                f"{shape[::-1]}: depth ignored (register it to colour)",
             )
             return None
-        tol = seconds_to_ns(self.cfg.ros.pose_tolerance_s)
-        depth = None
-        depth_msg = self._depths.lookup(stamp_ns, tol)
-        if depth_msg is not None:
-            depth = decode_depth(
-                depth_msg.encoding,
-                depth_msg.height,
-                depth_msg.width,
-                depth_msg.step,
-                bytes(depth_msg.data),
-                depth_msg.is_bigendian,
-            )
-            if depth.shape != rgb.shape[:2]:
-                self._warn_once(
-                    "depth_size",
-                    f"depth {depth.shape[::-1]} does not match the image "
-                    f"{rgb.shape[1::-1]}: depth ignored (register it to colour)",
-                )
-                depth = None
-        labels = None
-        if self.cfg.teacher.kind == "synthetic":
-            label_msg = self._labels.lookup(stamp_ns, tol)
-            if label_msg is None:
-                raise FrameError("synthetic teacher: no ground-truth label image for this frame")
-            if label_msg.encoding != "mono8":
-                raise FrameError(f"label images must be mono8, got '{label_msg.encoding}'")
-            labels = decode_mono8(label_msg.height, label_msg.width, label_msg.step, bytes(label_msg.data))
-        frame = Frame(
-            rgb=rgb,
-            intrinsics=intrinsics,
-            pose=pose,
-            stamp=stamp,
-            depth=depth,
-            labels=labels,
-            frame_id=msg.header.frame_id,
-            source_id=f"ros:{msg.header.frame_id}@{stamp:.3f}",
-        )
-        return self._gate.check(frame.validate())
+        return depth
+
+    def _matched_labels(self, stamp_ns: int, tol: int) -> np.ndarray | None:
+        if self.cfg.teacher.kind != "synthetic":
+            return None
+        label_msg = self._labels.lookup(stamp_ns, tol)
+        if label_msg is None:
+            raise FrameError("synthetic teacher: no ground-truth label image for this frame")
+        if label_msg.encoding != "mono8":
+            raise FrameError(f"label images must be mono8, got '{label_msg.encoding}'")
+        return decode_mono8(label_msg.height, label_msg.width, label_msg.step, bytes(label_msg.data))
 
     def _lookup_pose(self, msg, stamp_ns: int) -> np.ndarray | None:
         """The pose at the image stamp by core/frame_assembly.py's rule (tf2 interpolates by itself)."""
