@@ -485,6 +485,15 @@ def apply_flat(cfg: Config, flat: dict[str, Any]) -> Config:
     return from_nested(flat, cfg)
 
 
+def update_in_place(cfg: Config, flat: dict[str, Any]) -> None:
+    """Set dotted keys on ``cfg`` itself, all or none: every holder of ``cfg`` (the node, the Trainer,
+    the Segmenter share one) sees the new values on its next read. Validated on a copy first, so a bad
+    key or value raises ConfigError and changes nothing."""
+    apply_flat(cfg, flat)
+    for key, value in flat.items():
+        _set(cfg, key, value)
+
+
 def to_nested(cfg: Any) -> dict[str, Any]:
     """The tree as nested dicts (lists for tuples): the YAML form."""
     out: dict[str, Any] = {}

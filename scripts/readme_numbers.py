@@ -38,13 +38,14 @@ def demo() -> str:
     w, h = d["resolution"]
     minutes, seconds = divmod(round(d["total_s"]), 60)
     return (
-        f"One run from a fresh clone on the idle 2-core CPU (`bash scripts/demo.sh --record "
-        f"bench/results/demo_cpu.json`, load {d['loadavg_1min'][0]:.1f} at the start): {d['frames_sent']} "
+        "One run from a fresh clone on the idle 2-core CPU (`bash scripts/demo.sh --record "
+        f"bench/results/demo_cpu.json`, load {d['loadavg_1min'][0]:.1f} at the start): "
+        f"{d['frames_sent']} "
         f"frames at {w}×{h} streamed at 3 Hz, {d['keyframes']} keyframes, {d['iterations']} training "
         f"iterations ({d['semantic_iterations']} with the feature distillation), held-out PSNR "
-        f"{d['psnr_db']:.1f} dB. The returned mask scores **{_pct(d['mask_miou_paper'])} mIoU (paper metric), "
-        f"{_pct(d['mask_accuracy'])} % accuracy** on the held-out view; the synthetic 2D teacher that trained "
-        f"it scores {_pct(d['teacher_miou_paper'])} mIoU on the same view ({d['margin_points']:+.1f} points "
+        f"{d['psnr_db']:.1f} dB. The returned mask scores **{_pct(d['mask_miou_paper'])} mIoU "
+        f"(paper metric), {_pct(d['mask_accuracy'])} % accuracy** on the held-out view; the synthetic "
+        f"2D teacher that trained it scores {_pct(d['teacher_miou_paper'])} mIoU on the same view ({d['margin_points']:+.1f} points "
         f"for 3D). The query took {d['query_latency_s']:.1f} s on the CPU (cloud of {d['points'] // 1000}k "
         f"points + the {w}×{h} mask); {minutes} min {seconds:02d} s end to end.\n"
     )
@@ -76,7 +77,8 @@ def stream() -> str:
         "streaming field quality (`stream.md`, `python bench/stream.py`): "
         + " / ".join(f"{p:.1f}" for _, p, _, _ in parts) + " dB and "
         + " / ".join(f"{m:.1f}" for _, _, m, _ in parts)
-        + f" cm on held-out views of {' / '.join(n for n, *_ in parts)} after {parts[0][3]:.0f} s at 160×120\n"
+        + f" cm on held-out views of {' / '.join(n for n, *_ in parts)} after {parts[0][3]:.0f} s "
+        "at 160×120\n"
     )
 
 
@@ -101,7 +103,8 @@ def main(argv=None) -> int:
     new = render(text)
     if args.check:
         if new != text:
-            print("README.md figures differ from bench/results: run scripts/readme_numbers.py", file=sys.stderr)
+            print("README.md figures differ from bench/results: run scripts/readme_numbers.py",
+                  file=sys.stderr)
             return 1
         return 0
     README.write_text(new)

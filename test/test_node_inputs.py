@@ -203,7 +203,7 @@ def test_waiting_images_are_a_bounded_queue_oldest_dropped_first(scene):
     rclpy.init(context=context)
     node = Ovs3dNode(defaults=cfg, context=context)
     try:
-        node._paused.set()
+        node._training.pause(True)
         node._shutdown.set()  # stop the assembler thread so nothing leaves the queue
         node._assembler.join(timeout=30.0)
         assert not node._assembler.is_alive()

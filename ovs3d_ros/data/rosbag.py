@@ -1,9 +1,10 @@
 """rosbag2 (sqlite3 or MCAP) -> SceneDataset, with the ``rosbags`` library (no ROS installation).
 
 Images (Image or CompressedImage), CameraInfo, optional depth and label images, and poses from a
-PoseStamped topic, an Odometry topic, or /tf + /tf_static (chained, interpolated at the image stamp:
-translation linear, rotation slerp). Images without a pose within ``tolerance_s`` are skipped and
-counted in ``BagStats`` (``dataset.metadata["stats"]``).
+PoseStamped topic, an Odometry topic, or /tf + /tf_static (chained). Stamps are matched by the rule of
+``core/frame_assembly.py``, the one the live node uses: poses interpolated between the two samples
+bracketing the image stamp, else the nearest within ``tolerance_s``; depth and labels the nearest.
+Images without a pose are skipped and counted in ``BagStats`` (``dataset.metadata["stats"]``).
 """
 
 from __future__ import annotations
@@ -15,10 +16,10 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import numpy as np
-from scipy.spatial.transform import Rotation, Slerp
 
 from ovs3d_ros.core.camera import PoseError, pose_from_xyz_quat
 from ovs3d_ros.core.frame import Frame, FrameError, Intrinsics
+from ovs3d_ros.core.frame_assembly import PoseTrack, interpolate_pose, nearest_index, seconds_to_ns
 from ovs3d_ros.core.image_codec import (
     ImageDecodeError,
     decode_compressed,
@@ -69,64 +70,9 @@ class BagStats:
 
 
 # ------------------------------------------------------------------------------------------------
-# Time-indexed poses
+# Time-indexed poses (PoseTrack and interpolate_pose live in core/frame_assembly.py; re-exported here)
 
-
-class PoseTrack:
-    """Poses of one frame over time; ``at(t)`` interpolates between the samples around ``t``.
-
-    Between two samples no farther apart than ``max_gap_ns`` a stamp is interpolated (translation
-    linear, rotation slerp, like tf2); elsewhere the nearest sample within ``tolerance_ns`` is used.
-    """
-
-    def __init__(self) -> None:
-        self._stamps: list[int] = []
-        self._poses: list[np.ndarray] = []
-        self._sorted = True
-
-    def add(self, stamp: int, pose: np.ndarray) -> None:
-        if self._stamps and stamp < self._stamps[-1]:
-            self._sorted = False
-        self._stamps.append(int(stamp))
-        self._poses.append(np.asarray(pose, dtype=np.float64))
-
-    def __len__(self) -> int:
-        return len(self._stamps)
-
-    def _sort(self) -> None:
-        if not self._sorted:
-            order = np.argsort(self._stamps, kind="stable")
-            self._stamps = [self._stamps[i] for i in order]
-            self._poses = [self._poses[i] for i in order]
-            self._sorted = True
-
-    def at(self, stamp: int, tolerance_ns: int, max_gap_ns: int | None = None) -> np.ndarray | None:
-        """Pose at ``stamp``: interpolated between the samples around it when they are at most
-        ``max_gap_ns`` apart (default 2 x tolerance), else the nearest sample within ``tolerance_ns``."""
-        self._sort()
-        if not self._stamps:
-            return None
-        max_gap = 2 * tolerance_ns if max_gap_ns is None else max_gap_ns
-        i = bisect_left(self._stamps, stamp)
-        if i < len(self._stamps) and self._stamps[i] == stamp:
-            return self._poses[i]
-        if 0 < i < len(self._stamps):
-            t0, t1 = self._stamps[i - 1], self._stamps[i]
-            if t1 - t0 <= max_gap:
-                return interpolate_pose(self._poses[i - 1], self._poses[i], (stamp - t0) / (t1 - t0))
-        near = min(
-            (j for j in (i - 1, i) if 0 <= j < len(self._stamps)), key=lambda j: abs(self._stamps[j] - stamp)
-        )
-        return self._poses[near] if abs(self._stamps[near] - stamp) <= tolerance_ns else None
-
-
-def interpolate_pose(a: np.ndarray, b: np.ndarray, alpha: float) -> np.ndarray:
-    """Pose between ``a`` (alpha 0) and ``b`` (alpha 1): translation linear, rotation slerp."""
-    slerp = Slerp([0.0, 1.0], Rotation.from_matrix(np.stack([a[:3, :3], b[:3, :3]])))
-    out = np.eye(4)
-    out[:3, :3] = slerp([alpha]).as_matrix()[0]
-    out[:3, 3] = (1 - alpha) * a[:3, 3] + alpha * b[:3, 3]
-    return out
+__all__ = ["BagStats", "PoseTrack", "TfBuffer", "interpolate_pose", "read_rosbag"]
 
 
 class TfBuffer:
@@ -240,6 +186,29 @@ def _pick_topic(
     return None
 
 
+@dataclass
+class BagTopics:
+    """The topics one read uses, and how poses are found ('pose', 'odometry' or 'tf')."""
+
+    image: str
+    camera_info: str
+    depth: str | None
+    labels: str | None
+    pose_source: str
+    pose_topics: list[str]
+    scene: list[str]
+
+
+@dataclass
+class BagPoses:
+    """Pass 1 of a read: poses (a track, or the tf tree), CameraInfos by stamp, the scene metadata."""
+
+    track: PoseTrack
+    tf: TfBuffer
+    infos: list[tuple[int, Intrinsics]]
+    meta: dict
+
+
 def read_rosbag(
     path: str | Path,
     image_topic: str | None = None,
@@ -253,7 +222,7 @@ def read_rosbag(
     camera_frame: str | None = None,
     camera_in_body: tuple[float, ...] | None = None,
     tolerance_s: float = 0.05,
-    max_interpolation_gap_s: float = 0.5,
+    max_interpolation_gap_s: float | None = None,
     every_n: int = 1,
     max_frames: int | None = None,
     class_names: list[str] | None = None,
@@ -268,263 +237,325 @@ def read_rosbag(
     camera = body @ ``camera_in_body`` x y z qx qy qz qw), 'tf' (lookup ``world_frame`` <-
     ``camera_frame``, default the image's frame_id) or 'auto' (tf when /tf exists, else pose, else
     odometry). Class names and test views come from a ``/ovs3d/scene`` JSON String when present.
+    ``max_interpolation_gap_s``: farthest apart two poses may be to interpolate between (None: 2 x
+    ``tolerance_s``, as the node).
     """
-    from rosbags.rosbag2 import Reader
-
     path = Path(path)
+    _check_options(path, every_n, pose_source)
+    matching = dict(
+        tol=seconds_to_ns(tolerance_s),
+        max_gap=None if max_interpolation_gap_s is None else seconds_to_ns(max_interpolation_gap_s),
+        world_frame=world_frame,
+        camera_frame=camera_frame,
+    )
+    ts = default_typestore()
+    reader = _open_reader(path)
+    try:
+        topics = {c.topic: c.msgtype for c in reader.connections}
+        chosen = _choose_topics(
+            path, topics, image_topic, camera_info_topic, depth_topic, label_topic, use_depth,
+            pose_source, pose_topic, odometry_topic,
+        )
+        body_T_cam = _body_T_camera(chosen.pose_source, camera_in_body)
+        poses = _read_poses(reader, ts, chosen, body_T_cam, path)
+        side = _read_side_images(reader, ts, chosen)
+        stats = BagStats()
+        frames = _read_frames(reader, ts, chosen, poses, side, matching, every_n, max_frames, stats, path)
+        stats.frames = len(frames)
+    finally:
+        reader.close()
+    return _dataset(path, frames, poses.meta, chosen, stats, class_names, name)
+
+
+def _check_options(path: Path, every_n: int, pose_source: str) -> None:
     if not path.exists():
         raise DatasetError(f"{path}: rosbag2 not found")
     if every_n < 1:
         raise DatasetError(f"every_n must be >= 1, got {every_n}")
     if pose_source not in ("auto", "pose", "odometry", "tf"):
         raise DatasetError(f"unknown pose_source '{pose_source}' (auto, pose, odometry or tf)")
-    ts = default_typestore()
-    tol = int(round(tolerance_s * 1e9))
-    max_gap = int(round(max_interpolation_gap_s * 1e9))
+
+
+def _body_T_camera(pose_source: str, camera_in_body: tuple[float, ...] | None) -> np.ndarray:
+    """The camera in the odometry child frame (identity unless given; only odometry uses it)."""
+    if camera_in_body is None or pose_source != "odometry":
+        return np.eye(4)
+    if len(camera_in_body) != 7:
+        raise DatasetError(f"camera_in_body needs x y z qx qy qz qw, got {camera_in_body}")
+    return pose_from_xyz_quat(camera_in_body[:3], camera_in_body[3:])
+
+
+def _open_reader(path: Path):
+    from rosbags.rosbag2 import Reader
+
     try:
         reader = Reader(path)
         reader.open()
     except Exception as exc:  # rosbags raises its own error types for every kind of broken bag
         raise DatasetError(f"{path}: cannot open as rosbag2: {exc}") from None
-    try:
-        topics = {c.topic: c.msgtype for c in reader.connections}
-        img_topic = _pick_topic(
-            path, topics, image_topic, IMAGE_TYPES, "image", prefer=("color", "rgb"), avoid=("depth", "label")
-        )
-        info_topic = _pick_topic(
-            path,
-            topics,
-            camera_info_topic,
-            ("sensor_msgs/msg/CameraInfo",),
-            "camera_info",
-            prefer=("color", "rgb"),
-            avoid=("depth",),
-        )
-        dep_topic = None
-        if use_depth:
-            if depth_topic is not None:
-                dep_topic = _pick_topic(path, topics, depth_topic, ("sensor_msgs/msg/Image",), "depth")
-            else:
-                deps = sorted(t for t, ty in topics.items() if ty == "sensor_msgs/msg/Image" and "depth" in t)
-                dep_topic = deps[0] if deps else None
-        lab_topic = (
-            _pick_topic(
-                path,
-                topics,
-                label_topic,
-                ("sensor_msgs/msg/Image",),
-                "label",
-                prefer=("label",),
-                required=label_topic is not None,
-            )
-            if label_topic
-            else next((t for t, ty in topics.items() if ty == "sensor_msgs/msg/Image" and "label" in t), None)
-        )
+    return reader
 
-        source = pose_source
-        if source == "auto":
-            if "/tf" in topics or "/tf_static" in topics:
-                source = "tf"
-            elif any(ty == "geometry_msgs/msg/PoseStamped" for ty in topics.values()):
-                source = "pose"
-            elif any(ty == "nav_msgs/msg/Odometry" for ty in topics.values()):
-                source = "odometry"
-            else:
-                raise DatasetError(f"{path}: no pose source (no /tf, PoseStamped or Odometry topic)")
-        pose_conn_topics: list[str] = []
-        if source == "pose":
-            pose_conn_topics = [
-                _pick_topic(path, topics, pose_topic, ("geometry_msgs/msg/PoseStamped",), "pose")
-            ]
-        elif source == "odometry":
-            pose_conn_topics = [
-                _pick_topic(path, topics, odometry_topic, ("nav_msgs/msg/Odometry",), "odometry")
-            ]
-        else:
-            pose_conn_topics = [t for t in ("/tf", "/tf_static") if t in topics]
-            if not pose_conn_topics:
-                raise DatasetError(f"{path}: pose_source 'tf' but the bag has no /tf or /tf_static")
-        body_T_cam = np.eye(4)
-        if source == "odometry" and camera_in_body is not None:
-            if len(camera_in_body) != 7:
-                raise DatasetError(f"camera_in_body needs x y z qx qy qz qw, got {camera_in_body}")
-            body_T_cam = pose_from_xyz_quat(camera_in_body[:3], camera_in_body[3:])
 
-        # pass 1: poses, camera infos, scene metadata
-        track = PoseTrack()
-        tf = TfBuffer()
-        infos: list[tuple[int, Intrinsics]] = []
-        meta: dict = {}
-        meta_topics = [
-            t for t, ty in topics.items() if ty == "std_msgs/msg/String" and t.endswith("ovs3d/scene")
-        ]
-        pass1 = set(pose_conn_topics) | {info_topic} | set(meta_topics)
-        for conn, _, raw in reader.messages(connections=[c for c in reader.connections if c.topic in pass1]):
+def _choose_topics(
+    path: Path,
+    topics: dict[str, str],
+    image_topic: str | None,
+    camera_info_topic: str | None,
+    depth_topic: str | None,
+    label_topic: str | None,
+    use_depth: bool,
+    pose_source: str,
+    pose_topic: str | None,
+    odometry_topic: str | None,
+) -> BagTopics:
+    image = _pick_topic(
+        path, topics, image_topic, IMAGE_TYPES, "image", prefer=("color", "rgb"), avoid=("depth", "label")
+    )
+    info = _pick_topic(
+        path, topics, camera_info_topic, ("sensor_msgs/msg/CameraInfo",), "camera_info",
+        prefer=("color", "rgb"), avoid=("depth",),
+    )
+    depth = _depth_topic(path, topics, depth_topic) if use_depth else None
+    labels = _label_topic(path, topics, label_topic)
+    source = _pose_source(path, topics, pose_source)
+    scene = [t for t, ty in topics.items() if ty == "std_msgs/msg/String" and t.endswith("ovs3d/scene")]
+    return BagTopics(image, info, depth, labels, source,
+                     _pose_topics(path, topics, source, pose_topic, odometry_topic), scene)
+
+
+def _depth_topic(path: Path, topics: dict[str, str], wanted: str | None) -> str | None:
+    if wanted is not None:
+        return _pick_topic(path, topics, wanted, ("sensor_msgs/msg/Image",), "depth")
+    deps = sorted(t for t, ty in topics.items() if ty == "sensor_msgs/msg/Image" and "depth" in t)
+    return deps[0] if deps else None
+
+
+def _label_topic(path: Path, topics: dict[str, str], wanted: str | None) -> str | None:
+    if wanted:
+        return _pick_topic(path, topics, wanted, ("sensor_msgs/msg/Image",), "label", prefer=("label",))
+    return next((t for t, ty in topics.items() if ty == "sensor_msgs/msg/Image" and "label" in t), None)
+
+
+def _pose_source(path: Path, topics: dict[str, str], wanted: str) -> str:
+    """'auto' -> tf when /tf exists, else pose, else odometry."""
+    if wanted != "auto":
+        return wanted
+    if "/tf" in topics or "/tf_static" in topics:
+        return "tf"
+    if any(ty == "geometry_msgs/msg/PoseStamped" for ty in topics.values()):
+        return "pose"
+    if any(ty == "nav_msgs/msg/Odometry" for ty in topics.values()):
+        return "odometry"
+    raise DatasetError(f"{path}: no pose source (no /tf, PoseStamped or Odometry topic)")
+
+
+def _pose_topics(
+    path: Path, topics: dict[str, str], source: str, pose_topic: str | None, odometry_topic: str | None
+) -> list[str]:
+    if source == "pose":
+        return [_pick_topic(path, topics, pose_topic, ("geometry_msgs/msg/PoseStamped",), "pose")]
+    if source == "odometry":
+        return [_pick_topic(path, topics, odometry_topic, ("nav_msgs/msg/Odometry",), "odometry")]
+    found = [t for t in ("/tf", "/tf_static") if t in topics]
+    if not found:
+        raise DatasetError(f"{path}: pose_source 'tf' but the bag has no /tf or /tf_static")
+    return found
+
+
+def _intrinsics_of(msg) -> Intrinsics:
+    k = msg.k
+    return Intrinsics(
+        fx=float(k[0]),
+        fy=float(k[4]),
+        cx=float(k[2]),
+        cy=float(k[5]),
+        width=int(msg.width),
+        height=int(msg.height),
+        distortion_model=str(msg.distortion_model),
+        distortion=tuple(float(x) for x in msg.d),
+    )
+
+
+def _read_poses(reader, ts, chosen: BagTopics, body_T_cam: np.ndarray, path: Path) -> BagPoses:
+    """Pass 1: poses, camera infos, scene metadata."""
+    out = BagPoses(PoseTrack(), TfBuffer(), [], {})
+    wanted = set(chosen.pose_topics) | {chosen.camera_info} | set(chosen.scene)
+    for conn, _, raw in reader.messages(connections=[c for c in reader.connections if c.topic in wanted]):
+        msg = ts.deserialize_cdr(raw, conn.msgtype)
+        try:
+            _take_pass1_message(out, conn.topic, msg, chosen, body_T_cam)
+        except PoseError as exc:
+            raise DatasetError(f"{path}: bad pose on {conn.topic}: {exc}") from None
+        except json.JSONDecodeError as exc:
+            raise DatasetError(f"{path}: {conn.topic} is not valid JSON: {exc}") from None
+    if not out.infos:
+        raise DatasetError(f"{path}: no CameraInfo messages on {chosen.camera_info}")
+    out.infos.sort(key=lambda x: x[0])
+    return out
+
+
+def _take_pass1_message(out: BagPoses, topic: str, msg, chosen: BagTopics, body_T_cam: np.ndarray) -> None:
+    if topic == chosen.camera_info:
+        out.infos.append((stamp_ns(msg.header), _intrinsics_of(msg)))
+    elif topic in chosen.scene:
+        out.meta = json.loads(msg.data)
+    elif chosen.pose_source == "pose":
+        out.track.add(stamp_ns(msg.header), _pose_of(msg.pose))
+    elif chosen.pose_source == "odometry":
+        out.track.add(stamp_ns(msg.header), _pose_of(msg.pose.pose) @ body_T_cam)
+    else:
+        for tr in msg.transforms:
+            out.tf.add(tr.header.frame_id, tr.child_frame_id, stamp_ns(tr.header),
+                       _transform_of(tr.transform), static=topic == "/tf_static")
+
+
+class SideImages:
+    """Pass 2: depth and label images by stamp (kept raw, decoded when matched); the nearest within
+    the tolerance matches (core/frame_assembly.py)."""
+
+    def __init__(self) -> None:
+        self._by_stamp: dict[str, dict[int, object]] = {"depth": {}, "labels": {}}
+        self._stamps: dict[str, list[int]] = {}
+
+    def add(self, kind: str, stamp: int, msg) -> None:
+        self._by_stamp[kind][stamp] = msg
+
+    def seal(self) -> None:
+        self._stamps = {k: sorted(v) for k, v in self._by_stamp.items()}
+
+    def nearest(self, kind: str, stamp: int, tol: int):
+        j = nearest_index(self._stamps[kind], stamp, tol)
+        return None if j is None else self._by_stamp[kind][self._stamps[kind][j]]
+
+
+def _read_side_images(reader, ts, chosen: BagTopics) -> SideImages:
+    side = SideImages()
+    kinds = {t: k for t, k in ((chosen.depth, "depth"), (chosen.labels, "labels")) if t}
+    if kinds:
+        for conn, _, raw in reader.messages(connections=[c for c in reader.connections if c.topic in kinds]):
             msg = ts.deserialize_cdr(raw, conn.msgtype)
-            try:
-                if conn.topic == info_topic:
-                    k = msg.k
-                    infos.append(
-                        (
-                            stamp_ns(msg.header),
-                            Intrinsics(
-                                fx=float(k[0]),
-                                fy=float(k[4]),
-                                cx=float(k[2]),
-                                cy=float(k[5]),
-                                width=int(msg.width),
-                                height=int(msg.height),
-                                distortion_model=str(msg.distortion_model),
-                                distortion=tuple(float(x) for x in msg.d),
-                            ),
-                        )
-                    )
-                elif conn.topic in meta_topics:
-                    meta = json.loads(msg.data)
-                elif source == "pose":
-                    track.add(stamp_ns(msg.header), _pose_of(msg.pose))
-                elif source == "odometry":
-                    track.add(stamp_ns(msg.header), _pose_of(msg.pose.pose) @ body_T_cam)
-                else:
-                    for tr in msg.transforms:
-                        tf.add(
-                            tr.header.frame_id,
-                            tr.child_frame_id,
-                            stamp_ns(tr.header),
-                            _transform_of(tr.transform),
-                            static=conn.topic == "/tf_static",
-                        )
-            except PoseError as exc:
-                raise DatasetError(f"{path}: bad pose on {conn.topic}: {exc}") from None
-            except json.JSONDecodeError as exc:
-                raise DatasetError(f"{path}: {conn.topic} is not valid JSON: {exc}") from None
-        if not infos:
-            raise DatasetError(f"{path}: no CameraInfo messages on {info_topic}")
-        infos.sort(key=lambda x: x[0])
-        info_stamps = [s for s, _ in infos]
+            side.add(kinds[conn.topic], stamp_ns(msg.header), msg)
+    side.seal()
+    return side
 
-        # pass 2: depth and label images by stamp (kept raw; decoded when matched)
-        side: dict[str, dict[int, object]] = {"depth": {}, "labels": {}}
-        side_topics = {t: k for t, k in ((dep_topic, "depth"), (lab_topic, "labels")) if t}
-        if side_topics:
-            for conn, _, raw in reader.messages(
-                connections=[c for c in reader.connections if c.topic in side_topics]
-            ):
-                msg = ts.deserialize_cdr(raw, conn.msgtype)
-                side[side_topics[conn.topic]][stamp_ns(msg.header)] = msg
-        side_stamps = {k: sorted(v) for k, v in side.items()}
 
-        def nearest(kind: str, stamp: int):
-            stamps = side_stamps[kind]
-            if not stamps:
-                return None
-            i = bisect_left(stamps, stamp)
-            best = min((j for j in (i - 1, i) if 0 <= j < len(stamps)), key=lambda j: abs(stamps[j] - stamp))
-            return side[kind][stamps[best]] if abs(stamps[best] - stamp) <= tol else None
-
-        # pass 3: images
-        stats = BagStats()
-        frames: list[Frame] = []
-        img_conns = [c for c in reader.connections if c.topic == img_topic]
-        for conn, _, raw in reader.messages(connections=img_conns):
-            stats.images += 1
-            if (stats.images - 1) % every_n or (max_frames is not None and len(frames) >= max_frames):
-                stats.skipped_by_stride += 1
-                continue
-            msg = ts.deserialize_cdr(raw, conn.msgtype)
-            stamp = stamp_ns(msg.header)
-            frame_id = msg.header.frame_id.lstrip("/")
-            if source == "tf":
-                pose = tf.lookup(world_frame, camera_frame or frame_id, stamp, tol, max_gap)
-            else:
-                pose = track.at(stamp, tol, max_gap)
-            if pose is None:
-                stats.skipped_no_pose += 1
-                continue
-            try:
-                if conn.msgtype.endswith("CompressedImage"):
-                    rgb = decode_compressed(msg.format, msg.data)
-                else:
-                    rgb = decode_image(
-                        msg.encoding, msg.height, msg.width, msg.step, msg.data, msg.is_bigendian
-                    )
-                    if rgb.ndim != 3:
-                        raise ImageDecodeError(f"image topic carries depth encoding '{msg.encoding}'")
-            except ImageDecodeError:
-                stats.skipped_decode_error += 1
-                continue
-            h, w = rgb.shape[:2]
-            j = max(0, min(bisect_left(info_stamps, stamp), len(infos) - 1))
-            cands = sorted({max(j - 1, 0), j}, key=lambda i: abs(info_stamps[i] - stamp))
-            intr = next(
-                (infos[i][1] for i in cands if (infos[i][1].width, infos[i][1].height) == (w, h)), None
-            )
-            if intr is None:
-                intr = next((k for _, k in infos if (k.width, k.height) == (w, h)), None)
-            if intr is None:
-                stats.skipped_no_camera_info += 1
-                continue
-            depth = labels = None
-            if dep_topic:
-                dmsg = nearest("depth", stamp)
-                if dmsg is not None:
-                    try:
-                        depth = decode_depth(
-                            dmsg.encoding, dmsg.height, dmsg.width, dmsg.step, dmsg.data, dmsg.is_bigendian
-                        )
-                    except ImageDecodeError as exc:
-                        raise DatasetError(f"{path}: depth on {dep_topic}: {exc}") from None
-                    if depth.shape != (h, w):
-                        raise DatasetError(
-                            f"{path}: depth on {dep_topic} is {depth.shape[::-1]} but the image "
-                            f"is {w}x{h} (register depth to the colour camera first)"
-                        )
-                    stats.depth_matched += 1
-                else:
-                    stats.depth_missing += 1
-            if lab_topic:
-                lmsg = nearest("labels", stamp)
-                if lmsg is not None:
-                    try:
-                        labels = decode_mono8(lmsg.height, lmsg.width, lmsg.step, lmsg.data)
-                    except ImageDecodeError as exc:
-                        raise DatasetError(f"{path}: labels on {lab_topic}: {exc}") from None
-                    stats.labels_matched += 1
-            frame = Frame(
-                rgb=rgb,
-                intrinsics=intr,
-                pose=pose,
-                stamp=stamp * 1e-9,
-                depth=depth,
-                labels=labels,
-                frame_id=frame_id,
-                source_id=f"{path.name}:{img_topic}@{stamp}",
-            )
-            frame.extras["stamp_ns"] = stamp
-            try:
-                frame.validate()
-            except FrameError as exc:
-                raise DatasetError(f"{path}: {exc}") from None
+def _read_frames(reader, ts, chosen, poses, side, matching, every_n, max_frames, stats, path) -> list[Frame]:
+    """Pass 3: one Frame per image with a pose and a camera (``stats`` counts the others)."""
+    frames: list[Frame] = []
+    info_stamps = [s for s, _ in poses.infos]
+    images = [c for c in reader.connections if c.topic == chosen.image]
+    for conn, _, raw in reader.messages(connections=images):
+        stats.images += 1
+        if (stats.images - 1) % every_n or (max_frames is not None and len(frames) >= max_frames):
+            stats.skipped_by_stride += 1
+            continue
+        msg = ts.deserialize_cdr(raw, conn.msgtype)
+        frame = _frame_of(conn.msgtype, msg, chosen, poses, info_stamps, side, matching, stats, path)
+        if frame is not None:
             frames.append(frame)
-        stats.frames = len(frames)
-    finally:
-        reader.close()
+    return frames
 
+
+def _frame_of(msgtype, msg, chosen, poses, info_stamps, side, matching, stats, path) -> Frame | None:
+    stamp = stamp_ns(msg.header)
+    frame_id = msg.header.frame_id.lstrip("/")
+    tol, max_gap = matching["tol"], matching["max_gap"]
+    if chosen.pose_source == "tf":
+        camera = matching["camera_frame"] or frame_id
+        pose = poses.tf.lookup(matching["world_frame"], camera, stamp, tol, max_gap)
+    else:
+        pose = poses.track.at(stamp, tol, max_gap)
+    if pose is None:
+        stats.skipped_no_pose += 1
+        return None
+    try:
+        rgb = _decode_rgb(msgtype, msg)
+    except ImageDecodeError:
+        stats.skipped_decode_error += 1
+        return None
+    h, w = rgb.shape[:2]
+    intr = _camera_for(poses.infos, info_stamps, stamp, w, h)
+    if intr is None:
+        stats.skipped_no_camera_info += 1
+        return None
+    depth = _matched_depth(side, chosen, stamp, tol, (h, w), stats, path)
+    labels = _matched_labels(side, chosen, stamp, tol, stats, path)
+    frame = Frame(rgb=rgb, intrinsics=intr, pose=pose, stamp=stamp * 1e-9, depth=depth, labels=labels,
+                  frame_id=frame_id, source_id=f"{path.name}:{chosen.image}@{stamp}")
+    frame.extras["stamp_ns"] = stamp
+    try:
+        return frame.validate()
+    except FrameError as exc:
+        raise DatasetError(f"{path}: {exc}") from None
+
+
+def _decode_rgb(msgtype: str, msg) -> np.ndarray:
+    if msgtype.endswith("CompressedImage"):
+        return decode_compressed(msg.format, msg.data)
+    rgb = decode_image(msg.encoding, msg.height, msg.width, msg.step, msg.data, msg.is_bigendian)
+    if rgb.ndim != 3:
+        raise ImageDecodeError(f"image topic carries depth encoding '{msg.encoding}'")
+    return rgb
+
+
+def _camera_for(infos, info_stamps, stamp: int, w: int, h: int) -> Intrinsics | None:
+    """The CameraInfo of the image's size nearest its stamp, else any of that size, else None."""
+    j = max(0, min(bisect_left(info_stamps, stamp), len(infos) - 1))
+    cands = sorted({max(j - 1, 0), j}, key=lambda i: abs(info_stamps[i] - stamp))
+    intr = next((infos[i][1] for i in cands if (infos[i][1].width, infos[i][1].height) == (w, h)), None)
+    if intr is None:
+        intr = next((k for _, k in infos if (k.width, k.height) == (w, h)), None)
+    return intr
+
+
+def _matched_depth(side, chosen, stamp, tol, shape, stats, path) -> np.ndarray | None:
+    if not chosen.depth:
+        return None
+    dmsg = side.nearest("depth", stamp, tol)
+    if dmsg is None:
+        stats.depth_missing += 1
+        return None
+    try:
+        depth = decode_depth(dmsg.encoding, dmsg.height, dmsg.width, dmsg.step, dmsg.data, dmsg.is_bigendian)
+    except ImageDecodeError as exc:
+        raise DatasetError(f"{path}: depth on {chosen.depth}: {exc}") from None
+    if depth.shape != shape:
+        raise DatasetError(
+            f"{path}: depth on {chosen.depth} is {depth.shape[::-1]} but the image "
+            f"is {shape[1]}x{shape[0]} (register depth to the colour camera first)"
+        )
+    stats.depth_matched += 1
+    return depth
+
+
+def _matched_labels(side, chosen, stamp, tol, stats, path) -> np.ndarray | None:
+    if not chosen.labels:
+        return None
+    lmsg = side.nearest("labels", stamp, tol)
+    if lmsg is None:
+        return None
+    try:
+        labels = decode_mono8(lmsg.height, lmsg.width, lmsg.step, lmsg.data)
+    except ImageDecodeError as exc:
+        raise DatasetError(f"{path}: labels on {chosen.labels}: {exc}") from None
+    stats.labels_matched += 1
+    return labels
+
+
+def _dataset(path, frames, meta, chosen, stats, class_names, name) -> SceneDataset:
     names = sorted(class_names if class_names is not None else meta.get("class_names", []))
     test_stamps = set(meta.get("test_stamps_ns", []))
-    test_indices = [i for i, f in enumerate(frames) if f.extras["stamp_ns"] in test_stamps]
-    dataset = SceneDataset(
+    return SceneDataset(
         name=name or meta.get("name") or path.stem,
         frames=frames,
         class_names=names,
-        test_indices=test_indices,
+        test_indices=[i for i, f in enumerate(frames) if f.extras["stamp_ns"] in test_stamps],
         test_held_out=bool(meta.get("test_held_out", True)),
         metadata={
             "stats": stats,
-            "pose_source": source,
-            "image_topic": img_topic,
-            "depth_topic": dep_topic,
+            "pose_source": chosen.pose_source,
+            "image_topic": chosen.image,
+            "depth_topic": chosen.depth,
             "format": "rosbag2",
         },
     )
-    return dataset

@@ -178,12 +178,15 @@ def write_rosbag(
     start_s: int = 1_700_000_000,
     camera_in_body: tuple[float, ...] = CAMERA_IN_BODY_XYZ_QUAT,
     pose_outputs: tuple[str, ...] = ("pose", "odometry", "tf"),
+    pose_delay_s: float = 0.0,
 ) -> Path:
     """A rosbag2 (``storage`` 'sqlite3' or 'mcap') with Image rgb8, CameraInfo, depth (32FC1 on
     ``/camera/depth/image_raw``, 16UC1 mm on ``..._mm``), mono8 labels, PoseStamped of the camera in
     ``world_frame``, Odometry of ``base_frame``, /tf (world -> base) and /tf_static (base -> camera),
     and a JSON String with the class names and test-view stamps. Stamps at ``rate_hz``.
-    ``pose_outputs`` picks which of the pose forms ('pose', 'odometry', 'tf') are written."""
+    ``pose_outputs`` picks which of the pose forms ('pose', 'odometry', 'tf') are written.
+    ``pose_delay_s``: poses are stamped this much after their image (each still the pose of its own
+    image), so a reader must interpolate between two poses or take the nearest, as a live node does."""
     from rosbags.rosbag2 import StoragePlugin
 
     from ovs3d_ros.data.rosbag import default_typestore
@@ -331,18 +334,19 @@ def write_rosbag(
                     stamp,
                     image_msg(stamp, encode_mono8(frame.labels), h, w),
                 )
+            pose_stamp = stamp + int(round(pose_delay_s * 1e9))
             write(
                 "pose",
                 BAG_TOPICS["pose"],
                 "geometry_msgs/msg/PoseStamped",
-                stamp,
+                pose_stamp,
                 T["geometry_msgs/msg/PoseStamped"](
-                    header=header(stamp, world_frame), pose=pose_msg(frame.pose)
+                    header=header(pose_stamp, world_frame), pose=pose_msg(frame.pose)
                 ),
             )
             world_T_body = frame.pose @ np.linalg.inv(body_T_cam)
             odom = T["nav_msgs/msg/Odometry"](
-                header=header(stamp, world_frame),
+                header=header(pose_stamp, world_frame),
                 child_frame_id=base_frame,
                 pose=T["geometry_msgs/msg/PoseWithCovariance"](
                     pose=pose_msg(world_T_body), covariance=np.zeros(36)
@@ -355,14 +359,14 @@ def write_rosbag(
                     covariance=np.zeros(36),
                 ),
             )
-            write("odometry", BAG_TOPICS["odometry"], "nav_msgs/msg/Odometry", stamp, odom)
+            write("odometry", BAG_TOPICS["odometry"], "nav_msgs/msg/Odometry", pose_stamp, odom)
             write(
                 "tf",
                 "/tf",
                 "tf2_msgs/msg/TFMessage",
-                stamp,
+                pose_stamp,
                 T["tf2_msgs/msg/TFMessage"](
-                    transforms=[transform_msg(stamp, world_frame, base_frame, world_T_body)]
+                    transforms=[transform_msg(pose_stamp, world_frame, base_frame, world_T_body)]
                 ),
             )
     return out

@@ -38,6 +38,11 @@ def stamp_to_sec(stamp: Time) -> float:
     return float(stamp.sec) + float(stamp.nanosec) * 1e-9
 
 
+def stamp_to_ns(stamp: Time) -> int:
+    """Integer nanoseconds: the unit of stamp matching (core/frame_assembly.py), exact like a bag's."""
+    return int(stamp.sec) * 1_000_000_000 + int(stamp.nanosec)
+
+
 def sec_to_stamp(t: float) -> Time:
     sec = int(math.floor(t))
     return Time(sec=sec, nanosec=int(round((t - sec) * 1e9)) % 1_000_000_000)

@@ -15,7 +15,6 @@ import threading
 import time
 import traceback
 from collections import deque
-from pathlib import Path
 
 import numpy as np
 import rclpy
@@ -31,9 +30,11 @@ from std_msgs.msg import Header
 from std_srvs.srv import SetBool, Trigger
 from visualization_msgs.msg import MarkerArray
 
-from ovs3d_ros.config import Config, ConfigError, apply_flat, resolve_device
+from ovs3d_ros.config import Config, ConfigError, resolve_device, update_in_place
 from ovs3d_ros.core.camera import pose_from_xyz_quat
+from ovs3d_ros.core.checkpoint_store import CheckpointStore
 from ovs3d_ros.core.frame import Frame, FrameError
+from ovs3d_ros.core.frame_assembly import seconds_to_ns
 from ovs3d_ros.core.image_codec import (
     ImageDecodeError,
     decode_compressed,
@@ -43,12 +44,19 @@ from ovs3d_ros.core.image_codec import (
 )
 from ovs3d_ros.core.oom import segment_with_oom_retry
 from ovs3d_ros.core.plausibility import FrameGate, ImplausibleInput, check_quaternion
+from ovs3d_ros.core.training_thread import TrainingThread
 from ovs3d_ros.msg import TrainingStatus
 from ovs3d_ros.ros import conversions as conv
-from ovs3d_ros.ros.params import check_parameter_update, config_from_parameters, declare_config_parameters
+from ovs3d_ros.ros.params import (
+    check_parameter_updates,
+    config_from_parameters,
+    declare_config_parameters,
+    live_updates,
+    live_values,
+)
 from ovs3d_ros.ros.pose_sources import TfPoseSource, tf2_available
 from ovs3d_ros.ros.scene_msgs import class_markers, segmented_scene
-from ovs3d_ros.ros.stamped_buffer import CLOCK_JUMP_BACK_S, StampedBuffer, Timeline
+from ovs3d_ros.ros.stamped_buffer import CLOCK_JUMP_BACK_NS, StampedBuffer, Timeline
 from ovs3d_ros.srv import Checkpoint, Query
 
 # Results are latched so RViz (or any client) started later still receives the last answer.
@@ -62,7 +70,6 @@ STATUS_QOS = QoSProfile(depth=10, reliability=ReliabilityPolicy.RELIABLE)
 POSE_QOS = QoSProfile(depth=50, reliability=ReliabilityPolicy.RELIABLE)
 # Depth/label images kept for stamp matching against colour images.
 MATCH_HISTORY = 30
-AUTOSAVE_NAME = "autosave.ckpt"
 # The node's input names (relative, so a launch file or -r remaps them to the robot's topics).
 INPUT_TOPICS = ("image", "camera_info", "depth", "labels", "pose", "odom")
 
@@ -73,15 +80,18 @@ class Ovs3dNode(Node):
         declare_config_parameters(self, defaults)
         self.cfg = config_from_parameters(self, defaults)
         self.device = resolve_device(self.cfg)
-        self.add_on_set_parameters_callback(self._on_set_parameters)
+        # live parameters: the on-set callback validates, the post-set one applies (ros/params.py)
+        self.add_on_set_parameters_callback(self._check_parameters)
+        self.add_post_set_parameters_callback(self._apply_parameters)
 
         self._lock = threading.Lock()  # node counters and the frame slot
         self._frame_ready = threading.Condition(self._lock)
         self._pending_images: deque = deque()  # images waiting for assembly, oldest first
         self._camera_info: CameraInfo | None = None
-        self._depths = StampedBuffer(maxlen=MATCH_HISTORY)
-        self._labels = StampedBuffer(maxlen=MATCH_HISTORY)
-        self._poses = StampedBuffer()
+        # keyed by integer nanoseconds, matched by core/frame_assembly.py's rule (as the bag reader)
+        self._depths = StampedBuffer(maxlen=MATCH_HISTORY, jump=CLOCK_JUMP_BACK_NS)
+        self._labels = StampedBuffer(maxlen=MATCH_HISTORY, jump=CLOCK_JUMP_BACK_NS)
+        self._poses = StampedBuffer(jump=CLOCK_JUMP_BACK_NS)
         self._image_timeline = Timeline()
         self.counters = dict(
             frames_received=0, frames_dropped_no_pose=0, frames_dropped_invalid=0, frames_superseded=0
@@ -94,8 +104,7 @@ class Ovs3dNode(Node):
         self.last_error = ""
         self._warned: set[str] = set()
         self._shutdown = threading.Event()  # the whole node is going down
-        self._train_stop = threading.Event()  # the current training thread (a reset replaces it)
-        self._paused = threading.Event()
+        self._checkpoints = CheckpointStore(self.cfg.ros.checkpoint_dir, self.cfg.ros.autosave_every_s)
 
         self.trainer = self._new_trainer()
         self.segmenter = self._new_segmenter()
@@ -110,9 +119,8 @@ class Ovs3dNode(Node):
 
         self._assembler = threading.Thread(target=self._assemble_frames, name="ovs3d_frames", daemon=True)
         self._assembler.start()
-        self._training_thread = self._start_training()
+        self._training = TrainingThread(self.trainer, on_error=self._on_training_error)
         self._last_log = time.monotonic()
-        self._last_autosave = time.monotonic()
         self.get_logger().info(
             f"ovs3d ready on {self.device}: teacher={self.cfg.teacher.kind}, pose source={self.pose_source}, "
             f"world frame '{self.cfg.ros.world_frame}', keyframe capacity {self.cfg.keyframes.capacity}"
@@ -202,20 +210,41 @@ class Ovs3dNode(Node):
         self.create_service(Checkpoint, "~/save", self._on_save, callback_group=g)
         self.create_service(Checkpoint, "~/load", self._on_load, callback_group=g)
         self._status_timer = self.create_timer(
-            1.0 / max(self.cfg.ros.status_rate_hz, 1e-3),
-            self._publish_status,
-            callback_group=self._timer_group,
+            _status_period_s(self.cfg), self._publish_status, callback_group=self._timer_group
         )
 
-    def _on_set_parameters(self, params) -> SetParametersResult:
-        for p in params:
-            reason = check_parameter_update(self.cfg, p.name, p.value)
-            if reason:
-                return SetParametersResult(successful=False, reason=reason)
-        for p in params:
-            if p.name != "use_sim_time" and p.name in _flat_keys(self.cfg):
-                self.cfg = apply_flat(self.cfg, {p.name: p.value})
-        return SetParametersResult(successful=True)
+    # ------------------------------------------------------------------ live parameters
+
+    def _check_parameters(self, params) -> SetParametersResult:
+        """On-set: refuse (with the reason) what may not change now; changes nothing itself."""
+        reason = check_parameter_updates(self.cfg, params)
+        return SetParametersResult(successful=reason is None, reason=reason or "")
+
+    def _apply_parameters(self, params) -> None:
+        """Post-set: write the accepted values into the Config every part reads (in place, so the
+        Trainer's loop and the Segmenter's next query see them), then re-arm what runs on a period."""
+        updates = live_updates(params)
+        if not updates:
+            return
+        for cfg in self._configs_in_use():
+            update_in_place(cfg, updates)
+        if "ros.status_rate_hz" in updates:
+            # a new period counts from now (changing the period alone would wait out the old one)
+            self._status_timer.timer_period_ns = int(_status_period_s(self.cfg) * 1e9)
+            self._status_timer.reset()
+
+    def _configs_in_use(self) -> list[Config]:
+        """The node's Config, which the Trainer and Segmenter share, plus the Trainer's own after a
+        checkpoint load (a checkpoint brings the config its model was built with)."""
+        configs = [self.cfg]
+        if self.trainer.cfg is not self.cfg:
+            configs.append(self.trainer.cfg)
+        return configs
+
+    def _share_live_settings(self) -> None:
+        """After a checkpoint load: the loaded model keeps its shape, the live settings stay the node's."""
+        if self.trainer.cfg is not self.cfg:
+            update_in_place(self.trainer.cfg, live_values(self.cfg))
 
     # ------------------------------------------------------------------ input callbacks (never block)
 
@@ -233,10 +262,10 @@ class Ovs3dNode(Node):
         self._camera_info = msg
 
     def _on_depth(self, msg: Image) -> None:
-        self._depths.add(conv.stamp_to_sec(msg.header.stamp), msg)
+        self._depths.add(conv.stamp_to_ns(msg.header.stamp), msg)
 
     def _on_labels(self, msg: Image) -> None:
-        self._labels.add(conv.stamp_to_sec(msg.header.stamp), msg)
+        self._labels.add(conv.stamp_to_ns(msg.header.stamp), msg)
 
     def _on_pose(self, msg: PoseStamped) -> None:
         self._add_pose(msg.header, msg.pose)
@@ -259,7 +288,7 @@ class Ovs3dNode(Node):
             # a refused pose is not a frame: the image it was meant for counts once, as no_pose
             self._reject_input(f"pose_{getattr(exc, 'reason', 'invalid')}", f"pose rejected: {exc}")
             return
-        self._poses.add(conv.stamp_to_sec(header.stamp), body @ self._camera_in_body)
+        self._poses.add(conv.stamp_to_ns(header.stamp), body @ self._camera_in_body)
 
     # ------------------------------------------------------------------ frame assembly (own thread)
 
@@ -286,7 +315,35 @@ class Ovs3dNode(Node):
                 self.get_logger().error(traceback.format_exc())
 
     def _frame_from(self, msg) -> Frame | None:
+        """Image message -> Frame with the matched pose, depth and labels (None: no pose, counted)."""
         stamp = conv.stamp_to_sec(msg.header.stamp)
+        stamp_ns = conv.stamp_to_ns(msg.header.stamp)
+        self._observe_image_stamp(stamp, stamp_ns)
+        intrinsics = self._rectified_camera()
+        rgb = self._decode_rgb(msg, intrinsics)
+        pose = self._lookup_pose(msg, stamp_ns)
+        if pose is None:
+            self._drop(
+                "no_pose",
+                f"no pose within {self.cfg.ros.pose_tolerance_s:.3f} s of image stamp "
+                f"{stamp:.3f} ({self.pose_source})"
+                + (f": {self._tf.last_failure}" if self._tf is not None else ""),
+            )
+            return None
+        tol = seconds_to_ns(self.cfg.ros.pose_tolerance_s)
+        frame = Frame(
+            rgb=rgb,
+            intrinsics=intrinsics,
+            pose=pose,
+            stamp=stamp,
+            depth=self._matched_depth(stamp_ns, tol, rgb.shape[:2]),
+            labels=self._matched_labels(stamp_ns, tol),
+            frame_id=msg.header.frame_id,
+            source_id=f"ros:{msg.header.frame_id}@{stamp:.3f}",
+        )
+        return self._gate.check(frame.validate())
+
+    def _observe_image_stamp(self, stamp: float, stamp_ns: int) -> None:
         head = self._image_timeline.head
         if self._image_timeline.observe(stamp):  # several images agree: not one outlier stamp
             self.get_logger().warning(
@@ -295,9 +352,11 @@ class Ovs3dNode(Node):
             )
             # values of the new time line (already matched by the images before this one) stay
             for buf in (self._poses, self._depths, self._labels):
-                buf.discard_after(stamp + CLOCK_JUMP_BACK_S)
+                buf.discard_after(stamp_ns + CLOCK_JUMP_BACK_NS)
             # a new time line: the speed bound must not compare across it (same map, same anchor)
             self._gate.reanchor(self._gate.anchor)
+
+    def _rectified_camera(self):
         info = self._camera_info
         if info is None:
             raise FrameError("no camera_info received yet")
@@ -307,72 +366,54 @@ class Ovs3dNode(Node):
                 f"camera_info has distortion {intrinsics.distortion_model} {intrinsics.distortion}; "
                 "this node expects rectified images (remap to image_rect / use image_proc)"
             )
+        return intrinsics
+
+    def _decode_rgb(self, msg, intrinsics) -> np.ndarray:
         if isinstance(msg, CompressedImage):
-            rgb = decode_compressed(msg.format, bytes(msg.data), max_pixels=self.cfg.input.max_image_pixels,
-                                    expected_size=(intrinsics.width, intrinsics.height))
-        else:
-            rgb = decode_image(
-                msg.encoding, msg.height, msg.width, msg.step, bytes(msg.data), msg.is_bigendian
-            )
-        pose = self._lookup_pose(msg, stamp)
-        if pose is None:
-            self._drop(
-                "no_pose",
-                f"no pose within {self.cfg.ros.pose_tolerance_s:.3f} s of image stamp "
-                f"{stamp:.3f} ({self.pose_source})"
-                + (f": {self._tf.last_failure}" if self._tf is not None else ""),
+            return decode_compressed(msg.format, bytes(msg.data), max_pixels=self.cfg.input.max_image_pixels,
+                                     expected_size=(intrinsics.width, intrinsics.height))
+        return decode_image(msg.encoding, msg.height, msg.width, msg.step, bytes(msg.data), msg.is_bigendian)
+
+    def _matched_depth(self, stamp_ns: int, tol: int, shape: tuple[int, int]) -> np.ndarray | None:
+        depth_msg = self._depths.lookup(stamp_ns, tol)
+        if depth_msg is None:
+            return None
+        m = depth_msg
+        depth = decode_depth(m.encoding, m.height, m.width, m.step, bytes(m.data), m.is_bigendian)
+        if depth.shape != shape:
+            self._warn_once(
+                "depth_size",
+                f"depth {depth.shape[::-1]} does not match the image "
+                f"{shape[::-1]}: depth ignored (register it to colour)",
             )
             return None
-        tol = self.cfg.ros.pose_tolerance_s
-        depth = None
-        depth_msg = self._depths.lookup(stamp, tol)
-        if depth_msg is not None:
-            depth = decode_depth(
-                depth_msg.encoding,
-                depth_msg.height,
-                depth_msg.width,
-                depth_msg.step,
-                bytes(depth_msg.data),
-                depth_msg.is_bigendian,
-            )
-            if depth.shape != rgb.shape[:2]:
-                self._warn_once(
-                    "depth_size",
-                    f"depth {depth.shape[::-1]} does not match the image "
-                    f"{rgb.shape[1::-1]}: depth ignored (register it to colour)",
-                )
-                depth = None
-        labels = None
-        if self.cfg.teacher.kind == "synthetic":
-            label_msg = self._labels.lookup(stamp, tol)
-            if label_msg is None:
-                raise FrameError("synthetic teacher: no ground-truth label image for this frame")
-            if label_msg.encoding != "mono8":
-                raise FrameError(f"label images must be mono8, got '{label_msg.encoding}'")
-            labels = decode_mono8(label_msg.height, label_msg.width, label_msg.step, bytes(label_msg.data))
-        frame = Frame(
-            rgb=rgb,
-            intrinsics=intrinsics,
-            pose=pose,
-            stamp=stamp,
-            depth=depth,
-            labels=labels,
-            frame_id=msg.header.frame_id,
-            source_id=f"ros:{msg.header.frame_id}@{stamp:.3f}",
-        )
-        return self._gate.check(frame.validate())
+        return depth
 
-    def _lookup_pose(self, msg, stamp: float) -> np.ndarray | None:
-        tol = self.cfg.ros.pose_tolerance_s
+    def _matched_labels(self, stamp_ns: int, tol: int) -> np.ndarray | None:
+        if self.cfg.teacher.kind != "synthetic":
+            return None
+        label_msg = self._labels.lookup(stamp_ns, tol)
+        if label_msg is None:
+            raise FrameError("synthetic teacher: no ground-truth label image for this frame")
+        if label_msg.encoding != "mono8":
+            raise FrameError(f"label images must be mono8, got '{label_msg.encoding}'")
+        return decode_mono8(label_msg.height, label_msg.width, label_msg.step, bytes(label_msg.data))
+
+    def _lookup_pose(self, msg, stamp_ns: int) -> np.ndarray | None:
+        """The pose at the image stamp by core/frame_assembly.py's rule (tf2 interpolates by itself)."""
+        tol_s = self.cfg.ros.pose_tolerance_s
         if self._tf is not None:
-            return self._tf.lookup(msg.header.frame_id, msg.header.stamp, timeout_s=tol)
-        pose = self._poses.lookup(stamp, tol)
-        deadline = time.monotonic() + tol + 0.1
-        # the pose for this image may still be in flight: wait a little while it can still come (a
-        # newer pose is no proof it will not: poses may arrive out of order)
-        while pose is None and time.monotonic() < deadline and not self._shutdown.is_set():
+            return self._tf.lookup(msg.header.frame_id, msg.header.stamp, timeout_s=tol_s)
+        tol = seconds_to_ns(tol_s)
+        pose, final = self._poses.pose_at(stamp_ns, tol)
+        deadline = time.monotonic() + tol_s + 0.1
+        # the pose after this image may still be in flight: wait a little for it, so that the pose
+        # is interpolated as a bag reader would, not the nearest earlier one (bounded: it may never come)
+        while not (pose is not None and final) and time.monotonic() < deadline:
+            if self._shutdown.is_set():
+                break
             time.sleep(0.01)
-            pose = self._poses.lookup(stamp, tol)
+            pose, final = self._poses.pose_at(stamp_ns, tol)
         return pose
 
     def _drop(self, kind: str, reason: str, code: str | None = None) -> None:
@@ -411,24 +452,9 @@ class Ovs3dNode(Node):
 
     # ------------------------------------------------------------------ training (own thread)
 
-    def _start_training(self) -> threading.Thread:
-        self._train_stop = threading.Event()
-        thread = threading.Thread(
-            target=self._train_loop, args=(self.trainer, self._train_stop), name="ovs3d_training", daemon=True
-        )
-        thread.start()
-        return thread
-
-    def _train_loop(self, trainer, stop: threading.Event) -> None:
-        try:
-            trainer.run(stop, self._paused)
-        except Exception as exc:
-            self.last_error = f"training stopped: {exc!r}"
-            self.get_logger().error(traceback.format_exc())
-
-    def _stop_training(self) -> None:
-        self._train_stop.set()
-        self._training_thread.join(timeout=30.0)
+    def _on_training_error(self, message: str, trace: str) -> None:
+        self.last_error = message
+        self.get_logger().error(trace)
 
     # ------------------------------------------------------------------ services
 
@@ -500,11 +526,11 @@ class Ovs3dNode(Node):
 
     def _on_reset(self, req: Trigger.Request, res: Trigger.Response) -> Trigger.Response:
         try:
-            self._stop_training()
+            self._training.stop()  # before building the new one: never two models training at once
             self.trainer = self._new_trainer()
             self.segmenter = self._new_segmenter()
             self._gate = FrameGate(self.cfg.input)  # a new map is anchored by its own first frame
-            self._training_thread = self._start_training()
+            self._training.restart(self.trainer)
         except Exception as exc:
             res.success, res.message = False, f"reset failed: {exc!r}"
             return res
@@ -512,22 +538,13 @@ class Ovs3dNode(Node):
         return res
 
     def _on_pause(self, req: SetBool.Request, res: SetBool.Response) -> SetBool.Response:
-        (self._paused.set if req.data else self._paused.clear)()
+        self._training.pause(bool(req.data))
         res.success, res.message = True, "paused" if req.data else "training"
         return res
 
-    def _checkpoint_path(self, name: str) -> Path:
-        base = Path(self.cfg.ros.checkpoint_dir).expanduser().resolve()
-        path = (base / (name or AUTOSAVE_NAME)).resolve()
-        if path != base and base not in path.parents:
-            raise ValueError(f"checkpoint path '{name}' is outside the allowed directory {base}")
-        return path
-
     def _on_save(self, req: Checkpoint.Request, res: Checkpoint.Response) -> Checkpoint.Response:
         try:
-            path = self._checkpoint_path(req.path)
-            path.parent.mkdir(parents=True, exist_ok=True)
-            self.trainer.save(path)
+            path = self._checkpoints.save(self.trainer, req.path)
         except Exception as exc:
             res.success, res.message = False, f"save failed: {exc}"
             return res
@@ -536,10 +553,9 @@ class Ovs3dNode(Node):
 
     def _on_load(self, req: Checkpoint.Request, res: Checkpoint.Response) -> Checkpoint.Response:
         try:
-            path = self._checkpoint_path(req.path)
-            if not path.is_file():
-                raise FileNotFoundError(f"no checkpoint at {path}")
+            path = self._checkpoints.existing(req.path)
             self.trainer.load_state_from(path)
+            self._share_live_settings()
             self.segmenter = self._new_segmenter()  # refined vocabularies belong to the old state
             self._gate = FrameGate(self.cfg.input)  # the loaded map bounds new frames, not the old one
             if bool(self.trainer.field.bounds_set):
@@ -551,10 +567,11 @@ class Ovs3dNode(Node):
         return res
 
     def _resume_from_autosave(self) -> None:
-        path = self._checkpoint_path("")
+        path = self._checkpoints.path("")
         if path.is_file():
             try:
                 self.trainer.load_state_from(path)
+                self._share_live_settings()
                 self.get_logger().info(f"resumed from {path}")
             except Exception as exc:
                 self.get_logger().error(f"could not resume from {path}: {exc}")
@@ -568,9 +585,9 @@ class Ovs3dNode(Node):
             reasons = dict(self.drop_reasons)
             rejected = dict(self.rejected_inputs)
             last_error = self.last_error
-        if self._paused.is_set():
+        if self._training.is_paused:
             state = "paused"
-        elif not self._training_thread.is_alive() and not self._train_stop.is_set():
+        elif self._training.failed:
             state = "error"
         elif stats.get("keyframes", 0) == 0:
             state = "waiting_for_frames"
@@ -607,34 +624,28 @@ class Ovs3dNode(Node):
                 + (f", depth pixels out of range {self._gate.depth_pixels_invalidated}"
                    if self._gate.depth_pixels_invalidated else "")
             )
-        every = self.cfg.ros.autosave_every_s
-        if every > 0 and now - self._last_autosave >= every and msg.keyframes > 0:
-            self._last_autosave = now
+        if self._checkpoints.autosave_due(has_data=msg.keyframes > 0):
             self._autosave()
 
     def _autosave(self) -> None:
         try:
-            path = self._checkpoint_path("")
-            path.parent.mkdir(parents=True, exist_ok=True)
-            self.trainer.save(path)
+            self._checkpoints.save(self.trainer)
         except Exception as exc:
             self.get_logger().error(f"autosave failed: {exc}")
 
     def shutdown(self) -> None:
-        if self.cfg.ros.autosave_every_s > 0 and self.trainer.stats().get("keyframes", 0) > 0:
+        if self._checkpoints.autosave_on and self.trainer.stats().get("keyframes", 0) > 0:
             self._autosave()
         self._shutdown.set()
-        self._train_stop.set()
+        self._training.stop_event.set()  # wake the training and frame threads, then wait for both
         with self._frame_ready:
             self._frame_ready.notify_all()
-        self._training_thread.join(timeout=30.0)
+        self._training.stop()
         self._assembler.join(timeout=5.0)
 
 
-def _flat_keys(cfg: Config) -> set[str]:
-    from ovs3d_ros.config import to_flat_dict
-
-    return set(to_flat_dict(cfg))
+def _status_period_s(cfg: Config) -> float:
+    return 1.0 / max(cfg.ros.status_rate_hz, 1e-3)
 
 
 def main(args=None) -> None:

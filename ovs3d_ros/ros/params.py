@@ -5,6 +5,13 @@ by default (every numeric setting of the Config is a size, a rate, a weight or a
 where the code refuses more (RANGES), so `ros2 param set` refuses a value that would make every later
 query fail instead of accepting it. Most parameters shape the model and apply at start-up only; a
 few are live (see LIVE_PARAMETERS).
+
+How a `ros2 param set` travels: the node's on-set callback validates (``check_parameter_update``:
+unknown to the Config, not live, wrong type or out of range -> refused with the reason, nothing
+changes); its post-set callback applies (``live_updates`` -> ``config.update_in_place`` on the one
+Config the node, Trainer and Segmenter share, then the status timer is re-armed when its rate
+changed). No parameter is declared read-only: rclpy would refuse those with a generic
+"read-only" reason before the on-set callback runs, and a user deserves to read "restart".
 """
 
 from __future__ import annotations
@@ -18,7 +25,10 @@ from rclpy.parameter import Parameter
 
 from ovs3d_ros.config import Config, ConfigError, apply_flat, field_docs, to_flat_dict
 
-# Settings the running node applies without a restart.
+# Settings the running node applies without a restart: each is read where it is used, at every use
+# (the training loop's pacing per step, a query's defaults per query, the status timer's period and
+# the log period per status), from the Config shared by the node, Trainer and Segmenter. Everything
+# else shapes the model, the inputs or the subscriptions, built once at start-up: refused live.
 LIVE_PARAMETERS = frozenset(
     {
         "trainer.max_steps_per_s",
@@ -30,6 +40,9 @@ LIVE_PARAMETERS = frozenset(
         "ros.log_every_s",
     }
 )
+
+LIVE_NOTE = "[live: `ros2 param set` applies it to the running node]"
+RESTART_NOTE = "[read at start-up: a change needs a node restart]"
 
 _INT_MAX = 2**31 - 1
 _FLOAT_MAX = 1e12
@@ -70,7 +83,8 @@ def parameter_range(key: str, value: typing.Any) -> tuple[float, float]:
 
 
 def _descriptor(key: str, value: typing.Any, doc: str) -> ParameterDescriptor:
-    desc = ParameterDescriptor(description=doc, read_only=key not in LIVE_PARAMETERS)
+    when = LIVE_NOTE if key in LIVE_PARAMETERS else RESTART_NOTE
+    desc = ParameterDescriptor(description=f"{doc} {when}".strip())
     if isinstance(value, bool):
         desc.type = ParameterType.PARAMETER_BOOL
     elif isinstance(value, int):
@@ -135,7 +149,10 @@ def check_parameter_update(cfg: Config, name: str, value: typing.Any) -> str | N
     if name not in to_flat_dict(cfg) or name == "use_sim_time":
         return None
     if name not in LIVE_PARAMETERS:
-        return f"'{name}' shapes the model; set it in the params file and restart the node"
+        return (
+            f"'{name}' is read at start-up only: the change needs a restart "
+            "(set it in the params file and restart the node)"
+        )
     try:
         apply_flat(cfg, {name: value})
     except ConfigError as exc:
@@ -146,3 +163,28 @@ def check_parameter_update(cfg: Config, name: str, value: typing.Any) -> str | N
         if not lo <= value <= hi:  # rclpy checks the declared range too; NaN fails here as well
             return f"'{name}' must be within [{lo}, {hi}], got {value}"
     return None
+
+
+def check_parameter_updates(cfg: Config, params) -> str | None:
+    """``check_parameter_update`` over a list of rclpy Parameters: the first reason, or None."""
+    for p in params:
+        reason = check_parameter_update(cfg, p.name, p.value)
+        if reason:
+            return reason
+    return None
+
+
+def live_updates(params) -> dict[str, typing.Any]:
+    """The Config keys among accepted rclpy Parameters, as ``{dotted key: value}`` (lists for arrays)."""
+    updates = {}
+    for p in params:
+        if p.name in LIVE_PARAMETERS:
+            value = p.value
+            updates[p.name] = value.tolist() if hasattr(value, "tolist") else value
+    return updates
+
+
+def live_values(cfg: Config) -> dict[str, typing.Any]:
+    """The current values of the live keys in ``cfg``."""
+    flat = to_flat_dict(cfg)
+    return {key: flat[key] for key in LIVE_PARAMETERS}

@@ -1,4 +1,9 @@
-"""Nearest-stamp matching of asynchronous inputs (poses, depth and label images) to image stamps."""
+"""History of asynchronous inputs (poses, depth and label images) for matching to image stamps.
+
+The matching rule itself (interpolated poses, nearest depth/labels) is ``core/frame_assembly.py``'s,
+shared with the rosbag reader; this module adds what a live stream needs: thread safety, bounded
+history, out-of-order arrivals and clock jumps (Timeline).
+"""
 
 from __future__ import annotations
 
@@ -8,8 +13,11 @@ from collections import deque
 
 import numpy as np
 
+from ovs3d_ros.core.frame_assembly import NS_PER_S, nearest_index, pose_at, pose_is_final
+
 # Stamps going back by more than this are a clock jump (bag loop, sim restart), not reordering.
 CLOCK_JUMP_BACK_S = 1.0
+CLOCK_JUMP_BACK_NS = int(CLOCK_JUMP_BACK_S * NS_PER_S)
 # ... once this many consecutive messages agree on the new time line: one message with an outlier stamp
 # (a far-future stamp, then normal ones; or one very late message) must not wipe the history.
 JUMP_CONFIRM = 3
@@ -74,8 +82,9 @@ class Timeline:
 
 
 class StampedBuffer:
-    """Stamped values (poses, depth or label images), matched to image stamps by the nearest stamp
-    within a tolerance.
+    """Stamped values (poses, depth or label images), matched to image stamps by the rules of
+    core/frame_assembly.py: ``lookup`` the nearest within a tolerance, ``pose_at`` interpolated.
+    Stamps are in one unit per buffer; ``jump`` (default: CLOCK_JUMP_BACK_S) is in that unit.
 
     Thread-safe: subscriptions add, the frame assembler looks up. Values are kept sorted by stamp, so
     out-of-order arrivals match like any other. A confirmed jump back of the stamps (see Timeline)
@@ -83,11 +92,11 @@ class StampedBuffer:
     not match new images); a lone outlier stamp clears nothing.
     """
 
-    def __init__(self, maxlen: int = DEFAULT_HISTORY):
+    def __init__(self, maxlen: int = DEFAULT_HISTORY, jump: float = CLOCK_JUMP_BACK_S):
         self._stamps: deque[float] = deque(maxlen=maxlen)
         self._values: deque = deque(maxlen=maxlen)
         self._lock = threading.Lock()
-        self._timeline = Timeline()
+        self._timeline = Timeline(jump_s=jump)
         self._candidates: list[tuple[float, object]] = []  # values that may start a new time line
         self.clock_jumps = 0
 
@@ -130,21 +139,21 @@ class StampedBuffer:
             return self._stamps[-1] if self._stamps else None
 
     def lookup(self, stamp: float, tolerance_s: float):
+        """The value stamped nearest ``stamp`` within the tolerance (core nearest_index), or None."""
         with self._lock:
-            if not self._stamps:
-                return None
-            stamps = list(self._stamps)
-            i = bisect.bisect_left(stamps, stamp)
-            best = None
-            for j in (i - 1, i):
-                if 0 <= j < len(stamps) and abs(stamps[j] - stamp) <= tolerance_s:
-                    if best is None or abs(stamps[j] - stamp) < abs(stamps[best] - stamp):
-                        best = j
+            best = nearest_index(self._stamps, stamp, tolerance_s)
             if best is None:
                 return None
             value = self._values[best]
             # arrays are handed out as copies: the caller may keep or modify them
             return value.copy() if isinstance(value, np.ndarray) else value
+
+    def pose_at(self, stamp, tolerance, max_gap=None) -> tuple[np.ndarray | None, bool]:
+        """(pose by core pose_at, final): ``final`` is False while a later pose could still change
+        the answer (none is stamped at or after ``stamp`` yet)."""
+        with self._lock:
+            stamps, poses = list(self._stamps), list(self._values)
+        return pose_at(stamps, poses, stamp, tolerance, max_gap), pose_is_final(stamps, stamp)
 
     def discard_after(self, stamp: float) -> int:
         """Forget values stamped after ``stamp`` (an old time line ahead of a new one); how many."""
