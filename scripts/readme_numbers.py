@@ -46,7 +46,8 @@ def demo() -> str:
         f"{d['psnr_db']:.1f} dB. The returned mask scores **{_pct(d['mask_miou_paper'])} mIoU "
         f"(paper metric), {_pct(d['mask_accuracy'])} % accuracy** on the held-out view; the synthetic "
         f"2D teacher that trained it scores {_pct(d['teacher_miou_paper'])} mIoU on the same view "
-        f"({d['margin_points']:+.1f} points for 3D). The query took {d['query_latency_s']:.1f} s on the CPU (cloud of {d['points'] // 1000}k "
+        f"({d['margin_points']:+.1f} points for 3D). The query took {d['query_latency_s']:.1f} s on the CPU "
+        f"(cloud of {d['points'] // 1000}k "
         f"points + the {w}×{h} mask); {minutes} min {seconds:02d} s end to end.\n"
     )
 
