@@ -286,7 +286,8 @@ class QueryConfig:
     """'relevancy': argmax of the cosine min-max normalised per class over one mask / one cloud, the 2D
     teacher's own rule (held-out mIoU, room / clutter seed 1: 88.1 -> 90.5 / 50.2 -> 65.7 against
     'cosine'); every class then wins somewhere, so name what is in the scene. 'cosine': plain argmax of
-    the cosine (3D-OVS's evaluation rule), for vocabularies with absent classes."""
+    the cosine (3D-OVS's evaluation rule), for vocabularies with absent classes. Refined answers always
+    use 'cosine': the refine head's RDA training already carries the calibration into the cosine."""
     use_canonical_negatives: bool = False
     """Also call a point unknown when a canonical negative scores higher than every class."""
     max_classes: int = 1000
