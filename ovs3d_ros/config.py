@@ -308,7 +308,7 @@ class QueryConfig:
     mask_depth_downsample: int = 8
     """Surface renderer: the depth pass renders 1/this of each side (objects thinner than this many
     pixels can be missed)."""
-    mask_window_m: float = 0.2
+    mask_window_m: float = 0.15
     """Surface renderer: half width (m, along the optical axis) of the sample window around the surface."""
     point_cache_max_age_steps: int = 0
     """The labeled cloud's points and latents are reused while the field is this many training steps old

@@ -439,15 +439,22 @@ def neighbourhood_depths(
     any_valid = up(pool_max(vf), "nearest") > 0
     all_valid = up(-pool_max(-vf), "nearest") > 0
     near_opacity = up(pool_max(opacity), "nearest")
-    padded = F.pad(inv[None, None], (1, 1, 1, 1), mode="replicate")[0, 0]
-    ddx = (padded[1:-1, :-2] + padded[1:-1, 2:] - 2 * inv).abs()
-    ddy = (padded[:-2, 1:-1] + padded[2:, 1:-1] - 2 * inv).abs()
-    curvature = up(pool_max(torch.maximum(ddx, ddy)), "nearest")
+    curvature = up(pool_max(torch.maximum(_second_difference(inv, 1), _second_difference(inv, 0))), "nearest")
     centre = torch.where(weight > 0, 1.0 / centre_inv.clamp_min(1e-6), dmin)
     error = torch.where(all_valid, curvature / 8.0 * dmax * dmax, torch.full_like(centre, float("inf")))
     zero = torch.zeros_like(centre)
     return (torch.where(any_valid, centre, zero), torch.where(any_valid, dmin, zero),
             torch.where(any_valid, dmax, zero), near_opacity, any_valid, error)
+
+
+def _second_difference(x: torch.Tensor, dim: int) -> torch.Tensor:
+    """|x[i-1] + x[i+1] - 2 x[i]| along ``dim`` of an (h, w) tensor; border values repeat their inner
+    neighbour's (a replicated border would fake a kink at the image edge); 0 below 3 samples."""
+    n = x.shape[dim]
+    if n < 3:
+        return torch.zeros_like(x)
+    inner = (x.narrow(dim, 0, n - 2) + x.narrow(dim, 2, n - 2) - 2 * x.narrow(dim, 1, n - 2)).abs()
+    return torch.cat((inner.narrow(dim, 0, 1), inner, inner.narrow(dim, n - 3, 1)), dim=dim)
 
 
 def window_edges(centres: torch.Tensor, half: torch.Tensor, n: int, near: float) -> torch.Tensor:
@@ -518,9 +525,9 @@ class SurfaceSettings:
     """Knobs of ``render_image_surface`` (see ``QueryConfig``)."""
 
     downsample: int = 8          # the depth pass renders 1/downsample of each side
-    window_m: float = 0.2        # half width of a sample window (metres along the optical axis)
+    window_m: float = 0.15       # half width of a sample window (metres along the optical axis)
     window_samples: int = 2      # intervals per window at a depth edge (3 windows per ray)
-    smooth_samples: int = 4      # intervals of the one window of a smooth ray
+    smooth_samples: int = 6      # intervals of the one window of a smooth ray (5 cm apart)
     fallback_opacity: float = 0.5  # fine opacity below this x the neighbourhood's -> reference renderer
     front_samples: int = 0       # occupancy-skipped samples between near and the first window
     span_samples: int = 4        # occupancy-skipped samples across [first window, last window]
@@ -564,12 +571,14 @@ def render_image_surface(
     h, w = intrinsics.height, intrinsics.width
     device = next(field.parameters()).device
     if depth is not None:
-        measured = depth.reshape(-1).to(device).float()
-        any_valid = torch.isfinite(measured) & (measured > settings.near)
-        centre = dmin = dmax = torch.where(any_valid, measured, torch.zeros_like(measured))
-        error = torch.zeros_like(measured)  # measured per pixel: nothing interpolated
-        near_opacity = torch.ones_like(measured)
-        force = ~any_valid  # no measurement: the reference renders these pixels
+        # the measured depth is the depth pass at full resolution: its 3x3 neighbourhood still says
+        # which pixels sit at a depth edge, where the field's blurred silhouette may be on either side
+        measured = depth.reshape(h, w).to(device).float()
+        valid = torch.isfinite(measured) & (measured > settings.near)
+        measured = torch.where(valid, measured, torch.zeros_like(measured))
+        centre, dmin, dmax, near_opacity, any_valid, error = neighbourhood_depths(
+            measured, valid.float(), h, w, min_opacity=0.5)
+        force = ~valid.reshape(-1)  # no measurement: the reference renders these pixels
     else:
         lw, lh = max(1, -(-w // surface.downsample)), max(1, -(-h // surface.downsample))
         coarse_depth, coarse_opacity = render_surface_depth(
