@@ -162,7 +162,8 @@ def test_surface_renderer_uses_a_keyframes_measured_depth(trained):
     data, cfg, teacher, trainer = trained
     kf = trainer.keyframes.keyframes[0]
     text = teacher.encode_text(data.class_names).float()
-    settings = dataclasses.replace(trainer.current_render_settings(), uniform_samples=128, importance_samples=64)
+    settings = dataclasses.replace(trainer.current_render_settings(), uniform_samples=128,
+                                   importance_samples=64)
     ref = render_image(trainer.field, kf.intrinsics, kf.pose, settings, occupancy=trainer.occupancy)
     depth = kf.depth.clone()
     depth[:4] = 0.0  # pixels without a measurement go to the reference renderer
