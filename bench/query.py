@@ -155,7 +155,8 @@ def markdown(results: list[dict], command: str) -> str:
                   f"{c['first_breakdown']['cloud_labels_s']:.3f} |",
                   f"| repeated query, new vocabulary (cache hit: {c['repeat_cache_hit']}) | "
                   f"{c['repeat_query_s']:.3f} (text {rb['text_s']:.3f}, labels {rb['cloud_labels_s']:.3f}) |",
-                  "", f"Old vs new cloud labels agree on {100 * c['old_vs_new_labels_agree']:.2f} % of points."]
+                  "", f"Old vs new cloud labels agree on {100 * c['old_vs_new_labels_agree']:.2f} % of "
+                  "points."]
         if "refine" in r:
             f = r["refine"]
             lines += ["", f"Refine burst {f['refine_s']:.2f} s ({f['refine_steps']:.0f} steps, refine set "
