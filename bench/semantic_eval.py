@@ -142,7 +142,8 @@ def main() -> int:
     for scene, variant, rep in rows:
         for renderer, r in rep.get("renderers", {}).items():
             print(f"{scene:<8} {variant:<13} mask_renderer={renderer:<9} "
-                  f"paper mIoU {100 * r['paper_miou']:5.1f} conventional {100 * r['conventional_miou']:5.1f}  "
+                  f"paper mIoU {100 * r['paper_miou']:5.1f} "
+                  f"conventional {100 * r['conventional_miou']:5.1f}  "
                   f"{r['mask_latency_s']:.2f} s per view")
     if args.json:
         Path(args.json).write_text(json.dumps(reports, indent=2))

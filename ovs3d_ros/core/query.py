@@ -6,6 +6,12 @@ bounded RDA+FDA burst for that vocabulary that trains a small *per-vocabulary re
 features rendered once from the frozen field, and caches it (LRU, key: ordered names + teacher).
 The field itself is never touched by a query, so other vocabularies' answers cannot change.
 
+Speed (issue 15): the labeled cloud's points, latents and feature norms are kept per field version
+(``PointFeatureCache``: same field object, keyframes and cloud request, at most
+``query.point_cache_max_age_steps`` training steps old), so a new vocabulary on an unchanged field costs
+the text encoder and one (N x L) @ (L x C) product (``classify_latent``). Masks are rendered by
+``rendering.render_image_surface`` (``query.mask_renderer: surface``) unless ``reference`` is asked for.
+
 Scores: the winning class's probability under ``softmax_c(cos / query.score_temperature)``. A label
 becomes 'unknown' (uint16 65535 in clouds; 255/65535 in label images) when its score is below the
 threshold, or, with canonical negatives on, when a negative phrase beats every class.
