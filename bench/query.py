@@ -66,6 +66,8 @@ def bench_masks(trainer, teacher, dataset, device: str) -> dict:
             images[renderer] = res.label_image
             row[f"{renderer}_s"] = seconds
             row[f"{renderer}_render_s"] = res.timing_s["render_s"]
+            if "mask_fallback_fraction" in res.timing_s:
+                row["fallback_fraction"] = res.timing_s["mask_fallback_fraction"]
             row["size"] = f"{res.label_image.shape[1]}x{res.label_image.shape[0]}"
         row["agreement"] = float((images["reference"] == images["surface"]).mean())
         if frame is not None and frame.labels is not None:
@@ -189,7 +191,9 @@ def main() -> int:
         for v in r["masks"]["views"]:
             print(f"[{device}] mask {v['camera']} {v['size']}: reference {v['reference_s']:.2f} s, surface "
                   f"{v['surface_s']:.2f} s ({v['reference_s'] / v['surface_s']:.1f}x), labels agree "
-                  f"{100 * v['agreement']:.2f} %", flush=True)
+                  f"{100 * v['agreement']:.2f} % (surface fallback "
+                  f"{100 * v.get('fallback_fraction', 0):.1f} %)",
+                  flush=True)
         m = r["masks"]["paper_miou"]
         if m:
             print(f"[{device}] held-out paper mIoU: reference {100 * m['reference']:.1f}, surface "

@@ -565,6 +565,8 @@ class Segmenter:
             with _render_lock(self.trainer):
                 img = self.render_mask_view(intr, c2w, measured)
             timing["render_s"] = time.perf_counter() - t
+            if "fallback" in img:  # the surface renderer: share of pixels the reference had to redo
+                timing["mask_fallback_fraction"] = float(img["fallback"].float().mean())
             lab = label(img["feature"].reshape(height * width, -1))
             idx = lab.labels.reshape(height, width).cpu().numpy()
             rendered = (img["rgb"].clamp(0, 1) * 255).round().to(torch.uint8).cpu().numpy()
