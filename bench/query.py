@@ -1,93 +1,217 @@
-"""Query latency: zero-shot (labeled cloud + one 640x480 mask) and refine bursts, CPU and CUDA.
+"""Query latency, the reference renderer against the surface-guided one side by side on ONE trained field.
 
-Trains a field briefly on a generated scene whose keyframes are 640x480 (the synthetic teacher, so
-no weights are needed), then times ``Segmenter.segment`` the way the ROS node calls it. Latency does
-not depend on how converged the field is, only on the sizes (points, pixels, samples per ray).
+Trains a field briefly on a generated scene whose keyframes are ``--width`` x ``--height`` (640x480 by
+default; the synthetic teacher, so no weights are needed), then, on that same field:
 
-    .venv/bin/python bench/query.py --steps 60 --points 300000 --threads 1
+- the mask of a keyframe camera (the measured-depth path) and of each held-out view (the depth-pass
+  path), rendered by ``query.mask_renderer=reference`` and ``=surface``: latency, label agreement, and
+  the paper mIoU of both against the held-out ground truth;
+- the labeled cloud: the first query (surface + latents), the old per-query labelling (expanded
+  features through ``classify``) and a repeated query with a new vocabulary (cached points and latents,
+  text encoder + one matmul);
+- the refine burst and the repeated refined query, as before.
 
-The zero-shot query is repeated ``--repeats`` times (default: 3 on CUDA, 1 on CPU, where one
-640x480 mask takes minutes); the refine burst and the repeated (cached) refined query are timed
-without a mask, so they measure the burst and the cache, not another render.
+    .venv/bin/python bench/query.py --steps 60 --points 300000 --threads 1 --out bench/results/query_cpu
+
+Latency does not depend on how converged the field is, only on sizes; agreement and mIoU do, which is
+why ``bench/semantic_eval.py --renderers reference surface`` measures mIoU on better-trained fields.
 """
 
 from __future__ import annotations
 
 import argparse
-import statistics
+import json
 import sys
 import time
 from pathlib import Path
 
+import numpy as np
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from ovs3d_ros import cli  # noqa: E402
-from ovs3d_ros.core.query import Segmenter  # noqa: E402
+from ovs3d_ros.config import apply_flat  # noqa: E402
+from ovs3d_ros.core import metrics  # noqa: E402
+from ovs3d_ros.core.query import Segmenter, classify  # noqa: E402
+
+
+def _sync(device: str) -> None:
+    if device.startswith("cuda"):
+        torch.cuda.synchronize()
+
+
+def timed(device: str, fn):
+    _sync(device)
+    t = time.perf_counter()
+    out = fn()
+    _sync(device)
+    return out, time.perf_counter() - t
+
+
+def bench_masks(trainer, teacher, dataset, device: str) -> dict:
+    """Both renderers on the keyframe camera 0 and on every held-out view."""
+    names = list(dataset.class_names)
+    segs = {r: Segmenter(trainer, teacher, apply_flat(trainer.cfg, {"query.mask_renderer": r}))
+            for r in ("reference", "surface")}
+    cameras = [("keyframe 0 (measured depth)", 0, None)] + [
+        (f"held-out {k}", (f.intrinsics, f.pose), f) for k, f in enumerate(dataset.test_frames)]
+    rows, preds, gts = [], {"reference": [], "surface": []}, []
+    for label, camera, frame in cameras:
+        row = {"camera": label}
+        images = {}
+        for renderer, seg in segs.items():
+            res, seconds = timed(device, lambda seg=seg, camera=camera: seg.segment(names, camera=camera,
+                                                                                     cloud=False))
+            images[renderer] = res.label_image
+            row[f"{renderer}_s"] = seconds
+            row[f"{renderer}_render_s"] = res.timing_s["render_s"]
+            if "mask_fallback_fraction" in res.timing_s:
+                row["fallback_fraction"] = res.timing_s["mask_fallback_fraction"]
+            row["size"] = f"{res.label_image.shape[1]}x{res.label_image.shape[0]}"
+        row["agreement"] = float((images["reference"] == images["surface"]).mean())
+        if frame is not None and frame.labels is not None:
+            gt = cli._gt_of(frame, len(names))
+            for renderer in preds:
+                preds[renderer].append(images[renderer].astype(np.int64))
+            gts.append(gt)
+        rows.append(row)
+    miou = {r: metrics.paper_metrics(p, gts, len(names)).miou for r, p in preds.items()} if gts else {}
+    return {"views": rows, "paper_miou": miou}
+
+
+def bench_cloud(trainer, teacher, dataset, device: str, points: int) -> dict:
+    names = list(dataset.class_names)
+    seg = Segmenter(trainer, teacher, trainer.cfg)
+    first, first_s = timed(device, lambda: seg.segment(names, max_points=points))
+    cached = seg.point_cache.get(trainer, seg.point_cache.key(trainer, seg._keyframes(),
+                                                             (points, trainer.cfg.query.voxel_size_m,
+                                                              trainer.cfg.seed)))
+    text = seg._text(names)
+    # today's labelling of the same points: the (N, D) expanded features, then classify
+    old, old_s = timed(device, lambda: classify(cached.features(), text, trainer.cfg.query.score_temperature))
+    other = list(reversed(names)) + ["chair"]  # a new vocabulary on the unchanged field
+    repeat, repeat_s = timed(device, lambda: seg.segment(other, max_points=points))
+    flipped = np.where(first.labels == 65535, 65535, len(names) - 1 - first.labels.astype(np.int64))
+    same = repeat.labels < len(names)
+    return {"points": len(first.points), "first_query_s": first_s, "first_breakdown": first.timing_s,
+            "old_labels_s": old_s, "repeat_query_s": repeat_s, "repeat_breakdown": repeat.timing_s,
+            "repeat_cache_hit": bool(repeat.timing_s.get("point_cache_hit")),
+            "old_vs_new_labels_agree": float((old.labels.cpu().numpy().astype(np.int64)
+                                              == np.where(first.labels == 65535, -1, first.labels)).mean()),
+            "repeat_matches_first_where_not_chair": float((repeat.labels[same] == flipped[same]).mean())
+            if same.any() else float("nan")}
+
+
+def bench_refine(trainer, teacher, dataset, device: str, refine_time: float) -> dict:
+    names = list(dataset.class_names)
+    seg = Segmenter(trainer, teacher, trainer.cfg)
+    refined, refine_s = timed(device, lambda: seg.segment(names, refine=True, max_time_s=refine_time,
+                                                          cloud=False))
+    _, cached_s = timed(device, lambda: seg.segment(names, refine=True))
+    return {"refine_s": refine_s, "refine_steps": refined.timing_s.get("refine_steps"),
+            "refine_collect_s": refined.timing_s.get("refine_collect_s"), "refined_repeat_s": cached_s}
 
 
 def bench_device(device: str, args) -> dict:
     sets = ["teacher.kind=synthetic", "keyframes.min_translation_m=0.0", "keyframes.min_rotation_deg=0.0",
             "field.occupancy_warmup_steps=32", f"query.max_points={args.points}"] + args.set
     cfg = cli.build_config(None, sets)
-    dataset = cli.open_scene(f"synthetic:room,train={args.frames},test=0,width=640,height=480")
+    dataset = cli.open_scene(f"synthetic:{args.scene},train={args.frames},test={args.test},"
+                             f"width={args.width},height={args.height}")
     t = time.perf_counter()
     trainer, teacher, _ = cli.train_scene(dataset, cfg, cli.TrainPlan(steps=args.steps), None,
                                           progress=False, device=device)
     train_s = time.perf_counter() - t
-    seg = Segmenter(trainer, teacher, trainer.cfg)
-    names = list(dataset.class_names)
-    seg.segment(names, max_points=1000)  # warm-up (allocations, kernels), without a mask
-    zero = []
-    last = None
-    repeats = args.repeats if args.repeats is not None else (3 if device.startswith("cuda") else 1)
-    for _ in range(repeats):
-        if device.startswith("cuda"):
-            torch.cuda.synchronize()
-        t = time.perf_counter()
-        last = seg.segment(names, camera=0)
-        if device.startswith("cuda"):
-            torch.cuda.synchronize()
-        zero.append(time.perf_counter() - t)
-    t = time.perf_counter()
-    refined = seg.segment(names, refine=True, max_time_s=args.refine_time, cloud=False)
-    refine_s = time.perf_counter() - t
-    t = time.perf_counter()
-    seg.segment(names, refine=True)  # cached head: the refined answer costs a zero-shot cloud
-    cached_s = time.perf_counter() - t
-    return {"device": device, "zero_shot_s": statistics.median(zero), "repeats": repeats,
-            "train_s": train_s, "points": len(last.points),
-            "mask": last.label_image.shape, "breakdown": last.timing_s, "refine_s": refine_s,
-            "refine_steps": refined.timing_s.get("refine_steps"), "refine_collect_s":
-            refined.timing_s.get("refine_collect_s"), "refined_repeat_s": cached_s}
+    Segmenter(trainer, teacher, trainer.cfg).segment(list(dataset.class_names), max_points=1000)  # warm-up
+    result = {"device": device, "threads": torch.get_num_threads(), "train_s": train_s,
+              "setup": vars(args).copy(), "masks": bench_masks(trainer, teacher, dataset, device),
+              "cloud": bench_cloud(trainer, teacher, dataset, device, args.points)}
+    if args.refine_time > 0:
+        result["refine"] = bench_refine(trainer, teacher, dataset, device, args.refine_time)
+    return result
+
+
+def markdown(results: list[dict], command: str) -> str:
+    lines = ["# bench/query.py: reference vs surface-guided masks, cached cloud latents (issue 15)", "",
+             f"    {command}", ""]
+    for r in results:
+        s = r["setup"]
+        lines += [f"## {r['device']}, {r['threads']} thread(s): {s['frames']} keyframes "
+                  f"{s['width']}x{s['height']}, {s['steps']} training steps ({r['train_s']:.0f} s)", "",
+                  "| mask camera | size | reference s | surface s | speed-up | labels agree |",
+                  "|---|---|---|---|---|---|"]
+        for v in r["masks"]["views"]:
+            lines.append(f"| {v['camera']} | {v['size']} | {v['reference_s']:.2f} | {v['surface_s']:.2f} | "
+                         f"{v['reference_s'] / v['surface_s']:.1f}x | {100 * v['agreement']:.2f} % |")
+        m = r["masks"]["paper_miou"]
+        if m:
+            lines += ["", f"Held-out paper mIoU on this field: reference {100 * m['reference']:.1f}, "
+                          f"surface {100 * m['surface']:.1f}."]
+        c = r["cloud"]
+        rb = c["repeat_breakdown"]
+        lines += ["", "| cloud of %d points | s |" % c["points"], "|---|---|",
+                  f"| first query (surface + latents + labels) | {c['first_query_s']:.2f} |",
+                  f"| labels the old way (expanded features, classify) | {c['old_labels_s']:.2f} |",
+                  f"| labels from the latents (one matmul), in the first query | "
+                  f"{c['first_breakdown']['cloud_labels_s']:.3f} |",
+                  f"| repeated query, new vocabulary (cache hit: {c['repeat_cache_hit']}) | "
+                  f"{c['repeat_query_s']:.3f} (text {rb['text_s']:.3f}, labels {rb['cloud_labels_s']:.3f}) |",
+                  "", f"Old vs new cloud labels agree on {100 * c['old_vs_new_labels_agree']:.2f} % of "
+                  "points."]
+        if "refine" in r:
+            f = r["refine"]
+            lines += ["", f"Refine burst {f['refine_s']:.2f} s ({f['refine_steps']:.0f} steps, refine set "
+                          f"{f['refine_collect_s']:.2f} s); repeated refined query "
+                          f"{f['refined_repeat_s']:.2f} s."]
+        lines.append("")
+    return "\n".join(lines)
 
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--steps", type=int, default=60, help="training steps before timing")
+    parser.add_argument("--scene", default="room")
     parser.add_argument("--frames", type=int, default=6)
+    parser.add_argument("--test", type=int, default=1, help="held-out views (masks + mIoU)")
+    parser.add_argument("--width", type=int, default=640)
+    parser.add_argument("--height", type=int, default=480)
     parser.add_argument("--points", type=int, default=300_000, help="cloud cap (query.max_points)")
-    parser.add_argument("--repeats", type=int, default=None, help="zero-shot repeats (3 CUDA, 1 CPU)")
-    parser.add_argument("--refine-time", type=float, default=10.0)
+    parser.add_argument("--refine-time", type=float, default=10.0, help="0 = skip the refine burst")
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE")
+    parser.add_argument("--out", help="write OUT.json and OUT.md")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     devices = ["cpu"] + (["cuda"] if torch.cuda.is_available() else [])
+    results = []
     for device in devices:
         r = bench_device(device, args)
-        b = r["breakdown"]
-        print(f"[{device}] setup: {args.frames} keyframes 640x480, {args.steps} training steps in "
-              f"{r['train_s']:.0f} s, {torch.get_num_threads()} thread(s)")
-        print(f"[{device}] zero-shot query: {r['zero_shot_s'] * 1e3:.0f} ms median of {r['repeats']} for "
-              f"{r['points']} points "
-              f"+ one {r['mask'][1]}x{r['mask'][0]} mask (surface {b.get('surface_s', 0) * 1e3:.0f} ms, "
-              f"cloud labels {b.get('cloud_labels_s', 0) * 1e3:.0f} ms, mask render "
-              f"{b.get('render_s', 0) * 1e3:.0f} ms)")
-        print(f"[{device}] refine burst: {r['refine_s']:.2f} s ({r['refine_steps']:.0f} steps, rendering the "
-              f"refine set {r['refine_collect_s']:.2f} s); repeated refined query (cached head, cloud "
-              f"only) {r['refined_repeat_s'] * 1e3:.0f} ms")
+        results.append(r)
+        for v in r["masks"]["views"]:
+            print(f"[{device}] mask {v['camera']} {v['size']}: reference {v['reference_s']:.2f} s, surface "
+                  f"{v['surface_s']:.2f} s ({v['reference_s'] / v['surface_s']:.1f}x), labels agree "
+                  f"{100 * v['agreement']:.2f} % (surface fallback "
+                  f"{100 * v.get('fallback_fraction', 0):.1f} %)",
+                  flush=True)
+        m = r["masks"]["paper_miou"]
+        if m:
+            print(f"[{device}] held-out paper mIoU: reference {100 * m['reference']:.1f}, surface "
+                  f"{100 * m['surface']:.1f}")
+        c = r["cloud"]
+        print(f"[{device}] cloud {c['points']} points: first query {c['first_query_s']:.2f} s; old labels "
+              f"{c['old_labels_s']:.2f} s; repeated query with a new vocabulary {c['repeat_query_s']:.3f} s "
+              f"(cache hit {c['repeat_cache_hit']}, labels {c['repeat_breakdown']['cloud_labels_s']:.3f} s)")
+        if "refine" in r:
+            f = r["refine"]
+            print(f"[{device}] refine burst {f['refine_s']:.2f} s; repeated refined query "
+                  f"{f['refined_repeat_s']:.2f} s")
+    if args.out:
+        out = Path(args.out)
+        out.parent.mkdir(parents=True, exist_ok=True)
+        out.with_suffix(".json").write_text(json.dumps(results, indent=2, default=str))
+        command = "python bench/query.py " + " ".join(sys.argv[1:])
+        out.with_suffix(".md").write_text(markdown(results, command))
     return 0
 
 

@@ -58,7 +58,7 @@ BENCH_DEFAULTS = {
 
 
 def run_variant(dataset, base_cfg, variant: str, steps: int, out: Path | None, refine: bool = False,
-                save: Path | None = None) -> dict:
+                save: Path | None = None, renderers: list[str] | None = None) -> dict:
     spec = VARIANTS[variant]
     cfg = base_cfg if spec == "zero_shot" else apply_flat(base_cfg, spec)
     vocabulary = None if spec == "zero_shot" else list(dataset.class_names)
@@ -71,6 +71,13 @@ def run_variant(dataset, base_cfg, variant: str, steps: int, out: Path | None, r
         ckpt = trainer.save(save / f"{dataset.name}_{variant}.ckpt")
         cli.write_meta(ckpt, dataset, dataset.name, vocabulary, {"steps": steps})
     report = cli.evaluate(trainer, teacher, trainer.cfg, dataset, figures_dir=out, progress=False)
+    for renderer in renderers or ():
+        # the same field, masks by another query.mask_renderer: mIoU and latency side by side
+        other = cli.evaluate(trainer, teacher, apply_flat(trainer.cfg, {"query.mask_renderer": renderer}),
+                             dataset, progress=False)
+        report.setdefault("renderers", {})[renderer] = {
+            "paper_miou": other["3d"]["paper_miou"], "conventional_miou": other["3d"]["conventional_miou"],
+            "mask_latency_s": other["mask_latency_s"]}
     report["train_s"] = train_s
     report["variant"] = variant
     if refine:
@@ -99,6 +106,8 @@ def main() -> int:
     parser.add_argument("--refine", action="store_true",
                         help="also evaluate after a query-time refine burst (3D+refine column)")
     parser.add_argument("--save", help="folder for the trained checkpoints")
+    parser.add_argument("--renderers", nargs="+", choices=["reference", "surface"],
+                        help="also evaluate each field with these query.mask_renderer values (same field)")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
 
@@ -111,7 +120,7 @@ def main() -> int:
         for variant in args.variants:
             figs = Path(args.figures) / scene / variant if args.figures else None
             rep = run_variant(dataset, base, variant, args.steps, figs, args.refine,
-                              Path(args.save) if args.save else None)
+                              Path(args.save) if args.save else None, args.renderers)
             reports.append(rep)
             rows.append((scene, variant, rep))
             print(f"[{scene}/{variant}] 3D {100 * rep['3d']['paper_miou']:.1f} vs 2D "
@@ -130,6 +139,12 @@ def main() -> int:
               f"{100 * a['conventional_miou']:8.1f} {100 * b['conventional_miou']:8.1f} "
               f"{100 * a['paper_accuracy']:7.1f} {100 * b['paper_accuracy']:7.1f} {rep['train_s']:8.0f}"
               + (f" {100 * rep['refined_3d']['paper_miou']:10.1f}" if "refined_3d" in rep else ""))
+    for scene, variant, rep in rows:
+        for renderer, r in rep.get("renderers", {}).items():
+            print(f"{scene:<8} {variant:<13} mask_renderer={renderer:<9} "
+                  f"paper mIoU {100 * r['paper_miou']:5.1f} "
+                  f"conventional {100 * r['conventional_miou']:5.1f}  "
+                  f"{r['mask_latency_s']:.2f} s per view")
     if args.json:
         Path(args.json).write_text(json.dumps(reports, indent=2))
     return 0

@@ -305,7 +305,20 @@ class QueryConfig:
     mask_samples_per_ray: int = 32
     """Uniform samples per mask ray (labels need the surface, not a photo-quality render)."""
     mask_importance_samples: int = 32
-    """Importance samples per mask ray."""
+    """Importance samples per mask ray (the reference renderer, also the surface renderer's depth pass
+    and fallback)."""
+    mask_renderer: str = "surface"
+    """'surface': a depth pass at 1/mask_depth_downsample resolution, then a few samples per pixel around
+    the surface (rays that find too little fall back to 'reference'); 'reference': every pixel marched
+    with mask_samples_per_ray + mask_importance_samples."""
+    mask_depth_downsample: int = 8
+    """Surface renderer: the depth pass renders 1/this of each side (objects thinner than this many
+    pixels can be missed)."""
+    mask_window_m: float = 0.15
+    """Surface renderer: half width (m, along the optical axis) of the sample window around the surface."""
+    point_cache_max_age_steps: int = 0
+    """The labeled cloud's points and latents are reused while the field is this many training steps old
+    at most (0 = only while no training step ran since; a reset, load or new keyframe always recomputes)."""
     overlay_alpha: float = 0.65
     """Class colour opacity in the overlay."""
     score_temperature: float = 0.1

@@ -6,6 +6,12 @@ bounded RDA+FDA burst for that vocabulary that trains a small *per-vocabulary re
 features rendered once from the frozen field, and caches it (LRU, key: ordered names + teacher).
 The field itself is never touched by a query, so other vocabularies' answers cannot change.
 
+Speed (issue 15): the labeled cloud's points, latents and feature norms are kept per field version
+(``PointFeatureCache``: same field object, keyframes and cloud request, at most
+``query.point_cache_max_age_steps`` training steps old), so a new vocabulary on an unchanged field costs
+the text encoder and one (N x L) @ (L x C) product (``classify_latent``). Masks are rendered by
+``rendering.render_image_surface`` (``query.mask_renderer: surface``) unless ``reference`` is asked for.
+
 Scores: the winning class's probability under ``softmax_c(cos / query.score_temperature)``. A label
 becomes 'unknown' (uint16 65535 in clouds; 255/65535 in label images) when its score is below the
 threshold, or, with canonical negatives on, when a negative phrase beats every class.
@@ -16,6 +22,7 @@ from __future__ import annotations
 import dataclasses
 import threading
 import time
+import weakref
 from collections import OrderedDict
 from dataclasses import dataclass, field
 
@@ -41,46 +48,146 @@ class Labels:
 DECISION_RULES = ("relevancy", "cosine")
 
 
-def classify(features: torch.Tensor, text: torch.Tensor, temperature: float,
-             score_threshold: float = 0.0, negatives: torch.Tensor | None = None,
-             chunk: int = 65536, rule: str = "cosine") -> Labels:
-    """Per row: a label by the decision ``rule``, its softmax score, and unknowns (-1).
+def decide(cosines, count: int, temperature: float, score_threshold: float = 0.0,
+           rule: str = "cosine") -> Labels:
+    """Labels from class cosines produced chunk by chunk: ``cosines(i)`` -> ((n_i, C) cosine of chunk i,
+    (n_i,) best canonical-negative cosine or None), for i < ``count``.
 
     Rules (``query.decision_rule``):
-        'cosine': argmax over classes of cosine(feature, text) (3D-OVS's evaluation rule).
-        'relevancy': argmax of the cosine min-max normalised per class over the rows of this call (one
-            rendered image, or one cloud): the rule by which the 2D teacher itself decides
+        'cosine': argmax over classes of the cosine (3D-OVS's evaluation rule).
+        'relevancy': argmax of the cosine min-max normalised per class over all rows (one rendered image,
+            or one cloud): the rule by which the 2D teacher itself decides
             (``teachers.relevancy.teacher_labels``), so the 3D answer inherits its per-image calibration.
             Each class reaches 1 somewhere in the set, so it suits a vocabulary of what is in view.
-    Args:
-        features: (N, D) CLIP-space features (any norm).
-        text: (C, D) unit text features of the vocabulary.
-        negatives: (K, D) unit canonical-negative features; a row whose best negative cosine beats
-            its best class cosine is unknown.
-    The score is the chosen class's probability under softmax(cos / temperature).
-    Chunked so a 300k-point cloud never builds more than ``chunk`` x C logits at once.
+    The score is the chosen class's probability under softmax(cos / temperature); a row is unknown (-1)
+    below ``score_threshold`` or when its best negative beats its best class. Chunks are computed twice
+    under 'relevancy' (extremes, then labels) rather than kept: N x C logits never exist at once.
     """
     if rule not in DECISION_RULES:
         raise ValueError(f"decision rule must be one of {DECISION_RULES}, got {rule!r}")
-    chunks = [F.normalize(features[i:i + chunk].float(), dim=-1) for i in range(0, features.shape[0], chunk)]
-    if not chunks:
+    if count == 0:
         return Labels(torch.zeros(0, dtype=torch.long), torch.zeros(0))
     lo = hi = None
     if rule == "relevancy":
-        lo = torch.stack([(u @ text.t()).amin(dim=0) for u in chunks]).amin(dim=0)
-        hi = torch.stack([(u @ text.t()).amax(dim=0) for u in chunks]).amax(dim=0)
+        extremes = [(c.amin(dim=0), c.amax(dim=0)) for c, _ in map(cosines, range(count))]
+        lo = torch.stack([e[0] for e in extremes]).amin(dim=0)
+        hi = torch.stack([e[1] for e in extremes]).amax(dim=0)
     labels, scores = [], []
-    for unit in chunks:
-        cos = unit @ text.t()
+    for i in range(count):
+        cos, best_negative = cosines(i)
         decision = cos if lo is None else (cos - lo) / (hi - lo).clamp_min(1e-8)
         label = decision.argmax(dim=-1)
         score = torch.softmax(cos / temperature, dim=-1).gather(1, label[:, None]).squeeze(1)
         unknown = score < score_threshold
-        if negatives is not None and negatives.shape[0] > 0:
-            unknown |= (unit @ negatives.t()).max(dim=-1).values > cos.max(dim=-1).values
+        if best_negative is not None:
+            unknown |= best_negative > cos.max(dim=-1).values
         labels.append(torch.where(unknown, torch.full_like(label, -1), label))
         scores.append(score)
     return Labels(torch.cat(labels), torch.cat(scores))
+
+
+def classify(features: torch.Tensor, text: torch.Tensor, temperature: float,
+             score_threshold: float = 0.0, negatives: torch.Tensor | None = None,
+             chunk: int = 65536, rule: str = "cosine") -> Labels:
+    """Per row of (N, D) CLIP-space features (any norm): a label by ``rule`` (see ``decide``) against
+    (C, D) unit text features, its softmax score, and unknowns (-1); ``negatives`` (K, D) are unit
+    canonical-negative features. Chunked so a 300k-point cloud never builds more than ``chunk`` x C
+    logits at once."""
+    starts = range(0, features.shape[0], chunk)
+
+    def cosines(i: int):
+        unit = F.normalize(features[starts[i]:starts[i] + chunk].float(), dim=-1)
+        neg = None
+        if negatives is not None and negatives.shape[0] > 0:
+            neg = (unit @ negatives.t()).max(dim=-1).values
+        return unit @ text.t(), neg
+
+    return decide(cosines, len(starts), temperature, score_threshold, rule)
+
+
+def classify_latent(latent: torch.Tensor, norm: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor,
+                    text: torch.Tensor, temperature: float, score_threshold: float = 0.0,
+                    negatives: torch.Tensor | None = None, chunk: int = 262144,
+                    rule: str = "cosine") -> Labels:
+    """``classify`` of the points' expanded features ``F = latent W^T + b`` without forming them.
+
+    The head is affine, so ``cos(F, t) = (latent . W^T t + b . t) / |F|``: the text goes through the
+    head once ((C, D) -> (C, L)) and a point costs one (L x C) product instead of an (L x D) expansion
+    and a (D x C) product. Args: latent (N, L), norm (N,) = |F| per point, weight (D, L), bias (D,),
+    text (C, D) and negatives (K, D) unit features.
+    """
+    def project(t: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        return (t @ weight).t().contiguous(), t @ bias  # (L, C), (C,)
+
+    text_l, text_b = project(text)
+    neg = project(negatives) if negatives is not None and negatives.shape[0] > 0 else None
+    starts = range(0, latent.shape[0], chunk)
+
+    def cosines(i: int):
+        z = latent[starts[i]:starts[i] + chunk]
+        inv = 1.0 / norm[starts[i]:starts[i] + chunk, None].clamp_min(1e-12)
+        best_negative = None if neg is None else (torch.addmm(neg[1], z, neg[0]) * inv).max(dim=-1).values
+        return torch.addmm(text_b, z, text_l) * inv, best_negative
+
+    return decide(cosines, len(starts), temperature, score_threshold, rule)
+
+
+@dataclass
+class PointFeatures:
+    """The labeled cloud of one field version: points and what labelling them needs, kept between queries."""
+
+    xyz: np.ndarray          # (N, 3) float32 world
+    rgb: np.ndarray          # (N, 3) uint8
+    latent: torch.Tensor     # (N, L) semantic latent at each point
+    norm: torch.Tensor       # (N,) |expanded feature| of each point
+    weight: torch.Tensor     # (D, L) the feature head when the latents were taken
+    bias: torch.Tensor       # (D,)
+    excluded: int = 0        # surface points dropped as non-finite or implausibly far
+
+    def features(self, chunk: int = 65536) -> torch.Tensor:
+        """(N, D) expanded features (for a refine head, which is not affine)."""
+        parts = [F.linear(z, self.weight, self.bias) for z in self.latent.split(chunk)]
+        return torch.cat(parts) if parts else torch.zeros(0, self.weight.shape[0], device=self.weight.device)
+
+
+class PointFeatureCache:
+    """One ``PointFeatures`` and the field version it belongs to; thread-safe.
+
+    Staleness rule: an entry is reused while it is of the same field object (a reset or load replaces
+    it), the same keyframes (uids; a new keyframe adds surface) and the same cloud request (max_points,
+    voxel, seed), and at most ``max_age_steps`` training steps old (0 = no step since). The field is
+    held by a weak reference, so a replaced field can never be mistaken for the current one.
+    """
+
+    def __init__(self, max_age_steps: int = 0):
+        self.max_age_steps = max(0, int(max_age_steps))
+        self._lock = threading.Lock()
+        self._entry: tuple | None = None  # (field weakref, step, key, PointFeatures)
+        self.hits = 0
+        self.misses = 0
+
+    @staticmethod
+    def key(trainer, keyframes: list, request: tuple) -> tuple:
+        return (tuple(int(getattr(kf, "uid", i)) for i, kf in enumerate(keyframes)), request)
+
+    def get(self, trainer, key: tuple) -> PointFeatures | None:
+        with self._lock:
+            entry = self._entry
+            step = int(getattr(trainer, "step_count", 0))
+            if entry is not None and entry[0]() is trainer.field and entry[2] == key \
+                    and 0 <= step - entry[1] <= self.max_age_steps:
+                self.hits += 1
+                return entry[3]
+            self.misses += 1
+            return None
+
+    def put(self, trainer, step: int, key: tuple, value: PointFeatures) -> None:
+        with self._lock:
+            self._entry = (weakref.ref(trainer.field), int(step), key, value)
+
+    def clear(self) -> None:
+        with self._lock:
+            self._entry = None
 
 
 class RefineHead(nn.Module):
@@ -274,6 +381,7 @@ class Segmenter:
         self._refine_lock = threading.Lock()  # one refine burst at a time
         self._teacher_id = teacher_id(teacher, cfg)
         self.points_excluded = 0  # over all queries: a non-zero count means a poisoned keyframe
+        self.point_cache = PointFeatureCache(cfg.query.point_cache_max_age_steps)
 
     # ------------------------------------------------------------------ helpers
     def _text(self, names: list[str]) -> torch.Tensor:
@@ -333,17 +441,75 @@ class Segmenter:
         return xyz, rgb, excluded
 
     @torch.no_grad()
-    def _point_features(self, xyz: np.ndarray, chunk: int = 65536) -> torch.Tensor:
+    def _point_latents(self, xyz: np.ndarray, chunk: int = 65536) -> tuple[torch.Tensor, torch.Tensor]:
+        """(N, L) latents and (N,) expanded-feature norms of world points (under the render lock)."""
         field_ = self.trainer.field
-        out = []
+        latents, norms = [], []
         for start in range(0, len(xyz), chunk):
             pts = torch.as_tensor(xyz[start:start + chunk], dtype=torch.float32, device=self.trainer.device)
             with _render_lock(self.trainer):
                 latent = field_.semantic_at(pts)
-                out.append(field_.expand_feature(latent, torch.ones(len(pts), device=pts.device)))
-        if not out:
-            return torch.zeros(0, self.cfg.field.clip_dim, device=self.trainer.device)
-        return torch.cat(out)
+                feats = field_.expand_feature(latent, torch.ones(len(pts), device=pts.device))
+            latents.append(latent)
+            norms.append(feats.norm(dim=-1))
+        if not latents:
+            return (torch.zeros(0, self.cfg.field.semantic_latent_dim, device=self.trainer.device),
+                    torch.zeros(0, device=self.trainer.device))
+        return torch.cat(latents), torch.cat(norms)
+
+    def point_features(self, keyframes: list, max_points: int) -> tuple[PointFeatures, bool]:
+        """The cloud of the current field version (cached, see ``PointFeatureCache``), and whether it
+        came from the cache."""
+        from ovs3d_ros.core import outputs
+
+        q = self.cfg.query
+        key = self.point_cache.key(self.trainer, keyframes, (max_points, q.voxel_size_m, self.cfg.seed))
+        cached = self.point_cache.get(self.trainer, key)
+        if cached is not None:
+            return cached, True
+        step = int(getattr(self.trainer, "step_count", 0))  # before: a step during the build makes it stale
+        xyz, rgb = self._surface(max_points * 2)
+        xyz, rgb, excluded = self._plausible(xyz, rgb)
+        thin = outputs.downsample_cloud(
+            outputs.LabeledCloud(xyz, rgb, np.zeros(len(xyz), np.uint16), np.zeros(len(xyz), np.float32)),
+            max_points, q.voxel_size_m, seed=self.cfg.seed)
+        latent, norm = self._point_latents(thin.xyz)
+        head = self.trainer.field.feature_head
+        value = PointFeatures(thin.xyz, thin.rgb, latent, norm, head.weight.detach().clone(),
+                              head.bias.detach().clone(), excluded)
+        self.point_cache.put(self.trainer, step, key, value)
+        return value, False
+
+    def _measured_depth(self, camera, keyframes: list, width: int, height: int) -> torch.Tensor | None:
+        """(height, width) depth of a keyframe camera (nearest-neighbour resized, 0 = none), else None."""
+        if not (isinstance(camera, (int, np.integer)) and not isinstance(camera, bool)):
+            return None
+        depth = keyframes[int(camera)].depth
+        if depth is None:
+            return None
+        return F.interpolate(depth[None, None].float(), size=(height, width), mode="nearest")[0, 0]
+
+    def render_mask_view(self, intr, c2w: np.ndarray, measured: torch.Tensor | None = None,
+                         renderer: str | None = None) -> dict[str, torch.Tensor]:
+        """Render the mask camera (caller holds the render lock) with ``query.mask_renderer``."""
+        from ovs3d_ros.core.rendering import SurfaceSettings, render_image, render_image_surface
+
+        q = self.cfg.query
+        renderer = q.mask_renderer if renderer is None else renderer
+        # the trainer's settings: its far plane hugs the observed depth (12 m of uniform
+        # samples in a 6 m room misses thin surfaces), and its chunk shrinks after an OOM
+        settings = dataclasses.replace(self.trainer.current_render_settings(),
+                                       uniform_samples=q.mask_samples_per_ray,
+                                       importance_samples=q.mask_importance_samples)
+        common = dict(occupancy=getattr(self.trainer, "occupancy", None),
+                      chunk=self.trainer.cfg.trainer.render_chunk)
+        if renderer == "reference":
+            return render_image(self.trainer.field, intr, c2w, settings, **common)
+        if renderer == "surface":
+            surface = SurfaceSettings(downsample=q.mask_depth_downsample, window_m=q.mask_window_m)
+            return render_image_surface(self.trainer.field, intr, c2w, settings, surface, depth=measured,
+                                        **common)
+        raise QueryError(f"query.mask_renderer must be 'surface' or 'reference', got '{renderer}'")
 
     def refine_head(self, names: list[str], text: torch.Tensor, max_time_s: float | None,
                     max_steps: int | None = None) -> tuple[RefineHead, dict[str, float]]:
@@ -385,7 +551,6 @@ class Segmenter:
                 max_points: int | None = None, score_threshold: float | None = None, camera=None,
                 unknown: bool | None = None, cloud: bool = True) -> SegmentationResult:
         from ovs3d_ros.core import outputs
-        from ovs3d_ros.core.rendering import render_image
         from ovs3d_ros.core.vocabulary import class_colors
 
         t0 = time.perf_counter()
@@ -431,16 +596,17 @@ class Segmenter:
         scores = np.zeros(0, np.float32)
         if cloud:
             t = time.perf_counter()
-            xyz, rgb = self._surface(max_points * 2)
-            xyz, rgb, excluded = self._plausible(xyz, rgb)
-            result_excluded = excluded
-            thin = outputs.downsample_cloud(
-                outputs.LabeledCloud(xyz, rgb, np.zeros(len(xyz), np.uint16), np.zeros(len(xyz), np.float32)),
-                max_points, q.voxel_size_m, seed=self.cfg.seed)
-            xyz, rgb = thin.xyz, thin.rgb
+            points, hit = self.point_features(keyframes, max_points)
+            xyz, rgb, result_excluded = points.xyz, points.rgb, points.excluded
             timing["surface_s"] = time.perf_counter() - t
+            timing["point_cache_hit"] = float(hit)
             t = time.perf_counter()
-            lab = label(self._point_features(xyz))
+            with torch.no_grad():
+                if head is None:  # affine all the way: one (L x C) product per point
+                    lab = classify_latent(points.latent, points.norm, points.weight, points.bias, text,
+                                          q.score_temperature, threshold, negatives, rule=q.decision_rule)
+                else:
+                    lab = label(points.features())
             labels, scores = to_cloud_labels(lab.labels), lab.scores.cpu().numpy().astype(np.float32)
             timing["cloud_labels_s"] = time.perf_counter() - t
 
@@ -455,16 +621,12 @@ class Segmenter:
             scale = min(1.0, q.mask_max_side / max(intr.width, intr.height))
             width, height = max(1, round(intr.width * scale)), max(1, round(intr.height * scale))
             intr = intr.scaled(width, height)
+            measured = self._measured_depth(camera, keyframes, width, height)
             with _render_lock(self.trainer):
-                # the trainer's settings: its far plane hugs the observed depth (12 m of uniform
-                # samples in a 6 m room misses thin surfaces), and its chunk shrinks after an OOM
-                settings = dataclasses.replace(self.trainer.current_render_settings(),
-                                               uniform_samples=q.mask_samples_per_ray,
-                                               importance_samples=q.mask_importance_samples)
-                img = render_image(self.trainer.field, intr, c2w, settings,
-                                   occupancy=getattr(self.trainer, "occupancy", None),
-                                   chunk=self.trainer.cfg.trainer.render_chunk)
+                img = self.render_mask_view(intr, c2w, measured)
             timing["render_s"] = time.perf_counter() - t
+            if "fallback" in img:  # the surface renderer: share of pixels the reference had to redo
+                timing["mask_fallback_fraction"] = float(img["fallback"].float().mean())
             lab = label(img["feature"].reshape(height * width, -1))
             idx = lab.labels.reshape(height, width).cpu().numpy()
             rendered = (img["rgb"].clamp(0, 1) * 255).round().to(torch.uint8).cpu().numpy()
@@ -485,12 +647,15 @@ class Segmenter:
 
 __all__ = [
     "Labels",
+    "PointFeatureCache",
+    "PointFeatures",
     "QueryError",
     "RefineCache",
     "RefineData",
     "RefineHead",
     "SegmentationResult",
     "classify",
+    "classify_latent",
     "semantic_warning",
     "to_cloud_labels",
     "train_refine_head",

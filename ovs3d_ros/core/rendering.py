@@ -16,6 +16,7 @@ from dataclasses import dataclass
 
 import numpy as np
 import torch
+import torch.nn.functional as F
 
 from ovs3d_ros.config import Config
 from ovs3d_ros.core.frame import Intrinsics
@@ -230,12 +231,35 @@ def render_rays(
                 weights = render_weights(sigmas, edges.diff(dim=-1) * directions.norm(dim=-1, keepdim=True))
                 fine = sample_pdf(edges, weights, settings.importance_samples, settings.jitter, generator)
             edges = torch.sort(torch.cat((edges, fine), dim=-1), dim=-1).values
+    return render_edges(field, origins, directions, edges, lo, hi, occupancy, semantic_rays)
 
+
+def render_edges(
+    field,
+    origins: torch.Tensor,
+    directions: torch.Tensor,
+    edges: torch.Tensor,
+    lo: torch.Tensor,
+    hi: torch.Tensor,
+    occupancy=None,
+    semantic_rays: int = 0,
+    sample_mask: torch.Tensor | None = None,
+) -> RenderOutputs:
+    """Render (N, 3) rays through given sorted (N, S+1) interval edges (the second half of ``render_rays``).
+
+    Samples inside ``[lo, hi]`` (N,) are always evaluated; the others only in occupied cells
+    (``occupancy`` None = all). ``sample_mask`` (N, S) bool: samples outside it have zero density
+    whatever the field says there. ``semantic_rays`` as in ``render_rays``.
+    """
+    n = origins.shape[0]
+    device = origins.device
     t_mid = 0.5 * (edges[:, 1:] + edges[:, :-1])
     deltas = edges.diff(dim=-1) * directions.norm(dim=-1, keepdim=True)
     positions = origins[:, None] + directions[:, None] * t_mid[..., None]
     in_window = (t_mid >= lo[:, None]) & (t_mid <= hi[:, None])
     keep = _occupied(field, occupancy, positions) | in_window
+    if sample_mask is not None:
+        keep = keep & sample_mask
     sigmas, appearance, contracted = _densities(field, positions, keep)
     weights = render_weights(sigmas, deltas)
 
@@ -330,3 +354,271 @@ def render_image(
             pieces.setdefault(key, []).append(value)
     h, w = intrinsics.height, intrinsics.width
     return {key: torch.cat(values).reshape(h, w, *values[0].shape[1:]) for key, values in pieces.items()}
+
+
+# ------------------------------------------------------------------------------------------ surface-guided
+# After training the density sits on a thin surface, so a query mask does not need a training-style march
+# (uniform + importance samples along the whole ray). ``render_image_surface`` finds the surface once at
+# low resolution with the reference renderer, then spends a handful of samples per full-resolution ray in
+# windows around the depths of the low-resolution neighbourhood. Rays whose windows found nothing although
+# their neighbourhood is opaque fall back to the reference renderer, so a miss costs time, never a label.
+
+def _parts(out: RenderOutputs, semantics: bool, feature: bool) -> dict[str, torch.Tensor]:
+    parts = {"rgb": out.rgb, "depth": out.depth, "opacity": out.opacity}
+    if semantics:
+        parts.update(latent=out.latent, selection=out.selection)
+        if feature:
+            parts["feature"] = out.feature
+    return parts
+
+
+def median_depth(weights: torch.Tensor, t_mid: torch.Tensor, opacity: torch.Tensor) -> torch.Tensor:
+    """(N, S) weights and sample depths -> (N,) depth where the ray's opacity reaches half its total.
+
+    Unlike the mean (``sum w t / sum w``) it is a depth some surface is at: a ray split between a faint
+    halo in front and a wall behind has its mean in the free space between them.
+    """
+    cum = torch.cumsum(weights, dim=-1)
+    idx = torch.searchsorted(cum, (0.5 * opacity)[:, None].contiguous()).clamp(max=t_mid.shape[1] - 1)
+    return t_mid.gather(1, idx).squeeze(1)
+
+
+@torch.no_grad()
+def render_surface_depth(
+    field, intrinsics: Intrinsics, c2w, settings: SamplingSettings, occupancy=None, chunk: int = 8192
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """The reference renderer's median depth and opacity, (H, W) each, without colour or semantics."""
+    from ovs3d_ros.core.camera import generate_rays
+
+    device = next(field.parameters()).device
+    origins, directions = generate_rays(intrinsics, c2w, device=device)
+    depth, opacity = [], []
+    for start in range(0, origins.shape[0], chunk):
+        out = render_rays(field, origins[start:start + chunk], directions[start:start + chunk], settings,
+                          occupancy=occupancy)
+        depth.append(median_depth(out.weights, out.t_mid, out.opacity))
+        opacity.append(out.opacity)
+    shape = (intrinsics.height, intrinsics.width)
+    return torch.cat(depth).reshape(shape), torch.cat(opacity).reshape(shape)
+
+
+def neighbourhood_depths(
+    depth: torch.Tensor, opacity: torch.Tensor, height: int, width: int, min_opacity: float = 0.1
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Per full-resolution pixel, what a low-resolution render says about its surface.
+
+    Args:
+        depth, opacity: (h, w) low-resolution surface depth (``median_depth``) and opacity.
+    Returns six (height * width,) tensors, row-major: the interpolated surface depth, the min and max
+    surface depth over the 3x3 low-resolution neighbourhood of the nearest low-resolution pixel, the
+    max opacity over it, whether it has any surface, and ``error``: a bound (metres) on the
+    interpolation error, inf where a neighbour has no surface.
+    The interpolation is bilinear in inverse depth, which is exact for a plane (1/depth is affine in
+    the image); ``error`` comes from the largest second difference of inverse depth in the
+    neighbourhood (0 on a plane, large at a depth edge): bilinear error <= |second difference| / 8,
+    and d(depth) = depth^2 d(1/depth). Pixels below ``min_opacity`` have no surface.
+    """
+    valid = opacity > min_opacity
+    inv = torch.where(valid, 1.0 / depth.clamp_min(1e-6), torch.zeros_like(depth))
+    size = (height, width)
+
+    def up(x: torch.Tensor, mode: str) -> torch.Tensor:
+        kwargs = {"align_corners": False} if mode == "bilinear" else {}
+        return F.interpolate(x[None, None], size=size, mode=mode, **kwargs)[0, 0].reshape(-1)
+
+    def pool_max(x: torch.Tensor) -> torch.Tensor:
+        return F.max_pool2d(x[None, None], 3, stride=1, padding=1)[0, 0]
+
+    vf = valid.float()
+    weight = up(vf, "bilinear")
+    centre_inv = up(inv, "bilinear") / weight.clamp_min(1e-6)
+    big = torch.finfo(depth.dtype).max
+    surf = torch.where(valid, depth, torch.zeros_like(depth))
+    dmax = up(pool_max(torch.where(valid, surf, torch.full_like(surf, -big))), "nearest")
+    dmin = -up(pool_max(torch.where(valid, -surf, torch.full_like(surf, -big))), "nearest")
+    any_valid = up(pool_max(vf), "nearest") > 0
+    all_valid = up(-pool_max(-vf), "nearest") > 0
+    near_opacity = up(pool_max(opacity), "nearest")
+    curvature = up(pool_max(torch.maximum(_second_difference(inv, 1), _second_difference(inv, 0))), "nearest")
+    centre = torch.where(weight > 0, 1.0 / centre_inv.clamp_min(1e-6), dmin)
+    error = torch.where(all_valid, curvature / 8.0 * dmax * dmax, torch.full_like(centre, float("inf")))
+    zero = torch.zeros_like(centre)
+    return (torch.where(any_valid, centre, zero), torch.where(any_valid, dmin, zero),
+            torch.where(any_valid, dmax, zero), near_opacity, any_valid, error)
+
+
+def _second_difference(x: torch.Tensor, dim: int) -> torch.Tensor:
+    """|x[i-1] + x[i+1] - 2 x[i]| along ``dim`` of an (h, w) tensor; border values repeat their inner
+    neighbour's (a replicated border would fake a kink at the image edge); 0 below 3 samples."""
+    n = x.shape[dim]
+    if n < 3:
+        return torch.zeros_like(x)
+    inner = (x.narrow(dim, 0, n - 2) + x.narrow(dim, 2, n - 2) - 2 * x.narrow(dim, 1, n - 2)).abs()
+    return torch.cat((inner.narrow(dim, 0, 1), inner, inner.narrow(dim, n - 3, 1)), dim=dim)
+
+
+def window_edges(centres: torch.Tensor, half: torch.Tensor, n: int, near: float) -> torch.Tensor:
+    """(N, K) window centres and (N, K) half widths -> (N, K * (n + 1)) sorted edges, n even intervals
+    per window (windows may overlap; the gaps between them become single long intervals)."""
+    frac = torch.linspace(-1.0, 1.0, n + 1, device=centres.device, dtype=centres.dtype)
+    edges = (centres[..., None] + half[..., None] * frac).clamp_min(near)
+    return torch.sort(edges.reshape(centres.shape[0], -1), dim=-1).values
+
+
+def surface_windows(
+    centre: torch.Tensor, dmin: torch.Tensor, dmax: torch.Tensor, error: torch.Tensor, half: float
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Where to put a ray's samples, from its neighbourhood depths (all (N,), see ``neighbourhood_depths``).
+
+    Returns ``smooth`` (N,) bool (interpolation error <= ``half`` / 2: one window around ``centre``
+    holds the surface) and, for the other rays, three windows of half width ``half``, centres (N, 3):
+    around the front (dmin), the interpolated and the back (dmax) depth, since a ray at a depth edge
+    may see either side of it.
+    """
+    smooth = error <= 0.5 * half
+    centres = torch.stack((dmin, centre, dmax), dim=-1)
+    return smooth, centres, torch.full_like(centres, half)
+
+
+def _render_windows(
+    field, origins: torch.Tensor, directions: torch.Tensor, centres: torch.Tensor, halves: torch.Tensor,
+    n: int, span_samples: int, front_samples: int, near: float, occupancy, semantics: bool, feature: bool,
+) -> dict[str, torch.Tensor]:
+    """Render (N, 3) rays in K windows (``centres``, ``halves`` (N, K)) of ``n`` intervals each.
+
+    ``span_samples`` spread over [first window, last window] and ``front_samples`` over [near, first
+    window] are evaluated only in occupied cells (the reference's empty-space skipping); window samples
+    always. Returns ``_parts`` plus ``front`` (N,): the weight the front samples found.
+    """
+    windows = window_edges(centres, halves, n, near)
+    lo, hi = windows[:, 0], windows[:, -1]
+    edges = windows
+    if span_samples > 0:
+        # a ray at a depth edge may see a surface between the front and back windows (a floor
+        # receding behind an object)
+        span = stratified_edges(lo, torch.maximum(hi, lo + 1e-3), span_samples, False)
+        edges = torch.sort(torch.cat((edges, span), dim=-1), dim=-1).values
+    if front_samples > 0:
+        # in front of the windows: what the depth pass could not see (an object thinner than its
+        # pixels); rays where these find weight are redone by the reference
+        near_t = torch.full_like(lo, near)
+        front = stratified_edges(near_t, torch.maximum(lo, near_t + 1e-3), front_samples, False)
+        edges = torch.sort(torch.cat((front, edges), dim=-1), dim=-1).values
+    mask = None
+    if span_samples > 0 or front_samples > 0 or centres.shape[1] > 1:
+        # between windows only occupied cells count: one sample across a long gap must not turn an
+        # unoccupied faint halo into a surface
+        t_mid = 0.5 * (edges[:, 1:] + edges[:, :-1])
+        in_windows = ((t_mid[:, :, None] >= (centres - halves)[:, None]) &
+                      (t_mid[:, :, None] <= (centres + halves)[:, None])).any(dim=-1)
+        positions = origins[:, None] + directions[:, None] * t_mid[..., None]
+        mask = in_windows | _occupied(field, occupancy, positions)
+    out = render_edges(field, origins, directions, edges, lo, hi,
+                       semantic_rays=origins.shape[0] if semantics else 0, sample_mask=mask)
+    parts = _parts(out, semantics, feature)
+    parts["front"] = (out.weights * (out.t_mid < lo[:, None])).sum(dim=-1)
+    return parts
+
+
+@dataclass(frozen=True)
+class SurfaceSettings:
+    """Knobs of ``render_image_surface`` (see ``QueryConfig``)."""
+
+    downsample: int = 8          # the depth pass renders 1/downsample of each side
+    window_m: float = 0.15       # half width of a sample window (metres along the optical axis)
+    window_samples: int = 2      # intervals per window at a depth edge (3 windows per ray)
+    smooth_samples: int = 6      # intervals of the one window of a smooth ray (5 cm apart)
+    fallback_opacity: float = 0.5  # fine opacity below this x the neighbourhood's -> reference renderer
+    front_samples: int = 0       # occupancy-skipped samples between near and the first window
+    span_samples: int = 4        # occupancy-skipped samples across [first window, last window]
+    fallback_front: float = 0.1  # weight found by the front samples above this -> reference renderer
+
+    def validate(self) -> None:
+        if self.downsample < 1 or min(self.window_samples, self.smooth_samples) < 1 or not self.window_m > 0:
+            raise RenderError(f"surface rendering needs downsample >= 1, window_samples >= 1 and "
+                              f"window_m > 0, got {self}")
+
+
+@torch.no_grad()
+def render_image_surface(
+    field,
+    intrinsics: Intrinsics,
+    c2w: np.ndarray | torch.Tensor,
+    settings: SamplingSettings,
+    surface: SurfaceSettings = SurfaceSettings(),
+    occupancy=None,
+    chunk: int = 8192,
+    width: int | None = None,
+    height: int | None = None,
+    semantics: bool = True,
+    feature: bool = True,
+    depth: torch.Tensor | None = None,
+) -> dict[str, torch.Tensor]:
+    """``render_image``'s outputs (H, W, ...) from a few samples per ray around the surface.
+
+    The surface comes from ``depth`` (H, W) when given (a keyframe's measured depth; 0/NaN = none,
+    those pixels use the reference), else from a reference render (no semantics) at
+    1/``surface.downsample`` resolution. Also returns ``fallback`` (H, W) bool: the rays rendered by the
+    reference ``render_rays`` because their windows found too little opacity.
+    """
+    from ovs3d_ros.core.camera import generate_rays
+
+    surface.validate()
+    if (width is None) != (height is None):
+        raise RenderError("render_image_surface: give both width and height, or neither")
+    if width is not None:
+        intrinsics = intrinsics.scaled(width, height)
+    h, w = intrinsics.height, intrinsics.width
+    device = next(field.parameters()).device
+    if depth is not None:
+        # the measured depth is the depth pass at full resolution: its 3x3 neighbourhood still says
+        # which pixels sit at a depth edge, where the field's blurred silhouette may be on either side
+        measured = depth.reshape(h, w).to(device).float()
+        valid = torch.isfinite(measured) & (measured > settings.near)
+        measured = torch.where(valid, measured, torch.zeros_like(measured))
+        centre, dmin, dmax, near_opacity, any_valid, error = neighbourhood_depths(
+            measured, valid.float(), h, w, min_opacity=0.5)
+        force = ~valid.reshape(-1)  # no measurement: the reference renders these pixels
+    else:
+        lw, lh = max(1, -(-w // surface.downsample)), max(1, -(-h // surface.downsample))
+        coarse_depth, coarse_opacity = render_surface_depth(
+            field, intrinsics.scaled(lw, lh), c2w, settings, occupancy=occupancy, chunk=chunk)
+        centre, dmin, dmax, near_opacity, any_valid, error = neighbourhood_depths(
+            coarse_depth, coarse_opacity, h, w)
+        force = torch.zeros_like(any_valid)
+    origins, directions = generate_rays(intrinsics, c2w, device=device)
+    smooth, centres, halves = surface_windows(centre, dmin, dmax, error, surface.window_m)
+    # rays with no surface in their neighbourhood: windows at the far plane (the reference sees
+    # nothing before it either, or it falls back below)
+    centres = torch.where(any_valid[:, None], centres, torch.full_like(centres, settings.far))
+    # smooth rays (most of an image): one window around the interpolated depth; rays at a depth edge:
+    # three windows plus span samples. Grouping costs one host sync per group and image.
+    groups = (
+        (smooth.nonzero().squeeze(1), centres[:, 1:2], torch.full_like(centres[:, 1:2], surface.window_m),
+         surface.smooth_samples, 0),
+        ((~smooth).nonzero().squeeze(1), centres, halves, surface.window_samples, surface.span_samples),
+    )
+    fine_chunk = max(1, chunk * 4)  # a few samples per ray instead of dozens: bigger chunks, same memory
+    flat: dict[str, torch.Tensor] = {}
+    for idx_all, g_centres, g_halves, n, span in groups:
+        for start in range(0, idx_all.shape[0], fine_chunk):
+            idx = idx_all[start:start + fine_chunk]
+            parts = _render_windows(field, origins[idx], directions[idx], g_centres[idx], g_halves[idx], n,
+                                    span, surface.front_samples, settings.near, occupancy, semantics, feature)
+            for key, value in parts.items():
+                if key not in flat:
+                    flat[key] = value.new_zeros(origins.shape[0], *value.shape[1:])
+                flat[key] = flat[key].index_copy(0, idx, value)
+    front = flat.pop("front")
+    fallback = (flat["opacity"] < surface.fallback_opacity * near_opacity) | force | (
+        front > surface.fallback_front)
+    redo = fallback.nonzero().squeeze(1)  # one host sync per image, not per chunk
+    for start in range(0, redo.shape[0], chunk):
+        idx = redo[start:start + chunk]
+        out = render_rays(field, origins[idx], directions[idx], settings, occupancy=occupancy,
+                          semantic_rays=idx.shape[0] if semantics else 0)
+        for key, value in _parts(out, semantics, feature).items():
+            flat[key] = flat[key].index_copy(0, idx, value.to(flat[key].dtype))
+    result = {key: value.reshape(h, w, *value.shape[1:]) for key, value in flat.items()}
+    result["fallback"] = fallback.reshape(h, w)
+    return result
