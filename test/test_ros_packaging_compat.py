@@ -113,7 +113,15 @@ def _configure(build: Path, *extra: str):
         pytest.skip("cmake is not installed")
     prefix = sys.prefix  # the venv: the ROS wheels' CMake packages and this package's interfaces
     env = {**__import__("os").environ, "CMAKE_PREFIX_PATH": prefix, "AMENT_PREFIX_PATH": prefix}
-    cmd = ["cmake", "-S", str(ROOT), "-B", str(build), f"-DCMAKE_INSTALL_PREFIX={build / 'install'}",
+    # the package's sources alone, as in a workspace's src/: configured in place, a checkout that holds
+    # its venv (.venv, as on CI) is refused by CMake for include dirs "prefixed in the source directory"
+    source = build.parent / "src" / "ovs3d_ros"
+    for name in ("CMakeLists.txt", "package.xml"):
+        source.mkdir(parents=True, exist_ok=True)
+        shutil.copy2(ROOT / name, source / name)
+    for name in ("msg", "srv", "ovs3d_ros", "scripts", "launch", "config"):
+        shutil.copytree(ROOT / name, source / name, ignore=shutil.ignore_patterns("__pycache__"))
+    cmd = ["cmake", "-S", str(source), "-B", str(build), f"-DCMAKE_INSTALL_PREFIX={build / 'install'}",
            f"-DPython3_EXECUTABLE={sys.executable}", *extra]
     return subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=300)
 
