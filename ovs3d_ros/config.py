@@ -245,8 +245,10 @@ class TrainerConfig:
 class SemanticConfig:
     feature_weight: float = 1.0
     """Weight of the feature/selection cosine distillation loss (class-agnostic, always on)."""
-    rays_per_step: int = 1024
-    """Feature rays per step (subset of the training rays that carry CLIP targets)."""
+    rays_per_step: int = 512
+    """Feature rays per step (the first of the training rays carry CLIP targets; 3D-OVS: 4096 of 12288).
+    Half of the 1024 training rays: held-out mIoU after 500 semantic steps room / clutter seed 1 88.0 /
+    66.6 against 88.5 / 66.6 with all 1024, for about half the semantic step's extra cost."""
     rda_weight: float = 1.0
     """Relevancy-distribution alignment weight (the paper: 1, office_desk 0.1)."""
     fda_pos_weight: float = 20.0
