@@ -52,6 +52,20 @@ def demo() -> str:
     )
 
 
+def demo_runs() -> str:
+    d = _load("demo_cpu_runs.json")
+    rows = [
+        f"| {r['run']} | {_pct(r['mask_miou_paper'])} | {_pct(r['teacher_miou_paper'])} | "
+        f"{r['margin_points']:+.1f} | {r['iterations']} ({r['semantic_iterations']}) | {r['keyframes']} | "
+        f"{r['total_s']:.0f} s |"
+        for r in d["runs"]
+    ]
+    return (
+        "| demo run | 3D mask mIoU | 2D teacher mIoU | 3D − 2D | iterations (semantic) | keyframes | "
+        "end to end |\n|---|---|---|---|---|---|---|\n" + "\n".join(rows) + "\n"
+    )
+
+
 def step_cost() -> str:
     d = _load("step_cost_cpu.json")
     rows = []
@@ -83,7 +97,7 @@ def stream() -> str:
     )
 
 
-RENDERERS = {"demo": demo, "step_cost": step_cost, "stream": stream}
+RENDERERS = {"demo": demo, "demo_runs": demo_runs, "step_cost": step_cost, "stream": stream}
 
 
 def render(text: str) -> str:
