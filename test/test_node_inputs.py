@@ -4,7 +4,6 @@ dropped under a named reason and never become keyframes; a refused pose is count
 arrive out of order are matched; one outlier stamp does not wipe the pose/depth history."""
 
 import threading
-import time
 
 import numpy as np
 import pytest
@@ -12,6 +11,7 @@ import rclpy
 from geometry_msgs.msg import PoseStamped
 from std_msgs.msg import Header
 from tiny_config import tiny_config  # noqa: E402 - test/ is on sys.path
+from waiting import wait_until  # noqa: E402 - test/ is on sys.path
 
 from ovs3d_ros.data.synthetic import SyntheticScene
 from ovs3d_ros.ros import conversions as conv
@@ -58,14 +58,6 @@ def _processed(node) -> int:
     return node.frames_added + c["frames_dropped_invalid"] + c["frames_dropped_no_pose"]
 
 
-def _wait(predicate, timeout_s: float = 30.0) -> bool:
-    deadline = time.monotonic() + timeout_s  # a safety net: the loop ends on the condition
-    while time.monotonic() < deadline:
-        if predicate():
-            return True
-        time.sleep(0.01)
-    return False
-
 
 def _pose_msg(pose: np.ndarray, t: float) -> PoseStamped:
     return conv.matrix_to_pose_stamped(pose, "map", conv.sec_to_stamp(t))
@@ -88,7 +80,7 @@ def _feed(node, frame, t: float, *, pose=True, info=None, depth=None, quaternion
     node._on_labels(conv.numpy_to_image(frame.labels.astype(np.uint8), "mono8", hdr))
     before = _processed(node)
     node._on_image(conv.numpy_to_image(frame.rgb, "rgb8", hdr))
-    assert _wait(lambda: _processed(node) > before), "the assembler did not handle the frame"
+    assert wait_until(lambda: _processed(node) > before), "the assembler did not handle the frame"
 
 
 def _keyframes(node) -> int:
@@ -187,7 +179,7 @@ def test_compressed_images_are_size_checked_before_decoding(node, scene, side, r
     node._on_pose(_pose_msg(frame.pose, t))
     count, before = node.drop_reasons.get(reason, 0), _processed(node)
     node._on_image(CompressedImage(header=hdr, format="png", data=_png_claiming(side, side)))
-    assert _wait(lambda: _processed(node) > before)
+    assert wait_until(lambda: _processed(node) > before)
     assert node.drop_reasons.get(reason, 0) == count + 1, (node.drop_reasons, node.last_error)
 
 

@@ -2,21 +2,12 @@
 control and the checkpoint directory (sandboxed names, periodic autosave). No ROS needed."""
 
 import threading
-import time
 
 import pytest
+from waiting import wait_until  # noqa: E402 - test/ is on sys.path
 
 from ovs3d_ros.core.checkpoint_store import AUTOSAVE_NAME, CheckpointStore
 from ovs3d_ros.core.training_thread import TrainingThread
-
-
-def _wait(predicate, timeout_s: float = 30.0) -> bool:
-    deadline = time.monotonic() + timeout_s  # a safety net: the loop ends on the condition
-    while time.monotonic() < deadline:
-        if predicate():
-            return True
-        time.sleep(0.005)
-    return False
 
 
 class FakeTrainer:
@@ -44,14 +35,14 @@ def test_training_thread_pauses_restarts_and_stops():
     first, second = FakeTrainer(), FakeTrainer()
     training = TrainingThread(first)
     try:
-        assert _wait(lambda: first.steps > 3)
+        assert wait_until(lambda: first.steps > 3)
         training.pause()
         assert training.is_paused and not training.failed
         training.restart(second)  # a reset: the old loop ends, the new one inherits the pause
         frozen = first.steps
         assert second.steps == 0
         training.pause(False)
-        assert _wait(lambda: second.steps > 3)
+        assert wait_until(lambda: second.steps > 3)
         assert first.steps == frozen
     finally:
         training.stop()
@@ -61,7 +52,7 @@ def test_training_thread_pauses_restarts_and_stops():
 def test_a_training_error_is_reported_and_shows_as_failed():
     errors = []
     training = TrainingThread(FakeTrainer(fail_at=2), on_error=lambda msg, trace: errors.append((msg, trace)))
-    assert _wait(lambda: training.failed)
+    assert wait_until(lambda: training.failed)
     assert errors and "boom" in errors[0][0] and "RuntimeError" in errors[0][1]
 
 

@@ -13,6 +13,7 @@ import rclpy
 from rclpy.executors import SingleThreadedExecutor
 from rclpy.parameter import Parameter
 from tiny_config import tiny_config  # noqa: E402 - test/ is on sys.path
+from waiting import wait_until  # noqa: E402 - test/ is on sys.path
 
 from ovs3d_ros.data.synthetic import SyntheticScene
 from ovs3d_ros.ros import conversions as conv
@@ -68,14 +69,6 @@ def _query(node, classes, **fields):
 def _cloud_labels(res) -> np.ndarray:
     return conv.cloud_to_structured(res.scene.cloud)["label"]
 
-
-def _wait(predicate, timeout_s: float = 30.0) -> bool:
-    deadline = time.monotonic() + timeout_s  # a safety net: the loop ends on the condition
-    while time.monotonic() < deadline:
-        if predicate():
-            return True
-        time.sleep(0.01)
-    return False
 
 
 def test_query_max_points_default_is_live(node, scene):
@@ -201,7 +194,7 @@ def test_training_rate_is_live(node):
     try:
         assert _set(node, "trainer.max_steps_per_s", 0.001).successful
         node._on_pause(SetBool.Request(data=False), SetBool.Response())
-        assert _wait(lambda: any(t is not None and t > 500.0 for t in waits)), max(waits, default=None)
+        assert wait_until(lambda: any(t is not None and t > 500.0 for t in waits)), max(waits, default=None)
     finally:
         node._on_pause(SetBool.Request(data=True), SetBool.Response())
         del stop.wait  # the thread sleeps in the old wait until shutdown sets the event
