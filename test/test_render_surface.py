@@ -179,6 +179,46 @@ def test_surface_renderer_uses_a_keyframes_measured_depth(trained):
     assert agree >= 0.98, agree
 
 
+def test_chunk_guard_is_entered_around_every_chunk_and_changes_nothing(trained):
+    """Both whole-image renderers enter ``chunk_guard`` once per field evaluation and never evaluate the
+    field outside it (a query passes ``Trainer.exclusive`` there, so training steps between chunks)."""
+    import contextlib
+
+    data, cfg, teacher, trainer = trained
+    frame = data.test_frames[0]
+    intr = frame.intrinsics.scaled(48, 36)
+    settings = trainer.current_render_settings()
+    state = {"inside": False, "entered": 0, "outside_calls": 0}
+    density = trainer.field.density_contracted
+
+    def watched_density(*args, **kwargs):
+        state["outside_calls"] += not state["inside"]
+        return density(*args, **kwargs)
+
+    @contextlib.contextmanager
+    def guard():
+        state["inside"], state["entered"] = True, state["entered"] + 1
+        try:
+            yield
+        finally:
+            state["inside"] = False
+
+    for render, kwargs, chunks in ((render_image, {}, 48 * 36 // 256),
+                                   (render_image_surface, {"surface": SurfaceSettings(downsample=2)}, 2)):
+        plain = render(trainer.field, intr, frame.pose, settings, occupancy=trainer.occupancy, chunk=256,
+                       **kwargs)
+        state.update(entered=0, outside_calls=0)
+        trainer.field.density_contracted = watched_density
+        try:
+            guarded = render(trainer.field, intr, frame.pose, settings, occupancy=trainer.occupancy,
+                             chunk=256, chunk_guard=guard, **kwargs)
+        finally:
+            del trainer.field.density_contracted  # back to the class's method
+        assert state["entered"] >= chunks and state["outside_calls"] == 0, (render.__name__, state)
+        for key in plain:
+            assert torch.equal(plain[key], guarded[key]), (render.__name__, key)
+
+
 def test_segmenter_mask_renderers_and_a_bad_name(trained):
     data, cfg, teacher, trainer = trained
     names = data.class_names

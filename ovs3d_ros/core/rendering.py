@@ -12,6 +12,9 @@
 
 from __future__ import annotations
 
+import contextlib
+from collections.abc import Callable
+from contextlib import AbstractContextManager
 from dataclasses import dataclass
 
 import numpy as np
@@ -20,6 +23,11 @@ import torch.nn.functional as F
 
 from ovs3d_ros.config import Config
 from ovs3d_ros.core.frame import Intrinsics
+
+# Entered around each chunk's field evaluation by the whole-image renderers: a query passes
+# ``Trainer.exclusive`` so that training steps (and control requests) run between chunks of a long render
+# instead of waiting for the whole image.
+ChunkGuard = Callable[[], AbstractContextManager]
 
 WEIGHT_SKIP_THRESHOLD = 1e-4
 """Samples lighter than this skip the colour and semantic heads (the original's rule, notes §4.1)."""
@@ -314,11 +322,13 @@ def render_image(
     semantics: bool = True,
     feature: bool = True,
     depth: torch.Tensor | None = None,
+    chunk_guard: ChunkGuard | None = None,
 ) -> dict[str, torch.Tensor]:
     """Render a whole camera in chunks at any resolution (``width``/``height`` rescale the intrinsics).
 
     Returns (H, W, ...) tensors: rgb, depth, opacity and, with ``semantics``, latent, selection and
     (with ``feature``) the CLIP-space feature. ``depth`` (H, W) enables depth-guided sampling.
+    ``chunk_guard`` (see ``ChunkGuard``) is entered around every chunk's field evaluation.
     """
     from ovs3d_ros.core.camera import generate_rays
 
@@ -333,18 +343,20 @@ def render_image(
     device = next(field.parameters()).device
     origins, directions = generate_rays(intrinsics, c2w, device=device)
     flat_depth = None if depth is None else depth.reshape(-1).to(device)
+    guard = chunk_guard or contextlib.nullcontext
     pieces: dict[str, list[torch.Tensor]] = {}
     for start in range(0, origins.shape[0], chunk):
         sl = slice(start, start + chunk)
-        out = render_rays(
-            field,
-            origins[sl],
-            directions[sl],
-            settings,
-            depth=None if flat_depth is None else flat_depth[sl],
-            occupancy=occupancy,
-            semantic_rays=chunk if semantics else 0,
-        )
+        with guard():
+            out = render_rays(
+                field,
+                origins[sl],
+                directions[sl],
+                settings,
+                depth=None if flat_depth is None else flat_depth[sl],
+                occupancy=occupancy,
+                semantic_rays=chunk if semantics else 0,
+            )
         parts = {"rgb": out.rgb, "depth": out.depth, "opacity": out.opacity}
         if semantics:
             parts.update(latent=out.latent, selection=out.selection)
@@ -385,17 +397,20 @@ def median_depth(weights: torch.Tensor, t_mid: torch.Tensor, opacity: torch.Tens
 
 @torch.no_grad()
 def render_surface_depth(
-    field, intrinsics: Intrinsics, c2w, settings: SamplingSettings, occupancy=None, chunk: int = 8192
+    field, intrinsics: Intrinsics, c2w, settings: SamplingSettings, occupancy=None, chunk: int = 8192,
+    chunk_guard: ChunkGuard | None = None,
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """The reference renderer's median depth and opacity, (H, W) each, without colour or semantics."""
     from ovs3d_ros.core.camera import generate_rays
 
     device = next(field.parameters()).device
     origins, directions = generate_rays(intrinsics, c2w, device=device)
+    guard = chunk_guard or contextlib.nullcontext
     depth, opacity = [], []
     for start in range(0, origins.shape[0], chunk):
-        out = render_rays(field, origins[start:start + chunk], directions[start:start + chunk], settings,
-                          occupancy=occupancy)
+        with guard():
+            out = render_rays(field, origins[start:start + chunk], directions[start:start + chunk],
+                              settings, occupancy=occupancy)
         depth.append(median_depth(out.weights, out.t_mid, out.opacity))
         opacity.append(out.opacity)
     shape = (intrinsics.height, intrinsics.width)
@@ -553,6 +568,7 @@ def render_image_surface(
     semantics: bool = True,
     feature: bool = True,
     depth: torch.Tensor | None = None,
+    chunk_guard: ChunkGuard | None = None,
 ) -> dict[str, torch.Tensor]:
     """``render_image``'s outputs (H, W, ...) from a few samples per ray around the surface.
 
@@ -582,7 +598,8 @@ def render_image_surface(
     else:
         lw, lh = max(1, -(-w // surface.downsample)), max(1, -(-h // surface.downsample))
         coarse_depth, coarse_opacity = render_surface_depth(
-            field, intrinsics.scaled(lw, lh), c2w, settings, occupancy=occupancy, chunk=chunk)
+            field, intrinsics.scaled(lw, lh), c2w, settings, occupancy=occupancy, chunk=chunk,
+            chunk_guard=chunk_guard)
         centre, dmin, dmax, near_opacity, any_valid, error = neighbourhood_depths(
             coarse_depth, coarse_opacity, h, w)
         force = torch.zeros_like(any_valid)
@@ -598,13 +615,16 @@ def render_image_surface(
          surface.smooth_samples, 0),
         ((~smooth).nonzero().squeeze(1), centres, halves, surface.window_samples, surface.span_samples),
     )
+    guard = chunk_guard or contextlib.nullcontext
     fine_chunk = max(1, chunk * 4)  # a few samples per ray instead of dozens: bigger chunks, same memory
     flat: dict[str, torch.Tensor] = {}
     for idx_all, g_centres, g_halves, n, span in groups:
         for start in range(0, idx_all.shape[0], fine_chunk):
             idx = idx_all[start:start + fine_chunk]
-            parts = _render_windows(field, origins[idx], directions[idx], g_centres[idx], g_halves[idx], n,
-                                    span, surface.front_samples, settings.near, occupancy, semantics, feature)
+            with guard():
+                parts = _render_windows(field, origins[idx], directions[idx], g_centres[idx], g_halves[idx],
+                                        n, span, surface.front_samples, settings.near, occupancy, semantics,
+                                        feature)
             for key, value in parts.items():
                 if key not in flat:
                     flat[key] = value.new_zeros(origins.shape[0], *value.shape[1:])
@@ -615,8 +635,9 @@ def render_image_surface(
     redo = fallback.nonzero().squeeze(1)  # one host sync per image, not per chunk
     for start in range(0, redo.shape[0], chunk):
         idx = redo[start:start + chunk]
-        out = render_rays(field, origins[idx], directions[idx], settings, occupancy=occupancy,
-                          semantic_rays=idx.shape[0] if semantics else 0)
+        with guard():
+            out = render_rays(field, origins[idx], directions[idx], settings, occupancy=occupancy,
+                              semantic_rays=idx.shape[0] if semantics else 0)
         for key, value in _parts(out, semantics, feature).items():
             flat[key] = flat[key].index_copy(0, idx, value.to(flat[key].dtype))
     result = {key: value.reshape(h, w, *value.shape[1:]) for key, value in flat.items()}
