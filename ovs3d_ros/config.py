@@ -591,6 +591,33 @@ def load_yaml(path: str | Path, base: Config | None = None) -> Config:
         raise ConfigError(f"{path}: {exc}") from exc
 
 
+def parse_assignments(items: list[str]) -> dict[str, Any]:
+    """``['trainer.rays_per_step=1024', ...]`` (``--set`` on a command line) -> a flat dict, values
+    parsed as YAML scalars/lists. No leaf of the config is a mapping, so '{"depth": 2}' stays a
+    string (the JSON string field ``arch_overrides``)."""
+    flat: dict[str, Any] = {}
+    for item in items:
+        if "=" not in item:
+            raise ConfigError(f"--set expects key=value, got {item!r}")
+        key, value = item.split("=", 1)
+        try:
+            parsed = yaml.safe_load(value)
+        except yaml.YAMLError:
+            parsed = value
+        flat[key.strip()] = value if isinstance(parsed, dict) else parsed
+    return flat
+
+
+def build_config(config_path: str | Path | None = None, sets: list[str] | None = None,
+                 teacher: str | None = None) -> Config:
+    """Defaults <- YAML file <- ``key=value`` assignments <- ``teacher`` (teacher.kind)."""
+    cfg = load_yaml(config_path) if config_path else Config()
+    flat = parse_assignments(sets or [])
+    if teacher:
+        flat["teacher.kind"] = teacher
+    return apply_flat(cfg, flat) if flat else cfg
+
+
 def resolve_device(cfg: Config) -> str:
     """'auto' -> 'cuda' when available, else 'cpu'. Also applies ``cfg.torch_threads``."""
     import torch
