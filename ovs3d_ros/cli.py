@@ -130,10 +130,9 @@ def cmd_render(args) -> int:
     from ovs3d_ros.core import outputs
     from ovs3d_ros.core.camera import pose_from_xyz_quat
     from ovs3d_ros.core.query import Segmenter
-    from ovs3d_ros.core.semantic_training import keyframe_snapshot
 
     trainer, teacher, cfg, _ = load_model(args.ckpt)
-    keyframes = keyframe_snapshot(trainer)
+    keyframes = trainer.keyframes.snapshot()
     if not keyframes:
         raise CliError(f"{args.ckpt}: the checkpoint has no keyframes")
     if args.pose is not None:

@@ -31,7 +31,7 @@ class TrainPlan:
 def build_trainer(dataset, cfg: Config, vocabulary: list[str] | None, device: str):
     """(trainer, teacher) for the scene: the teacher knows its class names, the field's feature width
     follows the teacher's, and ``vocabulary`` adds the RDA+FDA alignment losses for those names."""
-    from ovs3d_ros.core.semantic_training import SemanticAlignment
+    from ovs3d_ros.core.semantic_alignment import SemanticAlignment
     from ovs3d_ros.core.teachers import build_teacher
     from ovs3d_ros.core.trainer import Trainer
 

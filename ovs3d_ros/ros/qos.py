@@ -10,38 +10,40 @@ from __future__ import annotations
 
 from rclpy.qos import DurabilityPolicy, HistoryPolicy, QoSProfile, ReliabilityPolicy, qos_profile_sensor_data
 
+
+def reliable(depth: int) -> QoSProfile:
+    """Reliable, volatile, keep last ``depth``."""
+    return QoSProfile(history=HistoryPolicy.KEEP_LAST, depth=depth, reliability=ReliabilityPolicy.RELIABLE)
+
+
+def latched(depth: int) -> QoSProfile:
+    """Reliable, transient local (late subscribers get the last ``depth`` messages)."""
+    return QoSProfile(history=HistoryPolicy.KEEP_LAST, depth=depth, reliability=ReliabilityPolicy.RELIABLE,
+                      durability=DurabilityPolicy.TRANSIENT_LOCAL)
+
+
 SENSOR_QOS: QoSProfile = qos_profile_sensor_data
 """The node's camera inputs (image, camera_info, depth, labels): best effort, keep last 5, so a slow
 consumer drops old frames instead of queueing them; any camera driver's publisher matches it."""
 
-POSE_QOS = QoSProfile(depth=50, reliability=ReliabilityPolicy.RELIABLE)
+POSE_QOS = reliable(50)
 """Pose/odometry inputs: reliable, with a history deep enough to bracket image stamps."""
 
-CAMERA_STREAM_QOS = QoSProfile(depth=5, reliability=ReliabilityPolicy.RELIABLE)
+CAMERA_STREAM_QOS = reliable(5)
 """The demo's and the tests' camera publisher: reliable, so it serves the best-effort sensor inputs
 and reliable pose inputs alike."""
 
-STATUS_QOS = QoSProfile(depth=10, reliability=ReliabilityPolicy.RELIABLE)
+STATUS_QOS = reliable(10)
 """~/status, published and subscribed (the client) with the same profile."""
 
-LATCHED_QOS = QoSProfile(
-    history=HistoryPolicy.KEEP_LAST,
-    depth=1,
-    reliability=ReliabilityPolicy.RELIABLE,
-    durability=DurabilityPolicy.TRANSIENT_LOCAL,
-)
+LATCHED_QOS = latched(1)
 """Query results (cloud, masks, markers): the last answer is kept for subscribers that join later
 (RViz started after the query)."""
 
-PLAYBACK_QOS = QoSProfile(depth=10, reliability=ReliabilityPolicy.RELIABLE)
+PLAYBACK_QOS = reliable(10)
 """A recorded topic replayed by the bag player (rosbag2's default: reliable, volatile)."""
 
-TF_STATIC_QOS = QoSProfile(
-    history=HistoryPolicy.KEEP_LAST,
-    depth=100,
-    reliability=ReliabilityPolicy.RELIABLE,
-    durability=DurabilityPolicy.TRANSIENT_LOCAL,
-)
+TF_STATIC_QOS = latched(100)
 """/tf_static (and any topic recorded transient local) on replay or subscription: tf2's static
 listener only takes transient-local publishers; the depth keeps several static broadcasters' messages
 for late subscribers."""
