@@ -33,7 +33,7 @@ from torch import nn
 from ovs3d_ros.config import DecisionRule, QueryConfig, SemanticConfig, choices
 from ovs3d_ros.core import losses
 from ovs3d_ros.core.lru import LruCache
-from ovs3d_ros.core.refine_data import RefineData
+from ovs3d_ros.core.refine_data import RefineData, collect_refine_data
 from ovs3d_ros.core.vocabulary import UNKNOWN_U16, QueryError, validate_classes, vocabulary_key
 
 # ----------------------------------------------------------------------------------------------
@@ -471,8 +471,6 @@ class Segmenter:
     def refine_head(self, names: list[str], text: torch.Tensor, max_time_s: float | None,
                     max_steps: int | None = None) -> tuple[RefineHead, dict[str, float]]:
         """The cached head of this vocabulary, or a new one trained by a bounded RDA+FDA burst."""
-        from ovs3d_ros.core.refine_data import collect_refine_data
-
         key = vocabulary_key(names, self._teacher_id)
         head = self.cache.get(key)
         if head is not None:
