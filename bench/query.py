@@ -30,10 +30,12 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from ovs3d_ros import cli  # noqa: E402
-from ovs3d_ros.config import apply_flat  # noqa: E402
+from ovs3d_ros.config import apply_flat, build_config  # noqa: E402
 from ovs3d_ros.core import metrics  # noqa: E402
+from ovs3d_ros.core.evaluation import ground_truth_of  # noqa: E402
 from ovs3d_ros.core.query import Segmenter, classify  # noqa: E402
+from ovs3d_ros.core.scene_training import TrainPlan, train_scene  # noqa: E402
+from ovs3d_ros.data.scene_spec import open_scene  # noqa: E402
 
 
 def _sync(device: str) -> None:
@@ -71,7 +73,7 @@ def bench_masks(trainer, teacher, dataset, device: str) -> dict:
             row["size"] = f"{res.label_image.shape[1]}x{res.label_image.shape[0]}"
         row["agreement"] = float((images["reference"] == images["surface"]).mean())
         if frame is not None and frame.labels is not None:
-            gt = cli._gt_of(frame, len(names))
+            gt = ground_truth_of(frame)
             for renderer in preds:
                 preds[renderer].append(images[renderer].astype(np.int64))
             gts.append(gt)
@@ -116,12 +118,12 @@ def bench_refine(trainer, teacher, dataset, device: str, refine_time: float) -> 
 def bench_device(device: str, args) -> dict:
     sets = ["teacher.kind=synthetic", "keyframes.min_translation_m=0.0", "keyframes.min_rotation_deg=0.0",
             "field.occupancy_warmup_steps=32", f"query.max_points={args.points}"] + args.set
-    cfg = cli.build_config(None, sets)
-    dataset = cli.open_scene(f"synthetic:{args.scene},train={args.frames},test={args.test},"
-                             f"width={args.width},height={args.height}")
+    cfg = build_config(None, sets)
+    dataset = open_scene(f"synthetic:{args.scene},train={args.frames},test={args.test},"
+                         f"width={args.width},height={args.height}")
     t = time.perf_counter()
-    trainer, teacher, _ = cli.train_scene(dataset, cfg, cli.TrainPlan(steps=args.steps), None,
-                                          progress=False, device=device)
+    trainer, teacher, _ = train_scene(dataset, cfg, TrainPlan(steps=args.steps), None,
+                                      progress=False, device=device)
     train_s = time.perf_counter() - t
     Segmenter(trainer, teacher, trainer.cfg).segment(list(dataset.class_names), max_points=1000)  # warm-up
     result = {"device": device, "threads": torch.get_num_threads(), "train_s": train_s,

@@ -23,8 +23,11 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from ovs3d_ros import cli  # noqa: E402
-from ovs3d_ros.config import apply_flat  # noqa: E402
+from ovs3d_ros.config import apply_flat, build_config  # noqa: E402
+from ovs3d_ros.core.evaluation import evaluate  # noqa: E402
+from ovs3d_ros.core.model_files import write_meta  # noqa: E402
+from ovs3d_ros.core.scene_training import TrainPlan, train_scene  # noqa: E402
+from ovs3d_ros.data.scene_spec import open_scene  # noqa: E402
 
 VARIANTS = {
     "full": {},
@@ -63,17 +66,17 @@ def run_variant(dataset, base_cfg, variant: str, steps: int, out: Path | None, r
     cfg = base_cfg if spec == "zero_shot" else apply_flat(base_cfg, spec)
     vocabulary = None if spec == "zero_shot" else list(dataset.class_names)
     start = time.perf_counter()
-    trainer, teacher, stats = cli.train_scene(dataset, cfg, cli.TrainPlan(steps=steps), vocabulary,
-                                              progress=False, device="cpu")
+    trainer, teacher, stats = train_scene(dataset, cfg, TrainPlan(steps=steps), vocabulary,
+                                          progress=False, device="cpu")
     train_s = time.perf_counter() - start
     if save is not None:
         save.mkdir(parents=True, exist_ok=True)
         ckpt = trainer.save(save / f"{dataset.name}_{variant}.ckpt")
-        cli.write_meta(ckpt, dataset, dataset.name, vocabulary, {"steps": steps})
-    report = cli.evaluate(trainer, teacher, trainer.cfg, dataset, figures_dir=out, progress=False)
+        write_meta(ckpt, dataset, dataset.name, vocabulary, {"steps": steps})
+    report = evaluate(trainer, teacher, trainer.cfg, dataset, figures_dir=out, progress=False)
     for renderer in renderers or ():
         # the same field, masks by another query.mask_renderer: mIoU and latency side by side
-        other = cli.evaluate(trainer, teacher, apply_flat(trainer.cfg, {"query.mask_renderer": renderer}),
+        other = evaluate(trainer, teacher, apply_flat(trainer.cfg, {"query.mask_renderer": renderer}),
                              dataset, progress=False)
         report.setdefault("renderers", {})[renderer] = {
             "paper_miou": other["3d"]["paper_miou"], "conventional_miou": other["3d"]["conventional_miou"],
@@ -82,7 +85,7 @@ def run_variant(dataset, base_cfg, variant: str, steps: int, out: Path | None, r
     report["variant"] = variant
     if refine:
         start = time.perf_counter()
-        refined = cli.evaluate(trainer, teacher, trainer.cfg, dataset, refine=True,
+        refined = evaluate(trainer, teacher, trainer.cfg, dataset, refine=True,
                                figures_dir=None if out is None else out / "refined", progress=False)
         report["refined_3d"] = refined["3d"]
         report["refine_eval_s"] = time.perf_counter() - start
@@ -111,12 +114,12 @@ def main() -> int:
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
 
-    base = cli.build_config(None, [f"{k}={v}" for k, v in BENCH_DEFAULTS.items()] + args.set)
+    base = build_config(None, [f"{k}={v}" for k, v in BENCH_DEFAULTS.items()] + args.set)
     rows, reports = [], []
     for scene in args.scenes:
         spec = (f"synthetic:{scene},train={args.train},test={args.test},width={args.width},"
                 f"height={args.height},seed={args.seed}")
-        dataset = cli.open_scene(spec)
+        dataset = open_scene(spec)
         for variant in args.variants:
             figs = Path(args.figures) / scene / variant if args.figures else None
             rep = run_variant(dataset, base, variant, args.steps, figs, args.refine,

@@ -16,179 +16,20 @@ Trainer/KeyframeBuffer the ROS node uses. A checkpoint ``X.ckpt`` has a ``X.ckpt
 from __future__ import annotations
 
 import argparse
-import json
 import sys
-import time
-from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
-import yaml
 
-from ovs3d_ros.config import Config, ConfigError, apply_flat, load_yaml, resolve_device
+from ovs3d_ros.config import ConfigError, build_config
+from ovs3d_ros.core.evaluation import evaluate, format_report
+from ovs3d_ros.core.model_files import load_model, write_meta
+from ovs3d_ros.core.scene_training import TrainPlan, train_scene
+from ovs3d_ros.data.scene_spec import open_scene
 
 
 class CliError(ValueError):
     """A command-line input that cannot be used (the message says which and why)."""
-
-
-# ----------------------------------------------------------------------------------------------
-# Configuration and scenes
-
-
-def build_config(config_path: str | None, sets: list[str] | None, teacher: str | None = None) -> Config:
-    """Defaults <- YAML file <- ``--set key=value`` (values parsed as YAML scalars/lists)."""
-    cfg = load_yaml(config_path) if config_path else Config()
-    flat = {}
-    for item in sets or []:
-        if "=" not in item:
-            raise CliError(f"--set expects key=value, got {item!r}")
-        key, value = item.split("=", 1)
-        try:
-            parsed = yaml.safe_load(value)
-        except yaml.YAMLError:
-            parsed = value
-        # no leaf of the config is a mapping: '{"depth": 2}' is a JSON string field (arch_overrides)
-        flat[key.strip()] = value if isinstance(parsed, dict) else parsed
-    if teacher:
-        flat["teacher.kind"] = teacher
-    return apply_flat(cfg, flat) if flat else cfg
-
-
-def parse_synthetic_spec(spec: str) -> dict:
-    """'synthetic:room,width=80,height=60' -> {'preset': 'room', 'width': 80, ...}."""
-    body = spec.split(":", 1)[1]
-    parts = [p for p in body.split(",") if p]
-    if not parts:
-        raise CliError(f"{spec!r}: name a preset, e.g. synthetic:room")
-    opts = {"preset": parts[0], "train": 24, "test": 4, "width": 80, "height": 60, "seed": 0}
-    for part in parts[1:]:
-        if "=" not in part:
-            raise CliError(f"{spec!r}: option {part!r} is not key=value")
-        key, value = part.split("=", 1)
-        if key not in opts or key == "preset":
-            raise CliError(f"{spec!r}: unknown option {key!r} (train, test, width, height, seed)")
-        try:
-            opts[key] = int(value)
-        except ValueError:
-            raise CliError(f"{spec!r}: {key} must be an integer, got {value!r}") from None
-    return opts
-
-
-def open_scene(spec: str):
-    """A SceneDataset from a path or a ``synthetic:`` spec."""
-    if spec.startswith("synthetic:"):
-        from ovs3d_ros.data.synthetic import SyntheticScene
-
-        o = parse_synthetic_spec(spec)
-        try:
-            scene = SyntheticScene(o["preset"], seed=o["seed"])
-        except ValueError as exc:
-            raise CliError(str(exc)) from None
-        return scene.make_frames(o["train"], o["test"], o["width"], o["height"])
-    from ovs3d_ros.data import load_dataset
-
-    return load_dataset(spec)
-
-
-def _progress(iterable=None, **kw):
-    from tqdm import tqdm
-
-    return tqdm(iterable, dynamic_ncols=True, file=sys.stderr, **kw)
-
-
-# ----------------------------------------------------------------------------------------------
-# Training
-
-
-@dataclass
-class TrainPlan:
-    steps: int | None = None
-    time_s: float | None = None
-    stream_fraction: float = 0.5
-    """Frames arrive spread over this fraction of the run (like a robot's stream), then it trains on."""
-
-
-def train_scene(dataset, cfg: Config, plan: TrainPlan, vocabulary: list[str] | None = None,
-                progress: bool = True, device: str | None = None):
-    """Stream the dataset's training frames into a fresh Trainer and optimise.
-
-    With ``vocabulary`` (the paper's offline mode) RDA and FDA for those names run as extra losses
-    (weights in ``cfg.semantic``; 0 switches a term off). Returns (trainer, teacher, stats dict).
-    """
-    from ovs3d_ros.core.semantic_training import SemanticAlignment
-    from ovs3d_ros.core.teachers import build_teacher
-    from ovs3d_ros.core.trainer import Trainer
-
-    if plan.steps is None and plan.time_s is None:
-        raise CliError("give --steps or --time")
-    dev = device or resolve_device(cfg)
-    teacher = build_teacher(cfg.teacher, dev, class_names=list(dataset.class_names))
-    if getattr(teacher, "embed_dim", cfg.field.clip_dim) != cfg.field.clip_dim:
-        cfg = apply_flat(cfg, {"field.clip_dim": int(teacher.embed_dim)})
-    trainer = Trainer(cfg, dev, teacher)
-    if vocabulary:
-        text = teacher.encode_text(list(vocabulary)).float()
-        trainer.extra_losses.append(SemanticAlignment(text, cfg.semantic, seed=cfg.seed))
-    frames = list(dataset.train_frames)
-    if not frames:
-        raise CliError(f"{dataset.name}: no training frames")
-    start = time.perf_counter()
-    total = plan.steps
-    bar = _progress(total=total, desc="train", unit="step", disable=not progress)
-    next_frame, last = 0, {}
-    trainer.add_frame(frames[0])
-    next_frame = 1
-    while True:
-        elapsed = time.perf_counter() - start
-        done = trainer.step_count
-        if (plan.steps is not None and done >= plan.steps) or \
-                (plan.time_s is not None and elapsed >= plan.time_s):
-            break
-        fraction = done / plan.steps if plan.steps is not None else elapsed / plan.time_s
-        due = min(len(frames), 1 + int(fraction / max(plan.stream_fraction, 1e-9) * len(frames)))
-        while next_frame < due:
-            trainer.add_frame(frames[next_frame])
-            next_frame += 1
-        last = trainer.step()
-        bar.update(1)
-        bar.set_postfix({k: f"{v:.3g}" for k, v in last.items() if k in ("loss", "psnr_batch", "rda", "fda")})
-    while next_frame < len(frames):  # a time budget can end before the stream did
-        trainer.add_frame(frames[next_frame])
-        next_frame += 1
-    bar.close()
-    return trainer, teacher, {"steps": trainer.step_count, "time_s": time.perf_counter() - start,
-                              "keyframes": len(trainer.keyframes), "last": last}
-
-
-def write_meta(ckpt: Path, dataset, data_spec: str, vocabulary: list[str] | None, stats: dict) -> Path:
-    meta = {"class_names": list(dataset.class_names), "data": data_spec, "scene": dataset.name,
-            "vocabulary_trained": vocabulary, "stats": stats}
-    path = Path(str(ckpt) + ".json")
-    path.write_text(json.dumps(meta, indent=2, default=str))
-    return path
-
-
-def load_model(ckpt: str, device: str | None = None):
-    """(trainer, teacher, cfg, meta) from a checkpoint written by ``ovs3d train``."""
-    from ovs3d_ros.core.teachers import build_teacher
-    from ovs3d_ros.core.trainer import Trainer
-
-    path = Path(ckpt)
-    if not path.is_file():
-        raise CliError(f"{path}: no such checkpoint")
-    meta_path = Path(str(path) + ".json")
-    meta = json.loads(meta_path.read_text()) if meta_path.is_file() else {}
-    probe = Trainer.load(path, "cpu")
-    cfg = probe.cfg
-    dev = device or resolve_device(cfg)
-    names = meta.get("class_names")
-    if cfg.teacher.kind == "synthetic" and not names:
-        raise CliError(f"{path}: the synthetic teacher needs the scene's class names ({meta_path} missing)")
-    teacher = build_teacher(cfg.teacher, dev, class_names=names)
-    trainer = probe if dev == "cpu" else Trainer.load(path, dev, teacher)
-    trainer.teacher = teacher
-    return trainer, teacher, cfg, meta
 
 
 # ----------------------------------------------------------------------------------------------
@@ -218,92 +59,6 @@ def summary_of(result, files: dict) -> dict:
                    num_points=len(result.points), points_per_class=result.points_per_class(),
                    unknown_label=65535,
                    timing_s=result.timing_s, extra={"files": files, "refined": result.refined}).__dict__
-
-
-# ----------------------------------------------------------------------------------------------
-# Evaluation (the paper's metric and the conventional one, on the annotated / held-out views)
-
-
-def _gt_of(frame, num_classes: int):
-    if "gt_multi_hot" in frame.extras:
-        return frame.extras["gt_multi_hot"]
-    if frame.labels is None:
-        raise CliError(f"test view {frame.source_id or frame.frame_id} has no ground-truth labels")
-    return frame.labels
-
-
-def evaluate(trainer, teacher, cfg: Config, dataset, refine: bool = False, figures_dir: Path | None = None,
-             progress: bool = True) -> dict:
-    """3D predictions vs the 2D teacher on ``dataset.test_frames``: both metrics, per class and view."""
-    import torch
-
-    from ovs3d_ros.core import metrics, outputs
-    from ovs3d_ros.core.query import Segmenter
-    from ovs3d_ros.core.teachers import teacher_labels
-    from ovs3d_ros.core.vocabulary import class_colors
-
-    names = list(dataset.class_names)
-    c = len(names)
-    views = dataset.test_frames
-    if not views:
-        raise CliError(f"{dataset.name}: no annotated / held-out views to evaluate")
-    side = max(max(f.width, f.height) for f in views)
-    eval_cfg = apply_flat(cfg, {"query.mask_max_side": max(side, cfg.query.mask_max_side)})
-    segmenter = Segmenter(trainer, teacher, eval_cfg)
-    text = teacher.encode_text(names).float()
-    preds3d, preds2d, gts, latencies = [], [], [], []
-    colors = class_colors(names)
-    for k, frame in enumerate(_progress(views, desc="eval", unit="view", disable=not progress)):
-        t = time.perf_counter()
-        res = segmenter.segment(names, refine=refine, camera=(frame.intrinsics, frame.pose), cloud=False)
-        latencies.append(time.perf_counter() - t)
-        pred3d = res.label_image.astype(np.int64)
-        with torch.no_grad():
-            clip = teacher.extract(frame).clip
-            pred2d = teacher_labels(clip.to(text.device), text, frame.height, frame.width).cpu().numpy()
-        gt = _gt_of(frame, c)
-        preds3d.append(pred3d)
-        preds2d.append(pred2d)
-        gts.append(gt)
-        if figures_dir is not None:
-            gt_lab = frame.labels if frame.labels is not None else np.argmax(gt, axis=-1).astype(np.uint8)
-            panels = [frame.rgb, outputs.overlay(frame.rgb, gt_lab.astype(np.uint8), colors),
-                      outputs.overlay(frame.rgb, outputs.label_image(pred3d, c), colors),
-                      outputs.overlay(frame.rgb, outputs.label_image(pred2d, c), colors)]
-            outputs.write_png(figures_dir / f"view{k:02d}_rgb_gt_3d_2d.png", np.concatenate(panels, axis=1))
-    paper3d, paper2d = metrics.paper_metrics(preds3d, gts, c), metrics.paper_metrics(preds2d, gts, c)
-    conv3d, conv2d = metrics.conventional_miou(preds3d, gts, c), metrics.conventional_miou(preds2d, gts, c)
-    return {
-        "scene": dataset.name, "classes": names, "views": [f.source_id for f in views],
-        "held_out": bool(getattr(dataset, "test_held_out", True)), "refined": refine,
-        "3d": {"paper_miou": paper3d.miou, "paper_accuracy": paper3d.accuracy,
-               "conventional_miou": conv3d.miou, "conventional_accuracy": conv3d.accuracy,
-               "per_class_iou": dict(zip(names, paper3d.per_class_iou.tolist(), strict=True)),
-               "per_view_miou": paper3d.per_view_iou.mean(axis=1).tolist()},
-        "2d_teacher": {"paper_miou": paper2d.miou, "paper_accuracy": paper2d.accuracy,
-                       "conventional_miou": conv2d.miou, "conventional_accuracy": conv2d.accuracy,
-                       "per_class_iou": dict(zip(names, paper2d.per_class_iou.tolist(), strict=True)),
-                       "per_view_miou": paper2d.per_view_iou.mean(axis=1).tolist()},
-        "mask_latency_s": float(np.mean(latencies)),
-    }
-
-
-def format_report(report: dict) -> str:
-    """A plain-text table: per class then per view, 3D vs the 2D teacher, then the summary rows."""
-    a, b = report["3d"], report["2d_teacher"]
-    width = max([len(n) for n in report["classes"]] + [18])
-    lines = [f"scene {report['scene']} ({len(report['views'])} "
-             f"{'held-out' if report['held_out'] else 'annotated'} views)",
-             f"{'class':<{width}}  {'3D IoU':>7}  {'2D IoU':>7}"]
-    for name in report["classes"]:
-        x, y = a["per_class_iou"][name], b["per_class_iou"][name]
-        lines.append(f"{name:<{width}}  {100 * x:7.1f}  {100 * y:7.1f}")
-    for k, (x, y) in enumerate(zip(a["per_view_miou"], b["per_view_miou"], strict=True)):
-        lines.append(f"{'view ' + str(k):<{width}}  {100 * x:7.1f}  {100 * y:7.1f}")
-    for key, label in (("paper_miou", "mIoU (paper)"), ("paper_accuracy", "accuracy (paper)"),
-                       ("conventional_miou", "mIoU (conventional)")):
-        lines.append(f"{label:<{width}}  {100 * a[key]:7.1f}  {100 * b[key]:7.1f}")
-    return "\n".join(lines)
 
 
 # ----------------------------------------------------------------------------------------------
@@ -375,10 +130,9 @@ def cmd_render(args) -> int:
     from ovs3d_ros.core import outputs
     from ovs3d_ros.core.camera import pose_from_xyz_quat
     from ovs3d_ros.core.query import Segmenter
-    from ovs3d_ros.core.semantic_training import keyframe_snapshot
 
     trainer, teacher, cfg, _ = load_model(args.ckpt)
-    keyframes = keyframe_snapshot(trainer)
+    keyframes = trainer.keyframes.snapshot()
     if not keyframes:
         raise CliError(f"{args.ckpt}: the checkpoint has no keyframes")
     if args.pose is not None:

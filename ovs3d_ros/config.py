@@ -10,13 +10,30 @@ you write, never a module-level constant.
 
 from __future__ import annotations
 
+import ast
 import dataclasses
+import functools
 import typing
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import yaml
+
+# Choices: the one list of the values each string option takes. Every way into a Config (defaults,
+# YAML, --set, ROS parameters, live updates) is checked against these in ``_coerce``; code that reads
+# an option can rely on it being one of them.
+TeacherKind = Literal["clip", "synthetic"]
+ContractionOrder = Literal["inf", "l2"]
+FdaGradient = Literal["semantic_grid", "all"]
+DecisionRule = Literal["relevancy", "cosine"]
+MaskRenderer = Literal["surface", "reference"]
+PoseSource = Literal["auto", "tf", "pose", "odometry"]
+
+
+def choices(option: Any) -> tuple[str, ...]:
+    """The values of a ``Literal`` option type, e.g. ``choices(MaskRenderer) == ('surface', 'reference')``."""
+    return tuple(typing.get_args(option))
 
 
 @dataclass
@@ -114,7 +131,7 @@ class SyntheticTeacherConfig:
 
 @dataclass
 class TeacherConfig:
-    kind: str = "clip"
+    kind: TeacherKind = "clip"
     """'clip' (open_clip + timm DINO) or 'synthetic' (benchmark teacher built from ground-truth labels)."""
     clip: ClipConfig = dataclasses.field(default_factory=ClipConfig)
     dino: DinoConfig = dataclasses.field(default_factory=DinoConfig)
@@ -155,7 +172,7 @@ class FieldConfig:
     """Selection volume logits (one per CLIP patch scale)."""
     detach_semantic_weights: bool = True
     """Composite semantics with detached weights so semantic losses never reshape density."""
-    contraction_order: str = "inf"
+    contraction_order: ContractionOrder = "inf"
     """Scene contraction norm: 'inf' (fills the grid cube) or 'l2' (mip-NeRF 360)."""
     scene_radius_m: float = 4.0
     """Smallest radius of the linear (uncontracted) region around the scene centre."""
@@ -268,7 +285,7 @@ class SemanticConfig:
     """FDA windows per refine step."""
     fda_max_pairs: int = 16384
     """Pairs per window beyond which pairs are subsampled (bounded cost)."""
-    fda_gradient: str = "semantic_grid"
+    fda_gradient: FdaGradient = "semantic_grid"
     """Parameters FDA trains: 'semantic_grid' (the semantic hash grid: local, per-region features) or
     'all' (also the shared semantic MLP and feature head). With 'all' the x200 pair term is minimised
     fastest through the shared weights, which flattens then collapses every small class into the
@@ -284,7 +301,7 @@ class QueryConfig:
     """Voxel size of the cloud downsampling."""
     score_threshold: float = 0.0
     """Default score below which a label is 'unknown' (0 = never unknown)."""
-    decision_rule: str = "relevancy"
+    decision_rule: DecisionRule = "relevancy"
     """'relevancy': argmax of the cosine min-max normalised per class over one mask / one cloud, the 2D
     teacher's own rule (held-out mIoU, room / clutter seed 1: 88.1 -> 90.5 / 50.2 -> 65.7 against
     'cosine'); every class then wins somewhere, so name what is in the scene. 'cosine': plain argmax of
@@ -309,7 +326,7 @@ class QueryConfig:
     mask_importance_samples: int = 32
     """Importance samples per mask ray (the reference renderer, also the surface renderer's depth pass
     and fallback)."""
-    mask_renderer: str = "surface"
+    mask_renderer: MaskRenderer = "surface"
     """'surface': a depth pass at 1/mask_depth_downsample resolution, then a few samples per pixel around
     the surface (rays that find too little fall back to 'reference'); 'reference': every pixel marched
     with mask_samples_per_ray + mask_importance_samples."""
@@ -372,7 +389,7 @@ class InputConfig:
 class RosConfig:
     world_frame: str = "map"
     """Fixed frame of poses, clouds and markers."""
-    pose_source: str = "auto"
+    pose_source: PoseSource = "auto"
     """'auto' (TF when tf2_ros imports, else the pose topic), 'tf', 'pose' (PoseStamped) or 'odometry'."""
     pose_tolerance_s: float = 0.05
     """Largest image/pose stamp difference accepted."""
@@ -444,29 +461,41 @@ def to_flat_dict(cfg: Any, prefix: str = "") -> dict[str, Any]:
     return out
 
 
-def field_docs(cls: type = Config, prefix: str = "") -> dict[str, str]:
-    """Dotted key -> the docstring written under the field (read from the source)."""
-    import ast
-    import inspect
-    import textwrap
+@functools.cache
+def _attribute_docstrings() -> dict[tuple[str, str], str]:
+    """(class name, field name) -> the string literal written under that field, for every class in
+    this module. Python keeps no attribute docstrings at run time, so they are read once from this
+    file's own source with ``ast`` (the file ships with the package)."""
+    tree = ast.parse(Path(__file__).read_text(encoding="utf-8"))
+    docs: dict[tuple[str, str], str] = {}
+    for cls in (n for n in tree.body if isinstance(n, ast.ClassDef)):
+        for node, nxt in zip(cls.body, cls.body[1:], strict=False):
+            if isinstance(node, ast.AnnAssign) and isinstance(node.target, ast.Name) \
+                    and isinstance(nxt, ast.Expr) and isinstance(nxt.value, ast.Constant) \
+                    and isinstance(nxt.value.value, str):
+                docs[(cls.name, node.target.id)] = nxt.value.value
+    return docs
 
+
+def field_docs(cls: type = Config, prefix: str = "") -> dict[str, str]:
+    """Dotted key -> the docstring written under the field (the ROS parameter description)."""
+    written = _attribute_docstrings()
     docs: dict[str, str] = {}
-    tree = ast.parse(textwrap.dedent(inspect.getsource(cls)))
-    body = tree.body[0].body  # type: ignore[attr-defined]
-    for node, nxt in zip(body, body[1:] + [None], strict=True):
-        if isinstance(node, ast.AnnAssign) and isinstance(node.target, ast.Name):
-            if isinstance(nxt, ast.Expr) and isinstance(getattr(nxt, "value", None), ast.Constant):
-                docs[prefix + node.target.id] = str(nxt.value.value)
-    hints = _field_types(cls)
-    for f in dataclasses.fields(cls):
-        sub = hints[f.name]
-        if dataclasses.is_dataclass(sub):
-            docs.update(field_docs(sub, f"{prefix}{f.name}."))
+    for name, typ in _field_types(cls).items():
+        if dataclasses.is_dataclass(typ):
+            docs.update(field_docs(typ, f"{prefix}{name}."))
+        elif (cls.__name__, name) in written:
+            docs[prefix + name] = written[(cls.__name__, name)]
     return docs
 
 
 def _coerce(value: Any, typ: Any, key: str) -> Any:
     origin = typing.get_origin(typ)
+    if origin is Literal:
+        allowed = choices(typ)
+        if value not in allowed:
+            raise ConfigError(f"{key} must be one of {', '.join(allowed)}; got {value!r}")
+        return value
     if origin is tuple:
         if not isinstance(value, (list, tuple)):
             raise ConfigError(f"{key}: expected a list, got {value!r}")
@@ -494,6 +523,24 @@ def _coerce(value: Any, typ: Any, key: str) -> Any:
             raise ConfigError(f"{key}: expected a string, got {value!r}")
         return value
     return value
+
+
+def option_choices(cls: type = Config, prefix: str = "") -> dict[str, tuple[str, ...]]:
+    """Dotted key -> its allowed values, for every ``Literal`` option of the tree."""
+    out: dict[str, tuple[str, ...]] = {}
+    for name, typ in _field_types(cls).items():
+        if dataclasses.is_dataclass(typ):
+            out.update(option_choices(typ, f"{prefix}{name}."))
+        elif typing.get_origin(typ) is Literal:
+            out[prefix + name] = choices(typ)
+    return out
+
+
+def validate(cfg: Config) -> Config:
+    """Check every leaf of ``cfg`` against its type (choices included) and return it: for a Config
+    whose attributes were assigned directly rather than through ``apply_flat``/``from_nested``."""
+    _copy(cfg)
+    return cfg
 
 
 def apply_flat(cfg: Config, flat: dict[str, Any]) -> Config:
@@ -544,15 +591,15 @@ def _copy(cfg: Config) -> Config:
     return _rebuild(Config, to_nested(cfg))
 
 
-def _rebuild(cls: type, d: dict[str, Any]) -> Any:
+def _rebuild(cls: type, d: dict[str, Any], prefix: str = "") -> Any:
     hints = _field_types(cls)
     kwargs = {}
     for f in dataclasses.fields(cls):
         typ = hints[f.name]
         if dataclasses.is_dataclass(typ):
-            kwargs[f.name] = _rebuild(typ, d[f.name])
+            kwargs[f.name] = _rebuild(typ, d[f.name], f"{prefix}{f.name}.")
         else:
-            kwargs[f.name] = _coerce(d[f.name], typ, f.name)
+            kwargs[f.name] = _coerce(d[f.name], typ, prefix + f.name)
     return cls(**kwargs)
 
 
@@ -589,6 +636,33 @@ def load_yaml(path: str | Path, base: Config | None = None) -> Config:
         return from_nested(data, base)
     except ConfigError as exc:
         raise ConfigError(f"{path}: {exc}") from exc
+
+
+def parse_assignments(items: list[str]) -> dict[str, Any]:
+    """``['trainer.rays_per_step=1024', ...]`` (``--set`` on a command line) -> a flat dict, values
+    parsed as YAML scalars/lists. No leaf of the config is a mapping, so '{"depth": 2}' stays a
+    string (the JSON string field ``arch_overrides``)."""
+    flat: dict[str, Any] = {}
+    for item in items:
+        if "=" not in item:
+            raise ConfigError(f"--set expects key=value, got {item!r}")
+        key, value = item.split("=", 1)
+        try:
+            parsed = yaml.safe_load(value)
+        except yaml.YAMLError:
+            parsed = value
+        flat[key.strip()] = value if isinstance(parsed, dict) else parsed
+    return flat
+
+
+def build_config(config_path: str | Path | None = None, sets: list[str] | None = None,
+                 teacher: str | None = None) -> Config:
+    """Defaults <- YAML file <- ``key=value`` assignments <- ``teacher`` (teacher.kind)."""
+    cfg = load_yaml(config_path) if config_path else Config()
+    flat = parse_assignments(sets or [])
+    if teacher:
+        flat["teacher.kind"] = teacher
+    return apply_flat(cfg, flat) if flat else cfg
 
 
 def resolve_device(cfg: Config) -> str:

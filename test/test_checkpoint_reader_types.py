@@ -21,8 +21,7 @@ def test_checkpoint_of_a_3dovs_scene_loads_back(tmp_path):
     write_3dovs(SyntheticScene("room", 0).make_frames(3, 1, 32, 24), tmp_path / "scene")
     data = load_dataset(tmp_path / "scene")
     cfg = tiny_config()
-    cfg.teacher.kind = "none_for_this_test"  # geometry only: no teacher
-    trainer = Trainer(cfg, "cpu", teacher=None)
+    trainer = Trainer(cfg, "cpu", teacher=None)  # geometry only: no teacher
     for frame in data.train_frames:
         trainer.add_frame(frame)
     trainer.train(2)

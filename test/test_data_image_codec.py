@@ -143,3 +143,37 @@ def test_a_size_within_budget_still_decodes():
     h, w = RGB.shape[:2]
     out = decode_compressed("png", buf.getvalue(), max_pixels=h * w, expected_size=(w, h))
     np.testing.assert_array_equal(out, RGB)
+
+
+@pytest.mark.parametrize("encoding, array", [
+    ("rgb8", np.arange(2 * 3 * 3, dtype=np.uint8).reshape(2, 3, 3)),
+    ("mono8", np.array([[0, 7, 255], [1, 2, 3]], dtype=np.uint8)),
+    ("mono16", np.array([[0, 65535, 258], [1, 2, 3]], dtype=np.uint16)),
+    ("32FC1", np.array([[0.5, -1.25, np.inf], [1e-3, 2.0, 3.0]], dtype=np.float32)),
+])
+def test_raw_encodings_store_values_as_they_are(encoding, array):
+    from ovs3d_ros.core.image_codec import decode_raw, encode_raw
+
+    enc, step, data = encode_raw(array, encoding)
+    assert enc == encoding and step * array.shape[0] == len(data) == array.nbytes
+    # little-endian, row-major: what struct-by-struct packing gives
+    dtype = {"rgb8": "<u1", "mono8": "<u1", "mono16": "<u2", "32FC1": "<f4"}[encoding]
+    assert data == b"".join(np.asarray(v, dtype=dtype).tobytes() for v in array.reshape(-1))
+    back = decode_raw(encoding, array.shape[0], array.shape[1], step, data)
+    assert back.dtype == array.dtype and np.array_equal(back, array)
+    # row padding and a big-endian payload decode to the same values
+    padded = b"".join(data[r * step:(r + 1) * step] + b"\0" * 4 for r in range(array.shape[0]))
+    assert np.array_equal(decode_raw(encoding, array.shape[0], array.shape[1], step + 4, padded), array)
+    big = array.astype(np.dtype(dtype).newbyteorder(">")).tobytes()
+    assert np.array_equal(decode_raw(encoding, array.shape[0], array.shape[1], step, big, 1), array)
+
+
+def test_raw_encoding_refuses_wrong_shapes_and_encodings():
+    from ovs3d_ros.core.image_codec import decode_raw, encode_raw
+
+    with pytest.raises(ImageDecodeError, match="rgb8 needs a HxWx3"):
+        encode_raw(np.zeros((2, 3), np.uint8), "rgb8")
+    with pytest.raises(ImageDecodeError, match="unsupported output encoding 'bgr8'"):
+        encode_raw(np.zeros((2, 3, 3), np.uint8), "bgr8")
+    with pytest.raises(ImageDecodeError, match="needs 12 bytes, got 6"):
+        decode_raw("mono16", 2, 3, 6, b"\0" * 6)

@@ -83,7 +83,10 @@ def test_step_oom_is_caught_budget_halved_warning_logged_and_training_continues(
     with caplog.at_level(logging.WARNING, logger="ovs3d_ros.oom"):
         assert oom.guarded_step(trainer) is None
     assert raised == [1]
-    assert trainer.cfg.trainer.rays_per_step == 256 and trainer.cfg.semantic.rays_per_step == 128
+    budget = trainer.memory_budget
+    assert budget.rays(trainer.cfg) == 256 and budget.feature_rays(trainer.cfg) == 128
+    # the config stays what the user set (the node reports it as its parameters)
+    assert trainer.cfg.trainer.rays_per_step == 512 and trainer.cfg.semantic.rays_per_step == 256
     assert trainer.step_count == steps_before  # the failed step did not count
     assert any("out of memory" in r.message and "256" in r.message for r in caplog.records)
     result = oom.guarded_step(trainer)  # the injection is spent: a real step with the smaller budget
@@ -97,8 +100,9 @@ def test_repeated_oom_never_goes_below_the_floor(trained, monkeypatch):
     warnings: list[str] = []
     for _ in range(10):
         assert oom.guarded_step(trainer, warn=warnings.append) is None
-    assert trainer.cfg.trainer.rays_per_step == trainer.cfg.trainer.oom_min_rays_per_step == 64
-    assert trainer.cfg.semantic.rays_per_step >= 1
+    assert trainer.memory_budget.rays(trainer.cfg) == trainer.cfg.trainer.oom_min_rays_per_step == 64
+    assert trainer.memory_budget.feature_rays(trainer.cfg) >= 1
+    assert trainer.cfg.trainer.rays_per_step == 512
     assert "floor" in warnings[-1]
     assert oom.guarded_step(trainer) is not None
 
@@ -150,7 +154,8 @@ def test_training_thread_survives_injected_oom(trained, monkeypatch):
 def test_query_oom_retries_with_half_the_points_and_chunk(trained, monkeypatch):
     data, cfg, teacher, trainer = trained
     seg = Segmenter(trainer, teacher, cfg)
-    chunk_before = trainer.cfg.trainer.render_chunk
+    chunk_before = trainer.render_chunk()
+    configured = trainer.cfg.trainer.render_chunk
     calls: list[int] = []
     original = seg.segment
 
@@ -165,7 +170,7 @@ def test_query_oom_retries_with_half_the_points_and_chunk(trained, monkeypatch):
                                         camera=0)
     assert calls == [1000, 500]
     assert len(result.labels) <= 500 and result.label_image is not None
-    assert trainer.cfg.trainer.render_chunk == chunk_before // 2
+    assert trainer.render_chunk() == chunk_before // 2 and trainer.cfg.trainer.render_chunk == configured
     assert warnings and "500 points" in warnings[0]
 
 

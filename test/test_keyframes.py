@@ -162,3 +162,28 @@ def test_batched_clip_targets_equal_per_keyframe_bilinear_for_mixed_map_sizes():
         px = batch.pixels[rows]
         expected = _bilinear_features(by_uid[uid].clip.contiguous(), px[:, 0], px[:, 1], 32, 24)
         torch.testing.assert_close(batch.clip_targets[rows], expected, rtol=0, atol=2e-3)
+
+
+def test_snapshot_is_a_copy_that_never_shows_more_than_capacity_under_concurrent_inserts():
+    buf = KeyframeBuffer(KeyframeConfig(capacity=3, min_translation_m=0.0))
+    first = buf.insert(make_frame())
+    snap = buf.snapshot()
+    assert snap == [first] and snap is not buf.keyframes
+    buf.insert(make_frame(x=1.0, seed=1))
+    assert snap == [first] and len(buf.snapshot()) == 2  # the earlier copy does not change
+    errors, sizes = [], []
+
+    def producer():
+        try:
+            for i in range(30):
+                buf.insert(make_frame(x=2.0 + i, seed=i))
+        except Exception as exc:  # pragma: no cover - reported below
+            errors.append(exc)
+
+    thread = threading.Thread(target=producer)
+    thread.start()
+    while thread.is_alive():
+        sizes.append(len(buf.snapshot()))  # insert appends then evicts: never capacity + 1
+    thread.join()
+    assert not errors and max(sizes, default=3) <= 3
+    assert [kf.uid for kf in buf.snapshot()] == [kf.uid for kf in buf.keyframes]

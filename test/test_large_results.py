@@ -15,7 +15,7 @@ from sensor_msgs.msg import Image, PointCloud2
 
 from ovs3d_ros.ros import conversions as conv
 from ovs3d_ros.ros.client import init_context
-from ovs3d_ros.ros.node import LATCHED_QOS
+from ovs3d_ros.ros.qos import LATCHED_QOS
 
 sys.path.insert(0, str(Path(__file__).parent / "ros_helpers"))
 from large_result_publisher import make_result  # noqa: E402

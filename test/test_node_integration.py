@@ -8,15 +8,15 @@ import numpy as np
 import pytest
 from geometry_msgs.msg import PoseStamped
 from ovs3d_ros.srv import Checkpoint, Query
-from rclpy.qos import DurabilityPolicy, QoSProfile, ReliabilityPolicy
 from sensor_msgs.msg import CameraInfo, CompressedImage, Image, PointCloud2
 from std_msgs.msg import Header
 
 from ovs3d_ros.core import metrics
 from ovs3d_ros.data.synthetic import SyntheticScene
 from ovs3d_ros.ros import conversions as conv
-from ovs3d_ros.ros.camera_stream import STREAM_QOS, CameraStreamPublisher
+from ovs3d_ros.ros.camera_stream import CameraStreamPublisher
 from ovs3d_ros.ros.client import Ovs3dClient, init_context, spin_for, start_node_process, stop_node_process
+from ovs3d_ros.ros.qos import CAMERA_STREAM_QOS, LATCHED_QOS
 
 pytestmark = pytest.mark.ros
 
@@ -140,9 +140,7 @@ def test_latched_results_reach_a_late_subscriber(running_node, scene):
     res = r["client"].query(r["executor"], scene.class_names, **_held_out_request(scene))
     assert res.success
     got = {}
-    qos = QoSProfile(
-        depth=1, reliability=ReliabilityPolicy.RELIABLE, durability=DurabilityPolicy.TRANSIENT_LOCAL
-    )
+    qos = LATCHED_QOS  # a late subscriber asks for the history the node keeps
     r["node"].create_subscription(
         PointCloud2, "/ovs3d/labeled_cloud", lambda m: got.setdefault("cloud", m), qos
     )
@@ -257,8 +255,8 @@ def test_save_reset_load_gives_the_same_answer(running_node, scene):
 
 def test_garbage_compressed_images_do_not_kill_a_compressed_node(scene, ros, tmp_path):
     node, executor = ros
-    pub = node.create_publisher(CompressedImage, "/it_compressed/image", STREAM_QOS)
-    info_pub = node.create_publisher(CameraInfo, "/it_compressed/camera_info", STREAM_QOS)
+    pub = node.create_publisher(CompressedImage, "/it_compressed/image", CAMERA_STREAM_QOS)
+    info_pub = node.create_publisher(CameraInfo, "/it_compressed/camera_info", CAMERA_STREAM_QOS)
     params = {
         "device": "cpu",
         "ros": {"compressed": True, "pose_source": "pose"},

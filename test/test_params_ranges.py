@@ -81,3 +81,9 @@ def test_declared_descriptors_carry_the_ranges(node):
     assert desc.integer_range[0].from_value == 1
     desc = node.describe_parameter("query.score_threshold")
     assert (desc.floating_point_range[0].from_value, desc.floating_point_range[0].to_value) == (0.0, 1.0)
+
+
+def test_string_options_declare_their_choices(node):
+    desc = node.describe_parameter("query.mask_renderer")
+    assert desc.additional_constraints == "one of: surface, reference"
+    assert node.describe_parameter("ros.world_frame").additional_constraints == ""

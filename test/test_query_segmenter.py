@@ -11,7 +11,7 @@ from tiny_config import tiny_config  # noqa: E402 - test/ is on sys.path
 
 from ovs3d_ros.config import apply_flat
 from ovs3d_ros.core.query import Segmenter
-from ovs3d_ros.core.semantic_training import SemanticAlignment
+from ovs3d_ros.core.semantic_alignment import SemanticAlignment
 from ovs3d_ros.core.teachers import build_teacher
 from ovs3d_ros.core.trainer import Trainer
 from ovs3d_ros.core.vocabulary import QueryError

@@ -8,7 +8,7 @@ import torch.nn.functional as F
 from ovs3d_ros.core.camera import generate_rays, project_points
 from ovs3d_ros.core.frame import Intrinsics
 from ovs3d_ros.core.losses import relevancy_target_logits
-from ovs3d_ros.core.semantic_training import RelevancyCache, gather_maps, sample_window, token_pixels
+from ovs3d_ros.core.semantic_targets import RelevancyCache, gather_maps, sample_window, token_pixels
 from ovs3d_ros.core.teachers import relevancy_maps
 
 
@@ -70,7 +70,7 @@ def test_fda_render_trains_only_the_semantic_grid():
 
     from ovs3d_ros.core.field import SemanticField
     from ovs3d_ros.core.rendering import SamplingSettings, render_rays
-    from ovs3d_ros.core.semantic_training import fda_gradient_targets, render_rays_training_only
+    from ovs3d_ros.core.semantic_alignment import fda_gradient_targets, render_rays_training_only
 
     cfg = tiny_config()
     torch.manual_seed(0)

@@ -8,6 +8,7 @@ edge with the explicit functions below:
 - LLFF ``poses_bounds.npy``: rotation columns (down, right, back), then translation, then
   (H, W, focal), then near/far  (``llff_to_optical``)
 - ROS poses: translation + quaternion in (x, y, z, w) order  (``pose_from_xyz_quat``)
+- ROS CameraInfo (a live rclpy message or one read from a bag): ``intrinsics_from_camera_info``
 """
 
 from __future__ import annotations
@@ -18,7 +19,7 @@ import numpy as np
 import torch
 from scipy.spatial.transform import Rotation
 
-from ovs3d_ros.core.frame import Intrinsics
+from ovs3d_ros.core.frame import FrameError, Intrinsics
 
 
 class PoseError(ValueError):
@@ -128,6 +129,21 @@ def look_at(
     pose = np.eye(4)
     pose[:3, 0], pose[:3, 1], pose[:3, 2], pose[:3, 3] = right, down, forward, eye
     return pose
+
+
+def intrinsics_from_camera_info(info) -> Intrinsics:
+    """A sensor_msgs/CameraInfo (anything with ``k``, ``d``, ``width``, ``height``,
+    ``distortion_model``: rclpy's message and the rosbags one alike) -> Intrinsics. K is row-major
+    3x3. Raises FrameError when it is unusable (K missing or not finite, size or focal not positive)."""
+    k = np.asarray(info.k, dtype=np.float64)
+    if k.shape != (9,) or not np.all(np.isfinite(k)):
+        raise FrameError("camera_info K is missing or not finite")
+    intr = Intrinsics(fx=float(k[0]), fy=float(k[4]), cx=float(k[2]), cy=float(k[5]),
+                      width=int(info.width), height=int(info.height),
+                      distortion_model=str(info.distortion_model),
+                      distortion=tuple(float(v) for v in info.d))
+    intr.validate()
+    return intr
 
 
 def pixel_grid(width: int, height: int) -> np.ndarray:

@@ -14,6 +14,8 @@ COLOUR_ENCODINGS = ("rgb8", "bgr8", "rgba8", "bgra8", "mono8")
 DEPTH_ENCODINGS = ("16UC1", "mono16", "32FC1")
 _CHANNELS = {"rgb8": 3, "bgr8": 3, "rgba8": 4, "bgra8": 4, "mono8": 1}
 _DEPTH_DTYPE = {"16UC1": np.uint16, "mono16": np.uint16, "32FC1": np.float32}
+_RAW = {"rgb8": ("u1", 3), "mono8": ("u1", 1), "mono16": ("u2", 1), "32FC1": ("f4", 1)}
+"""Encodings stored value for value (results: images, label images, scores, metric depth)."""
 
 
 class ImageDecodeError(ValueError):
@@ -82,9 +84,22 @@ def decode_image(
     return np.ascontiguousarray(px[:, :, :3])
 
 
+def decode_raw(encoding: str, height: int, width: int, step: int, data, is_bigendian: int = 0
+               ) -> np.ndarray:
+    """The stored values as they are, no unit or colour conversion: rgb8 -> HxWx3 uint8, mono8 -> HxW
+    uint8 (label images), mono16 -> HxW uint16, 32FC1 -> HxW float32 (what ``encode_raw`` wrote)."""
+    if encoding not in _RAW:
+        raise ImageDecodeError(f"unsupported encoding '{encoding}' (raw: {', '.join(_RAW)})")
+    code, channels = _RAW[encoding]
+    dtype = np.dtype(code).newbyteorder(">" if is_bigendian else "<")
+    rows = _rows(height, width, step, data, channels * dtype.itemsize, encoding)
+    array = np.ascontiguousarray(rows).view(dtype).reshape(height, width, channels)
+    return array[..., 0] if channels == 1 else array
+
+
 def decode_mono8(height: int, width: int, step: int, data) -> np.ndarray:
     """mono8 -> HxW uint8 as is (label images)."""
-    return np.ascontiguousarray(_rows(height, width, step, data, 1, "mono8"))
+    return decode_raw("mono8", height, width, step, data)
 
 
 def decode_depth(
@@ -165,18 +180,26 @@ def _check_budget(size: tuple[int, int], n_bytes: int, max_pixels: int | None,
 # Encoders (writers and publishers): (encoding, step, data bytes)
 
 
+def encode_raw(array: np.ndarray, encoding: str) -> tuple[str, int, bytes]:
+    """HxWx3 (rgb8) or HxW (mono8, mono16, 32FC1) values, cast to the encoding's little-endian type,
+    stored as they are (no unit conversion); rows unpadded."""
+    if encoding not in _RAW:
+        raise ImageDecodeError(f"unsupported output encoding '{encoding}' (raw: {', '.join(_RAW)})")
+    code, channels = _RAW[encoding]
+    array = np.ascontiguousarray(array, dtype=np.dtype(code).newbyteorder("<"))
+    shape_ok = array.ndim == 3 and array.shape[2] == 3 if channels == 3 else array.ndim == 2
+    if not shape_ok:
+        raise ImageDecodeError(f"{encoding} needs a {'HxWx3' if channels == 3 else 'HxW'} array, "
+                               f"got {array.shape}")
+    return encoding, int(array.strides[0]), array.tobytes()
+
+
 def encode_rgb8(rgb: np.ndarray) -> tuple[str, int, bytes]:
-    rgb = np.ascontiguousarray(rgb, dtype=np.uint8)
-    if rgb.ndim != 3 or rgb.shape[2] != 3:
-        raise ImageDecodeError(f"rgb8 needs HxWx3 uint8, got {rgb.shape}")
-    return "rgb8", rgb.shape[1] * 3, rgb.tobytes()
+    return encode_raw(rgb, "rgb8")
 
 
 def encode_mono8(img: np.ndarray) -> tuple[str, int, bytes]:
-    img = np.ascontiguousarray(img, dtype=np.uint8)
-    if img.ndim != 2:
-        raise ImageDecodeError(f"mono8 needs HxW uint8, got {img.shape}")
-    return "mono8", img.shape[1], img.tobytes()
+    return encode_raw(img, "mono8")
 
 
 def encode_depth(depth_m: np.ndarray, encoding: str = "32FC1") -> tuple[str, int, bytes]:

@@ -93,6 +93,12 @@ class KeyframeBuffer:
         with self._lock:  # insert appends then evicts: never show the transient capacity + 1
             return len(self.keyframes)
 
+    def snapshot(self) -> list[Keyframe]:
+        """The keyframes now in the buffer, oldest first: a list copy taken under the buffer's lock,
+        so a reader can iterate it while the training thread inserts and evicts."""
+        with self._lock:
+            return list(self.keyframes)
+
     # ------------------------------------------------------------------ selection
     def should_insert(self, frame: Frame) -> tuple[bool, str]:
         """(decision, reason). Novel when, against every kept keyframe, it moved or turned enough."""

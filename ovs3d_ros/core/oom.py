@@ -7,8 +7,11 @@ query asked for a huge mask, the keyframe buffer grew). The pieces:
   allocator's ``RuntimeError`` ("can't allocate memory").
 - ``oom_guard(on_oom, warn)``: a context manager that swallows an out-of-memory error, releases the
   cached blocks, calls ``on_oom(exc)`` (which shrinks a budget) and logs a warning.
-- ``guarded_step(trainer)``: ``trainer.step()`` under the guard; on OOM the trainer's ray budgets halve
-  (``trainer.rays_per_step`` and ``semantic.rays_per_step``, floor ``trainer.oom_min_rays_per_step``)
+- ``MemoryBudget``: caps the device has taught the trainer (rays per step, feature rays, render
+  chunk), kept beside the config. The config stays what the user set (it is shared with the node and
+  reported as its parameters); the trainer uses ``min(config, cap)``.
+- ``guarded_step(trainer)``: ``trainer.step()`` under the guard; on OOM the trainer's ray caps halve
+  (from ``trainer.rays_per_step`` and ``semantic.rays_per_step``, floor ``trainer.oom_min_rays_per_step``)
   and it returns None. Training continues with the next call.
 - ``segment_with_oom_retry(segmenter, classes, **kw)``: ``Segmenter.segment`` retried up to
   ``query.oom_retries`` times, each time with half the points and half the render chunk; when it still
@@ -22,6 +25,8 @@ from __future__ import annotations
 import contextlib
 import gc
 import logging
+import threading
+from dataclasses import dataclass, field
 from typing import Any, Callable, Iterator
 
 import torch
@@ -65,19 +70,58 @@ def oom_guard(on_oom: Callable[[], str], warn: Warn | None = None) -> Iterator[N
         (warn or LOGGER.warning)(f"out of memory ({what}); {action}")
 
 
-def halve_training_budget(trainer) -> str:
-    """Halve the trainer's rays per step (and feature rays), never below ``trainer.oom_min_rays_per_step``.
+@dataclass
+class MemoryBudget:
+    """Caps learned from out-of-memory errors (None: no cap yet). The effective budget is the smaller
+    of the config's value (which a user may change live) and the cap."""
 
-    Mutates ``trainer.cfg`` (the trainer's own copy of the budgets: ``step()`` reads them every call)."""
-    t, sem = trainer.cfg.trainer, trainer.cfg.semantic
-    floor = max(1, int(t.oom_min_rays_per_step))
-    before = (t.rays_per_step, sem.rays_per_step)
-    t.rays_per_step = max(floor, t.rays_per_step // 2)
-    sem.rays_per_step = max(min(floor, t.rays_per_step), sem.rays_per_step // 2)
-    if (t.rays_per_step, sem.rays_per_step) == before:
+    rays_per_step: int | None = None
+    feature_rays_per_step: int | None = None
+    render_chunk: int | None = None
+    _lock: threading.Lock = field(default_factory=threading.Lock, repr=False, compare=False)
+
+    @staticmethod
+    def _capped(value: int, cap: int | None) -> int:
+        return int(value) if cap is None else min(int(value), cap)
+
+    def rays(self, cfg) -> int:
+        """Rays per training step."""
+        return self._capped(cfg.trainer.rays_per_step, self.rays_per_step)
+
+    def feature_rays(self, cfg) -> int:
+        """Rays per step that carry the feature loss (never more than the step's rays)."""
+        return min(self._capped(cfg.semantic.rays_per_step, self.feature_rays_per_step), self.rays(cfg))
+
+    def chunk(self, cfg) -> int:
+        """Rays per rendering chunk."""
+        return self._capped(cfg.trainer.render_chunk, self.render_chunk)
+
+    def halve_training(self, cfg) -> tuple[tuple[int, int], tuple[int, int]]:
+        """Halve rays and feature rays, never below ``trainer.oom_min_rays_per_step``:
+        ((rays, feature rays) before, after)."""
+        floor = max(1, int(cfg.trainer.oom_min_rays_per_step))
+        with self._lock:
+            before = (self.rays(cfg), self.feature_rays(cfg))
+            self.rays_per_step = max(floor, before[0] // 2)
+            self.feature_rays_per_step = max(min(floor, self.rays_per_step), before[1] // 2)
+            return before, (self.rays(cfg), self.feature_rays(cfg))
+
+    def halve_render_chunk(self, cfg) -> int:
+        """Halve the render chunk, never below ``trainer.oom_min_rays_per_step``; the new chunk."""
+        with self._lock:
+            self.render_chunk = max(int(cfg.trainer.oom_min_rays_per_step), self.chunk(cfg) // 2)
+            return self.chunk(cfg)
+
+
+def halve_training_budget(trainer) -> str:
+    """Halve the trainer's rays per step (and feature rays) in its ``memory_budget``; the config is
+    left as the user set it."""
+    before, after = trainer.memory_budget.halve_training(trainer.cfg)
+    if after == before:
+        floor = max(1, int(trainer.cfg.trainer.oom_min_rays_per_step))
         return f"rays per step already at the floor {floor}; retrying with the same budget"
-    return (f"rays per step {before[0]} -> {t.rays_per_step}, feature rays {before[1]} -> "
-            f"{sem.rays_per_step}; training continues")
+    return (f"rays per step {before[0]} -> {after[0]}, feature rays {before[1]} -> "
+            f"{after[1]}; training continues")
 
 
 def guarded_step(trainer, warn: Warn | None = None) -> dict[str, float] | None:
@@ -118,9 +162,9 @@ def segment_with_oom_retry(segmenter, classes, warn: Warn | None = None, **kwarg
             if attempt == retries:
                 raise QueryOutOfMemory(f"query ran out of memory after {retries} retries with smaller "
                                        f"budgets (last: {max_points} points): {what}") from None
-            trainer_cfg = segmenter.trainer.cfg.trainer
-            trainer_cfg.render_chunk = max(trainer_cfg.oom_min_rays_per_step, trainer_cfg.render_chunk // 2)
+            trainer = segmenter.trainer
+            chunk = trainer.memory_budget.halve_render_chunk(trainer.cfg)
             max_points = max(1, int(max_points) // 2)
             (warn or LOGGER.warning)(f"query out of memory ({what}); retrying with {max_points} points, "
-                                     f"render chunk {trainer_cfg.render_chunk}")
+                                     f"render chunk {chunk}")
     raise AssertionError("unreachable")

@@ -23,7 +23,6 @@ import dataclasses
 import threading
 import time
 import weakref
-from collections import OrderedDict
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -31,8 +30,10 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ovs3d_ros.config import QueryConfig, SemanticConfig
+from ovs3d_ros.config import DecisionRule, QueryConfig, SemanticConfig, choices
 from ovs3d_ros.core import losses
+from ovs3d_ros.core.lru import LruCache
+from ovs3d_ros.core.refine_data import RefineData, collect_refine_data
 from ovs3d_ros.core.vocabulary import UNKNOWN_U16, QueryError, validate_classes, vocabulary_key
 
 # ----------------------------------------------------------------------------------------------
@@ -45,7 +46,7 @@ class Labels:
     scores: torch.Tensor   # (N,) float32
 
 
-DECISION_RULES = ("relevancy", "cosine")
+DECISION_RULES = choices(DecisionRule)
 
 
 def decide(cosines, count: int, temperature: float, score_threshold: float = 0.0,
@@ -205,17 +206,6 @@ class RefineHead(nn.Module):
         return features + self.outer(torch.relu(self.inner(features)))
 
 
-@dataclass
-class RefineData:
-    """What a refine burst trains on, rendered once from the frozen field (no gradient)."""
-
-    features: torch.Tensor    # (N, D) rendered features of keyframe rays
-    relevancy: torch.Tensor   # (N, S, C) min-max relevancy of those rays' pixels
-    selection: torch.Tensor   # (N, S) rendered selection of those rays
-    window_features: torch.Tensor | None = None  # (B, T, D) rendered at DINO token centres
-    window_dino: torch.Tensor | None = None      # (B, T, Cd)
-
-
 def train_refine_head(head: RefineHead, data: RefineData, text: torch.Tensor, sem: SemanticConfig,
                       qcfg: QueryConfig, max_steps: int, max_time_s: float,
                       generator: torch.Generator | None = None) -> dict[str, float]:
@@ -252,39 +242,8 @@ def train_refine_head(head: RefineHead, data: RefineData, text: torch.Tensor, se
     return {"steps": float(steps), "time_s": time.perf_counter() - start, **last}
 
 
-class RefineCache:
+class RefineCache(LruCache[str, RefineHead]):
     """LRU of refined heads keyed by vocabulary_key; thread-safe."""
-
-    def __init__(self, capacity: int):
-        self.capacity = max(0, capacity)
-        self._items: OrderedDict[str, RefineHead] = OrderedDict()
-        self._lock = threading.Lock()
-
-    def get(self, key: str) -> RefineHead | None:
-        with self._lock:
-            head = self._items.get(key)
-            if head is not None:
-                self._items.move_to_end(key)
-            return head
-
-    def put(self, key: str, head: RefineHead) -> None:
-        with self._lock:
-            self._items[key] = head
-            self._items.move_to_end(key)
-            while len(self._items) > self.capacity:
-                self._items.popitem(last=False)
-
-    def clear(self) -> None:
-        with self._lock:
-            self._items.clear()
-
-    def keys(self) -> list[str]:
-        with self._lock:
-            return list(self._items)
-
-    def __len__(self) -> int:
-        with self._lock:
-            return len(self._items)
 
 
 # ----------------------------------------------------------------------------------------------
@@ -392,9 +351,7 @@ class Segmenter:
         return self._text(negs) if negs else None
 
     def _keyframes(self) -> list:
-        from ovs3d_ros.core.semantic_training import keyframe_snapshot
-
-        return keyframe_snapshot(self.trainer)
+        return self.trainer.keyframes.snapshot()
 
     def _resolve_camera(self, camera, keyframes):
         """-> (intrinsics, c2w, background image or None)."""
@@ -417,7 +374,7 @@ class Segmenter:
         raise QueryError("camera must be None, a keyframe index, or (Intrinsics, 4x4 camera-to-world)")
 
     def _surface(self, max_points: int) -> tuple[np.ndarray, np.ndarray]:
-        from ovs3d_ros.core.semantic_training import surface_points
+        from ovs3d_ros.core.surface import surface_points
 
         with _render_lock(self.trainer):
             return surface_points(self.trainer, max_points)
@@ -502,7 +459,7 @@ class Segmenter:
                                        uniform_samples=q.mask_samples_per_ray,
                                        importance_samples=q.mask_importance_samples)
         common = dict(occupancy=getattr(self.trainer, "occupancy", None),
-                      chunk=self.trainer.cfg.trainer.render_chunk)
+                      chunk=self.trainer.render_chunk())
         if renderer == "reference":
             return render_image(self.trainer.field, intr, c2w, settings, **common)
         if renderer == "surface":
@@ -514,8 +471,6 @@ class Segmenter:
     def refine_head(self, names: list[str], text: torch.Tensor, max_time_s: float | None,
                     max_steps: int | None = None) -> tuple[RefineHead, dict[str, float]]:
         """The cached head of this vocabulary, or a new one trained by a bounded RDA+FDA burst."""
-        from ovs3d_ros.core.semantic_training import collect_refine_data
-
         key = vocabulary_key(names, self._teacher_id)
         head = self.cache.get(key)
         if head is not None:

@@ -1,5 +1,9 @@
-"""Surface point cloud of the field: render depth from the keyframe cameras at reduced resolution,
-back-project opaque pixels, fuse, voxel-downsample (open3d) and cap.
+"""Points on the observed surface, from the keyframe cameras.
+
+``surface_points`` (the query's cloud): each keyframe's sensor depth back-projected through its
+pixels, or the field's depth rendered at low resolution where a keyframe has none.
+``extract_surface``: render depth from the keyframe cameras at reduced resolution, back-project
+opaque pixels, fuse, voxel-downsample (open3d) and cap.
 
 Keyframes with a depth image are rendered with depth-guided sampling around it (a few samples per
 ray instead of a full march; the rendered depth is still the field's). The semantics side labels
@@ -12,9 +16,11 @@ from dataclasses import dataclass
 
 import numpy as np
 import open3d as o3d
+import torch
 import torch.nn.functional as F
 
-from ovs3d_ros.core.camera import generate_rays
+from ovs3d_ros.core.camera import camera_directions, generate_rays, pixel_grid
+from ovs3d_ros.core.rendering import SamplingSettings, render_image
 
 
 def plausible_point_mask(xyz: np.ndarray, center: np.ndarray, max_distance_m: float) -> np.ndarray:
@@ -60,8 +66,7 @@ def extract_surface(
             f"surface extraction needs downsample >= 1, max_points >= 1 and voxel_size_m >= 0, "
             f"got {downsample}, {max_points}, {voxel_size_m}"
         )
-    with trainer.keyframes._lock:
-        keyframes = list(trainer.keyframes.keyframes)
+    keyframes = trainer.keyframes.snapshot()
     if not keyframes:
         raise SurfaceError("no keyframes to extract a surface from")
     points, colours = [], []
@@ -90,3 +95,48 @@ def extract_surface(
         pick = np.sort(np.random.default_rng(seed).choice(len(xyz), max_points, replace=False))
         xyz, rgb = xyz[pick], rgb[pick]
     return SurfaceCloud(xyz=xyz, rgb=np.round(rgb * 255.0).astype(np.uint8))
+
+
+@torch.no_grad()
+def surface_points(trainer, max_points: int, render_side: int = 64) -> tuple[np.ndarray, np.ndarray]:
+    """World points on the observed surface with colours: (xyz (N,3) float32, rgb (N,3) uint8).
+
+    Back-projects each keyframe's depth through its pixels: the sensor depth where the keyframe has
+    one (free, and exactly the surface the robot saw), else depth rendered at ``render_side`` pixels
+    keeping opaque pixels. Colours come from the keyframe images; at most ``max_points`` points,
+    spread over keyframes.
+    """
+    keyframes = trainer.keyframes.snapshot()
+    per_kf = max(1, max_points // max(1, len(keyframes)))
+    xyz_all, rgb_all = [], []
+    for kf in keyframes:
+        intr = kf.intrinsics
+        full = kf.rgb.cpu().numpy()
+        if kf.depth is not None and bool((kf.depth > 0).any()):
+            pix = pixel_grid(intr.width, intr.height)
+            depth = kf.depth.cpu().numpy().reshape(-1).astype(np.float64)
+            ok = np.isfinite(depth) & (depth > 0)
+            cam = camera_directions(intr, pix) * depth[:, None]
+            colours = full.reshape(-1, 3)
+        else:
+            scale = min(1.0, render_side / max(intr.width, intr.height))
+            small = intr.scaled(max(1, round(intr.width * scale)), max(1, round(intr.height * scale)))
+            settings = SamplingSettings.for_rendering(trainer.cfg)
+            rendered = render_image(trainer.field, small, kf.pose, settings,
+                                    occupancy=getattr(trainer, "occupancy", None), semantics=False)
+            depth = rendered["depth"].cpu().numpy().reshape(-1).astype(np.float64)
+            ok = rendered["opacity"].cpu().numpy().reshape(-1) > 0.5
+            pix = pixel_grid(small.width, small.height)
+            cam = camera_directions(small, pix) * depth[:, None]
+            u = np.clip(((pix[:, 0] + 0.5) / scale).astype(np.int64), 0, intr.width - 1)
+            v = np.clip(((pix[:, 1] + 0.5) / scale).astype(np.int64), 0, intr.height - 1)
+            colours = full[v, u]
+        pts = cam @ kf.pose[:3, :3].T + kf.pose[:3, 3]
+        idx = np.flatnonzero(ok)
+        if len(idx) > per_kf:
+            idx = idx[np.linspace(0, len(idx) - 1, per_kf).astype(np.int64)]
+        xyz_all.append(pts[idx].astype(np.float32))
+        rgb_all.append(colours[idx].astype(np.uint8))
+    if not xyz_all:
+        return np.zeros((0, 3), np.float32), np.zeros((0, 3), np.uint8)
+    return np.concatenate(xyz_all), np.concatenate(rgb_all)

@@ -26,7 +26,7 @@ from typing import Any, Callable
 import numpy as np
 import torch
 
-from ovs3d_ros.config import Config, ConfigError, from_nested, resolve_device, to_nested
+from ovs3d_ros.config import Config, ConfigError, from_nested, resolve_device, to_nested, validate
 from ovs3d_ros.core import losses, metrics
 from ovs3d_ros.core.checkpoint import (
     FORMAT_TAG,
@@ -38,7 +38,7 @@ from ovs3d_ros.core.checkpoint import (
 from ovs3d_ros.core.field import OccupancyGrid, SemanticField
 from ovs3d_ros.core.frame import Frame, Intrinsics
 from ovs3d_ros.core.keyframes import KeyframeBuffer, KeyframeError, RayBatch
-from ovs3d_ros.core.oom import guarded_step
+from ovs3d_ros.core.oom import MemoryBudget, guarded_step
 from ovs3d_ros.core.rendering import RenderOutputs, SamplingSettings, render_image, render_rays
 
 ExtraLoss = Callable[["Trainer", RayBatch, RenderOutputs], dict[str, torch.Tensor]]
@@ -50,7 +50,7 @@ class TrainerError(RuntimeError):
 
 class Trainer:
     def __init__(self, cfg: Config, device: str | torch.device = "cpu", teacher=None):
-        self.cfg = cfg
+        self.cfg = validate(cfg)  # a Config assigned attribute by attribute is checked here
         self.device = torch.device(resolve_device(cfg) if str(device) == "auto" else device)
         self.teacher = teacher
         if teacher is not None and getattr(teacher, "embed_dim", cfg.field.clip_dim) != cfg.field.clip_dim:
@@ -104,6 +104,7 @@ class Trainer:
         self.nonfinite_steps = 0
         self.quarantined_keyframes = 0
         self._step_times: deque[tuple[float, float]] = deque(maxlen=50)
+        self.memory_budget = MemoryBudget()  # caps after out-of-memory errors; cfg stays as set
         self._lock = threading.RLock()
         self._waiting = 0
         self._waiting_lock = threading.Lock()
@@ -163,8 +164,9 @@ class Trainer:
             start = time.perf_counter()
             t = self.cfg.trainer
             semantic_on = self.semantics_started() and self.keyframes.has_features()
-            feature_rays = min(self.cfg.semantic.rays_per_step, t.rays_per_step) if semantic_on else 0
-            batch = self.keyframes.sample(t.rays_per_step, self.sample_generator, feature_rays=feature_rays)
+            rays = self.memory_budget.rays(self.cfg)
+            feature_rays = self.memory_budget.feature_rays(self.cfg) if semantic_on else 0
+            batch = self.keyframes.sample(rays, self.sample_generator, feature_rays=feature_rays)
             if batch.clip_targets is None:
                 feature_rays = 0
             self.field.train()
@@ -334,7 +336,7 @@ class Trainer:
                     c2w,
                     self.current_render_settings(),
                     occupancy=self.occupancy,
-                    chunk=self.cfg.trainer.render_chunk,
+                    chunk=self.render_chunk(),
                     width=width,
                     height=height,
                     semantics=semantics,
@@ -343,6 +345,10 @@ class Trainer:
                 )
             finally:
                 self.field.train()
+
+    def render_chunk(self) -> int:
+        """Rays per rendering chunk: ``trainer.render_chunk``, smaller after an out-of-memory."""
+        return self.memory_budget.chunk(self.cfg)
 
     def current_render_settings(self) -> SamplingSettings:
         """Render settings whose far plane hugs the depth seen so far: uniform samples over 12 m in a
@@ -365,7 +371,7 @@ class Trainer:
             "iterations": self.step_count,
             "semantic_iterations": self.semantic_step_count,
             "iterations_per_s": its,
-            "rays_per_s": its * self.cfg.trainer.rays_per_step,
+            "rays_per_s": its * self.memory_budget.rays(self.cfg),
             "training_time_s": self.training_time_s,
             "losses": dict(self.last_losses),
             "psnr": self.last_psnr,

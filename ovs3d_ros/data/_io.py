@@ -38,6 +38,22 @@ def resize(array: np.ndarray, width: int, height: int, resample: int) -> np.ndar
     return np.asarray(Image.fromarray(array).resize((width, height), resample))
 
 
+def read_beside(path: Path, mode: str, size: tuple[int, int], what: str) -> np.ndarray:
+    """An image that must have the colour image's (height, width) ``size`` (labels, depth, masks):
+    ``what`` names it in the error ('labels are', 'depth is', 'mask is')."""
+    array = read_image(path, mode)
+    if array.shape[:2] != tuple(size):
+        raise DatasetError(f"{path}: {what} {array.shape[1]}x{array.shape[0]}, image {size[1]}x{size[0]}")
+    return array
+
+
+def downsampled_size(width: int, height: int, downsample: float) -> tuple[int, int]:
+    """(width, height) divided by ``downsample`` (at least 1 pixel); DatasetError on a bad factor."""
+    if downsample <= 0 or not np.isfinite(downsample):
+        raise DatasetError(f"downsample must be a positive number, got {downsample}")
+    return max(1, round(width / downsample)), max(1, round(height / downsample))
+
+
 def read_depth_png(path: Path) -> np.ndarray:
     """uint16 millimetre PNG -> float32 metres (0 = no measurement)."""
     return (read_image(path, "I;16").astype(np.float32) / 1000.0).astype(np.float32)

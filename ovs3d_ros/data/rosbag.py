@@ -17,7 +17,8 @@ from pathlib import Path
 
 import numpy as np
 
-from ovs3d_ros.core.camera import PoseError, pose_from_xyz_quat
+from ovs3d_ros.config import PoseSource, choices
+from ovs3d_ros.core.camera import PoseError, intrinsics_from_camera_info, pose_from_xyz_quat
 from ovs3d_ros.core.frame import Frame, FrameError, Intrinsics
 from ovs3d_ros.core.frame_assembly import PoseTrack, interpolate_pose, nearest_index, seconds_to_ns
 from ovs3d_ros.core.image_codec import (
@@ -272,8 +273,8 @@ def _check_options(path: Path, every_n: int, pose_source: str) -> None:
         raise DatasetError(f"{path}: rosbag2 not found")
     if every_n < 1:
         raise DatasetError(f"every_n must be >= 1, got {every_n}")
-    if pose_source not in ("auto", "pose", "odometry", "tf"):
-        raise DatasetError(f"unknown pose_source '{pose_source}' (auto, pose, odometry or tf)")
+    if pose_source not in choices(PoseSource):
+        raise DatasetError(f"unknown pose_source '{pose_source}' ({', '.join(choices(PoseSource))})")
 
 
 def _body_T_camera(pose_source: str, camera_in_body: tuple[float, ...] | None) -> np.ndarray:
@@ -362,20 +363,6 @@ def _pose_topics(
     return found
 
 
-def _intrinsics_of(msg) -> Intrinsics:
-    k = msg.k
-    return Intrinsics(
-        fx=float(k[0]),
-        fy=float(k[4]),
-        cx=float(k[2]),
-        cy=float(k[5]),
-        width=int(msg.width),
-        height=int(msg.height),
-        distortion_model=str(msg.distortion_model),
-        distortion=tuple(float(x) for x in msg.d),
-    )
-
-
 def _read_poses(reader, ts, chosen: BagTopics, body_T_cam: np.ndarray, path: Path) -> BagPoses:
     """Pass 1: poses, camera infos, scene metadata."""
     out = BagPoses(PoseTrack(), TfBuffer(), [], {})
@@ -386,6 +373,8 @@ def _read_poses(reader, ts, chosen: BagTopics, body_T_cam: np.ndarray, path: Pat
             _take_pass1_message(out, conn.topic, msg, chosen, body_T_cam)
         except PoseError as exc:
             raise DatasetError(f"{path}: bad pose on {conn.topic}: {exc}") from None
+        except FrameError as exc:
+            raise DatasetError(f"{path}: bad camera_info on {conn.topic}: {exc}") from None
         except json.JSONDecodeError as exc:
             raise DatasetError(f"{path}: {conn.topic} is not valid JSON: {exc}") from None
     if not out.infos:
@@ -396,7 +385,7 @@ def _read_poses(reader, ts, chosen: BagTopics, body_T_cam: np.ndarray, path: Pat
 
 def _take_pass1_message(out: BagPoses, topic: str, msg, chosen: BagTopics, body_T_cam: np.ndarray) -> None:
     if topic == chosen.camera_info:
-        out.infos.append((stamp_ns(msg.header), _intrinsics_of(msg)))
+        out.infos.append((stamp_ns(msg.header), intrinsics_from_camera_info(msg)))
     elif topic in chosen.scene:
         out.meta = json.loads(msg.data)
     elif chosen.pose_source == "pose":

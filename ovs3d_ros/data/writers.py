@@ -166,6 +166,142 @@ def write_nerfstudio(dataset: SceneDataset, out_dir: str | Path) -> Path:
     return out
 
 
+POSE_OUTPUTS = ("pose", "odometry", "tf")
+DEPTH_TOPIC_KEY = {"32FC1": "depth", "16UC1": "depth_mm"}
+_TOPIC_OF = {**BAG_TOPICS, "tf": "/tf", "tf_static": "/tf_static"}
+_MSGTYPE_OF = {
+    "image": "sensor_msgs/msg/Image",
+    "camera_info": "sensor_msgs/msg/CameraInfo",
+    "depth": "sensor_msgs/msg/Image",
+    "depth_mm": "sensor_msgs/msg/Image",
+    "labels": "sensor_msgs/msg/Image",
+    "pose": "geometry_msgs/msg/PoseStamped",
+    "odometry": "nav_msgs/msg/Odometry",
+    "scene": "std_msgs/msg/String",
+    "tf": "tf2_msgs/msg/TFMessage",
+    "tf_static": "tf2_msgs/msg/TFMessage",
+}
+
+
+def _check_bag_options(out: Path, storage: str, depth_encodings, pose_outputs) -> None:
+    if storage not in ("sqlite3", "mcap"):
+        raise DatasetError(f"unknown rosbag2 storage '{storage}' (use sqlite3 or mcap)")
+    unknown = set(pose_outputs) - set(POSE_OUTPUTS)
+    if unknown:
+        raise DatasetError(f"unknown pose outputs {sorted(unknown)} (use pose, odometry, tf)")
+    for enc in depth_encodings:
+        if enc not in DEPTH_TOPIC_KEY:
+            raise DatasetError(f"unknown depth encoding '{enc}' (use 32FC1 and/or 16UC1)")
+    if out.exists():
+        raise DatasetError(f"{out}: already exists (rosbag2 writers need a new path)")
+
+
+class _BagMessages:
+    """Message objects of the bag's typestore for one rig (its world, base and camera frame names)."""
+
+    def __init__(self, typestore, world_frame: str, base_frame: str, camera_frame: str):
+        self.T = typestore.types
+        self.world_frame, self.base_frame, self.camera_frame = world_frame, base_frame, camera_frame
+
+    def header(self, stamp_ns: int, frame_id: str):
+        T = self.T
+        sec, nanosec = divmod(stamp_ns, 1_000_000_000)
+        return T["std_msgs/msg/Header"](stamp=T["builtin_interfaces/msg/Time"](sec=sec, nanosec=nanosec),
+                                        frame_id=frame_id)
+
+    def _quaternion(self, q):
+        return self.T["geometry_msgs/msg/Quaternion"](x=q[0], y=q[1], z=q[2], w=q[3])
+
+    def pose(self, pose: np.ndarray):
+        xyz, q = xyz_quat_from_pose(pose)
+        point = self.T["geometry_msgs/msg/Point"](x=xyz[0], y=xyz[1], z=xyz[2])
+        return self.T["geometry_msgs/msg/Pose"](position=point, orientation=self._quaternion(q))
+
+    def pose_stamped(self, stamp_ns: int, pose: np.ndarray):
+        return self.T["geometry_msgs/msg/PoseStamped"](header=self.header(stamp_ns, self.world_frame),
+                                                      pose=self.pose(pose))
+
+    def tf(self, stamp_ns: int, parent: str, child: str, pose: np.ndarray):
+        """A TFMessage with the one transform parent -> child."""
+        T = self.T
+        xyz, q = xyz_quat_from_pose(pose)
+        translation = T["geometry_msgs/msg/Vector3"](x=xyz[0], y=xyz[1], z=xyz[2])
+        transform = T["geometry_msgs/msg/Transform"](translation=translation, rotation=self._quaternion(q))
+        stamped = T["geometry_msgs/msg/TransformStamped"](header=self.header(stamp_ns, parent),
+                                                          child_frame_id=child, transform=transform)
+        return T["tf2_msgs/msg/TFMessage"](transforms=[stamped])
+
+    def image(self, stamp_ns: int, encoded: tuple[str, int, bytes], h: int, w: int):
+        encoding, step, data = encoded
+        return self.T["sensor_msgs/msg/Image"](
+            header=self.header(stamp_ns, self.camera_frame), height=h, width=w, encoding=encoding,
+            is_bigendian=0, step=step, data=np.frombuffer(data, dtype=np.uint8))
+
+    def camera_info(self, stamp_ns: int, k):
+        T = self.T
+        roi = T["sensor_msgs/msg/RegionOfInterest"](x_offset=0, y_offset=0, height=0, width=0,
+                                                    do_rectify=False)
+        return T["sensor_msgs/msg/CameraInfo"](
+            header=self.header(stamp_ns, self.camera_frame), height=k.height, width=k.width,
+            distortion_model=k.distortion_model or "plumb_bob",
+            d=np.array(k.distortion if k.distortion else (0.0,) * 5, dtype=np.float64),
+            k=np.array([k.fx, 0, k.cx, 0, k.fy, k.cy, 0, 0, 1], dtype=np.float64), r=np.eye(3).ravel(),
+            p=np.array([k.fx, 0, k.cx, 0, 0, k.fy, k.cy, 0, 0, 0, 1, 0], dtype=np.float64),
+            binning_x=0, binning_y=0, roi=roi)
+
+    def odometry(self, stamp_ns: int, world_T_body: np.ndarray):
+        """The base frame at rest in the world frame (zero twist)."""
+        T = self.T
+        zero = T["geometry_msgs/msg/Vector3"](x=0.0, y=0.0, z=0.0)
+        twist = T["geometry_msgs/msg/TwistWithCovariance"](
+            twist=T["geometry_msgs/msg/Twist"](linear=zero, angular=zero), covariance=np.zeros(36))
+        pose = T["geometry_msgs/msg/PoseWithCovariance"](pose=self.pose(world_T_body),
+                                                         covariance=np.zeros(36))
+        return T["nav_msgs/msg/Odometry"](header=self.header(stamp_ns, self.world_frame),
+                                          child_frame_id=self.base_frame, pose=pose, twist=twist)
+
+
+class _BagSink:
+    """Serialises messages into the writer by topic key (connections made on first use); pose forms
+    the caller did not ask for are skipped here, so the frame writer can write every form."""
+
+    def __init__(self, writer, typestore, pose_outputs: tuple[str, ...]):
+        from ovs3d_ros.data.rosbag2_format import offered_qos
+
+        self._writer, self._ts, self._offered_qos = writer, typestore, offered_qos
+        self._pose_outputs = pose_outputs
+        self._connections: dict[str, object] = {}
+
+    def write(self, key: str, stamp_ns: int, msg) -> None:
+        pose_form = key.removesuffix("_static")
+        if pose_form in POSE_OUTPUTS and pose_form not in self._pose_outputs:
+            return
+        topic, msgtype = _TOPIC_OF[key], _MSGTYPE_OF[key]
+        if key not in self._connections:
+            self._connections[key] = self._writer.add_connection(
+                topic, msgtype, typestore=self._ts, offered_qos_profiles=self._offered_qos(topic))
+        self._writer.write(self._connections[key], stamp_ns, self._ts.serialize_cdr(msg, msgtype))
+
+
+def _write_frame(sink: _BagSink, msgs: _BagMessages, frame: Frame, stamp: int, pose_stamp: int,
+                 depth_encodings: tuple[str, ...], body_T_cam: np.ndarray) -> None:
+    """One frame's messages: camera_info, image, depth(s), labels at ``stamp``; the pose forms at
+    ``pose_stamp``. camera_info goes before its image: at equal stamps players publish in file order,
+    and an image that arrives before any camera_info is dropped by the node."""
+    h, w = frame.height, frame.width
+    sink.write("camera_info", stamp, msgs.camera_info(stamp, frame.intrinsics))
+    sink.write("image", stamp, msgs.image(stamp, encode_rgb8(frame.rgb), h, w))
+    if frame.depth is not None:
+        for enc in depth_encodings:
+            sink.write(DEPTH_TOPIC_KEY[enc], stamp, msgs.image(stamp, encode_depth(frame.depth, enc), h, w))
+    if frame.labels is not None:
+        sink.write("labels", stamp, msgs.image(stamp, encode_mono8(frame.labels), h, w))
+    sink.write("pose", pose_stamp, msgs.pose_stamped(pose_stamp, frame.pose))
+    world_T_body = frame.pose @ np.linalg.inv(body_T_cam)
+    sink.write("odometry", pose_stamp, msgs.odometry(pose_stamp, world_T_body))
+    sink.write("tf", pose_stamp, msgs.tf(pose_stamp, msgs.world_frame, msgs.base_frame, world_T_body))
+
+
 def write_rosbag(
     dataset: SceneDataset,
     out_path: str | Path,
@@ -177,7 +313,7 @@ def write_rosbag(
     camera_frame: str = "camera_color_optical_frame",
     start_s: int = 1_700_000_000,
     camera_in_body: tuple[float, ...] = CAMERA_IN_BODY_XYZ_QUAT,
-    pose_outputs: tuple[str, ...] = ("pose", "odometry", "tf"),
+    pose_outputs: tuple[str, ...] = POSE_OUTPUTS,
     pose_delay_s: float = 0.0,
 ) -> Path:
     """A rosbag2 (``storage`` 'sqlite3' or 'mcap') with Image rgb8, CameraInfo, depth (32FC1 on
@@ -190,183 +326,23 @@ def write_rosbag(
     from rosbags.rosbag2 import StoragePlugin
 
     from ovs3d_ros.data.rosbag import default_typestore
-    from ovs3d_ros.data.rosbag2_format import Rosbag2Writer, offered_qos
+    from ovs3d_ros.data.rosbag2_format import Rosbag2Writer
 
-    plugins = {"sqlite3": StoragePlugin.SQLITE3, "mcap": StoragePlugin.MCAP}
-    if storage not in plugins:
-        raise DatasetError(f"unknown rosbag2 storage '{storage}' (use sqlite3 or mcap)")
-    unknown = set(pose_outputs) - {"pose", "odometry", "tf"}
-    if unknown:
-        raise DatasetError(f"unknown pose outputs {sorted(unknown)} (use pose, odometry, tf)")
-    for enc in depth_encodings:
-        if enc not in ("32FC1", "16UC1"):
-            raise DatasetError(f"unknown depth encoding '{enc}' (use 32FC1 and/or 16UC1)")
     out = Path(out_path)
-    if out.exists():
-        raise DatasetError(f"{out}: already exists (rosbag2 writers need a new path)")
+    _check_bag_options(out, storage, depth_encodings, pose_outputs)
     ts = default_typestore()
-    T = ts.types
+    msgs = _BagMessages(ts, world_frame, base_frame, camera_frame)
     body_T_cam = pose_from_xyz_quat(camera_in_body[:3], camera_in_body[3:])
-
-    def header(stamp_ns: int, frame_id: str):
-        return T["std_msgs/msg/Header"](
-            stamp=T["builtin_interfaces/msg/Time"](
-                sec=stamp_ns // 1_000_000_000, nanosec=stamp_ns % 1_000_000_000
-            ),
-            frame_id=frame_id,
-        )
-
-    def pose_msg(pose: np.ndarray):
-        xyz, q = xyz_quat_from_pose(pose)
-        return T["geometry_msgs/msg/Pose"](
-            position=T["geometry_msgs/msg/Point"](x=xyz[0], y=xyz[1], z=xyz[2]),
-            orientation=T["geometry_msgs/msg/Quaternion"](x=q[0], y=q[1], z=q[2], w=q[3]),
-        )
-
-    def transform_msg(stamp_ns: int, parent: str, child: str, pose: np.ndarray):
-        xyz, q = xyz_quat_from_pose(pose)
-        return T["geometry_msgs/msg/TransformStamped"](
-            header=header(stamp_ns, parent),
-            child_frame_id=child,
-            transform=T["geometry_msgs/msg/Transform"](
-                translation=T["geometry_msgs/msg/Vector3"](x=xyz[0], y=xyz[1], z=xyz[2]),
-                rotation=T["geometry_msgs/msg/Quaternion"](x=q[0], y=q[1], z=q[2], w=q[3]),
-            ),
-        )
-
-    def image_msg(stamp_ns: int, encoded: tuple[str, int, bytes], h: int, w: int):
-        encoding, step, data = encoded
-        return T["sensor_msgs/msg/Image"](
-            header=header(stamp_ns, camera_frame),
-            height=h,
-            width=w,
-            encoding=encoding,
-            is_bigendian=0,
-            step=step,
-            data=np.frombuffer(data, dtype=np.uint8),
-        )
-
     stamps = [start_s * 1_000_000_000 + round(i * 1e9 / rate_hz) for i in range(len(dataset.frames))]
-    with Rosbag2Writer(out, version=8, storage_plugin=plugins[storage]) as writer:
-        conns = {}
-
-        def conn(key: str, topic: str, msgtype: str):
-            if key not in conns:
-                conns[key] = writer.add_connection(
-                    topic, msgtype, typestore=ts, offered_qos_profiles=offered_qos(topic)
-                )
-            return conns[key]
-
-        def write(key: str, topic: str, msgtype: str, stamp_ns: int, msg) -> None:
-            if (
-                key in ("pose", "odometry", "tf", "tf_static")
-                and key.removesuffix("_static") not in pose_outputs
-            ):
-                return
-            writer.write(conn(key, topic, msgtype), stamp_ns, ts.serialize_cdr(msg, msgtype))
-
-        meta = {
-            "class_names": list(dataset.class_names),
-            "name": dataset.name,
-            "test_stamps_ns": [stamps[i] for i in dataset.test_indices],
-            "test_held_out": dataset.test_held_out,
-        }
-        write(
-            "scene",
-            BAG_TOPICS["scene"],
-            "std_msgs/msg/String",
-            stamps[0],
-            T["std_msgs/msg/String"](data=json.dumps(meta)),
-        )
-        write(
-            "tf_static",
-            "/tf_static",
-            "tf2_msgs/msg/TFMessage",
-            stamps[0],
-            T["tf2_msgs/msg/TFMessage"](
-                transforms=[transform_msg(stamps[0], base_frame, camera_frame, body_T_cam)]
-            ),
-        )
+    plugin = {"sqlite3": StoragePlugin.SQLITE3, "mcap": StoragePlugin.MCAP}[storage]
+    with Rosbag2Writer(out, version=8, storage_plugin=plugin) as writer:
+        sink = _BagSink(writer, ts, pose_outputs)
+        meta = {"class_names": list(dataset.class_names), "name": dataset.name,
+                "test_stamps_ns": [stamps[i] for i in dataset.test_indices],
+                "test_held_out": dataset.test_held_out}
+        sink.write("scene", stamps[0], ts.types["std_msgs/msg/String"](data=json.dumps(meta)))
+        sink.write("tf_static", stamps[0], msgs.tf(stamps[0], base_frame, camera_frame, body_T_cam))
         for frame, stamp in zip(dataset.frames, stamps, strict=True):
-            k, h, w = frame.intrinsics, frame.height, frame.width
-            kmat = np.array([k.fx, 0, k.cx, 0, k.fy, k.cy, 0, 0, 1], dtype=np.float64)
-            pmat = np.array([k.fx, 0, k.cx, 0, 0, k.fy, k.cy, 0, 0, 0, 1, 0], dtype=np.float64)
-            info = T["sensor_msgs/msg/CameraInfo"](
-                header=header(stamp, camera_frame),
-                height=h,
-                width=w,
-                distortion_model=k.distortion_model or "plumb_bob",
-                d=np.array(k.distortion if k.distortion else (0.0,) * 5, dtype=np.float64),
-                k=kmat,
-                r=np.eye(3).ravel(),
-                p=pmat,
-                binning_x=0,
-                binning_y=0,
-                roi=T["sensor_msgs/msg/RegionOfInterest"](
-                    x_offset=0, y_offset=0, height=0, width=0, do_rectify=False
-                ),
-            )
-            # camera_info before its image: at equal stamps players publish in file order, and an
-            # image that arrives before any camera_info is dropped by the node
-            write("camera_info", BAG_TOPICS["camera_info"], "sensor_msgs/msg/CameraInfo", stamp, info)
-            write(
-                "image",
-                BAG_TOPICS["image"],
-                "sensor_msgs/msg/Image",
-                stamp,
-                image_msg(stamp, encode_rgb8(frame.rgb), h, w),
-            )
-            if frame.depth is not None:
-                for enc in depth_encodings:
-                    key = "depth" if enc == "32FC1" else "depth_mm"
-                    write(
-                        key,
-                        BAG_TOPICS[key],
-                        "sensor_msgs/msg/Image",
-                        stamp,
-                        image_msg(stamp, encode_depth(frame.depth, enc), h, w),
-                    )
-            if frame.labels is not None:
-                write(
-                    "labels",
-                    BAG_TOPICS["labels"],
-                    "sensor_msgs/msg/Image",
-                    stamp,
-                    image_msg(stamp, encode_mono8(frame.labels), h, w),
-                )
             pose_stamp = stamp + int(round(pose_delay_s * 1e9))
-            write(
-                "pose",
-                BAG_TOPICS["pose"],
-                "geometry_msgs/msg/PoseStamped",
-                pose_stamp,
-                T["geometry_msgs/msg/PoseStamped"](
-                    header=header(pose_stamp, world_frame), pose=pose_msg(frame.pose)
-                ),
-            )
-            world_T_body = frame.pose @ np.linalg.inv(body_T_cam)
-            odom = T["nav_msgs/msg/Odometry"](
-                header=header(pose_stamp, world_frame),
-                child_frame_id=base_frame,
-                pose=T["geometry_msgs/msg/PoseWithCovariance"](
-                    pose=pose_msg(world_T_body), covariance=np.zeros(36)
-                ),
-                twist=T["geometry_msgs/msg/TwistWithCovariance"](
-                    twist=T["geometry_msgs/msg/Twist"](
-                        linear=T["geometry_msgs/msg/Vector3"](x=0.0, y=0.0, z=0.0),
-                        angular=T["geometry_msgs/msg/Vector3"](x=0.0, y=0.0, z=0.0),
-                    ),
-                    covariance=np.zeros(36),
-                ),
-            )
-            write("odometry", BAG_TOPICS["odometry"], "nav_msgs/msg/Odometry", pose_stamp, odom)
-            write(
-                "tf",
-                "/tf",
-                "tf2_msgs/msg/TFMessage",
-                pose_stamp,
-                T["tf2_msgs/msg/TFMessage"](
-                    transforms=[transform_msg(pose_stamp, world_frame, base_frame, world_T_body)]
-                ),
-            )
+            _write_frame(sink, msgs, frame, stamp, pose_stamp, depth_encodings, body_T_cam)
     return out

@@ -14,12 +14,10 @@ from pathlib import Path
 
 import rclpy
 from rclpy.executors import ExternalShutdownException
-from rclpy.qos import DurabilityPolicy, QoSProfile, ReliabilityPolicy
+from rclpy.qos import QoSProfile
 from rclpy.serialization import deserialize_message
 
-PLAYBACK_QOS = QoSProfile(depth=10, reliability=ReliabilityPolicy.RELIABLE)
-LATCHED_PLAYBACK_DEPTH = 100
-"""History kept for late subscribers of a transient-local topic (several static broadcasters)."""
+from ovs3d_ros.ros.qos import PLAYBACK_QOS, TF_STATIC_QOS
 
 
 def playback_qos(connection) -> QoSProfile:
@@ -33,13 +31,7 @@ def playback_qos(connection) -> QoSProfile:
         latched = all(q.durability == QosDurability.TRANSIENT_LOCAL for q in offered)
     else:
         latched = connection.topic == "/tf_static"
-    if not latched:
-        return PLAYBACK_QOS
-    return QoSProfile(
-        depth=LATCHED_PLAYBACK_DEPTH,
-        reliability=ReliabilityPolicy.RELIABLE,
-        durability=DurabilityPolicy.TRANSIENT_LOCAL,
-    )
+    return TF_STATIC_QOS if latched else PLAYBACK_QOS
 
 
 def message_class(msgtype: str):

@@ -6,15 +6,14 @@ from __future__ import annotations
 import numpy as np
 from geometry_msgs.msg import PoseStamped
 from rclpy.node import Node
-from rclpy.qos import QoSProfile, ReliabilityPolicy
 from sensor_msgs.msg import CameraInfo, Image
 from std_msgs.msg import Header
 
 from ovs3d_ros.core.frame import Frame
 from ovs3d_ros.ros import conversions as conv
+from ovs3d_ros.ros.qos import CAMERA_STREAM_QOS
 
 # Reliable on the sending side reaches both reliable and best-effort (sensor-data) subscribers.
-STREAM_QOS = QoSProfile(depth=5, reliability=ReliabilityPolicy.RELIABLE)
 
 
 class CameraStreamPublisher:
@@ -33,11 +32,11 @@ class CameraStreamPublisher:
         self.camera_frame = camera_frame
         self.publish_labels = publish_labels
         ns = namespace.rstrip("/")
-        self.image_pub = node.create_publisher(Image, f"{ns}/image", STREAM_QOS)
-        self.info_pub = node.create_publisher(CameraInfo, f"{ns}/camera_info", STREAM_QOS)
-        self.depth_pub = node.create_publisher(Image, f"{ns}/depth", STREAM_QOS)
-        self.labels_pub = node.create_publisher(Image, f"{ns}/labels", STREAM_QOS)
-        self.pose_pub = node.create_publisher(PoseStamped, f"{ns}/pose", STREAM_QOS)
+        self.image_pub = node.create_publisher(Image, f"{ns}/image", CAMERA_STREAM_QOS)
+        self.info_pub = node.create_publisher(CameraInfo, f"{ns}/camera_info", CAMERA_STREAM_QOS)
+        self.depth_pub = node.create_publisher(Image, f"{ns}/depth", CAMERA_STREAM_QOS)
+        self.labels_pub = node.create_publisher(Image, f"{ns}/labels", CAMERA_STREAM_QOS)
+        self.pose_pub = node.create_publisher(PoseStamped, f"{ns}/pose", CAMERA_STREAM_QOS)
 
     def topics(self) -> dict[str, str]:
         """The node-side input name -> this stream's full topic (for remapping the ovs3d node)."""

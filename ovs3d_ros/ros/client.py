@@ -16,6 +16,7 @@ import yaml
 from rclpy.node import Node
 
 from ovs3d_ros.msg import TrainingStatus
+from ovs3d_ros.ros.qos import STATUS_QOS
 from ovs3d_ros.srv import Checkpoint, Query
 
 NODE_NAME = "ovs3d"
@@ -70,7 +71,7 @@ class Ovs3dClient:
         self.reset_client = node.create_client(Trigger, f"/{node_name}/reset")
         self.pause_client = node.create_client(SetBool, f"/{node_name}/pause")
         self.status: TrainingStatus | None = None
-        node.create_subscription(TrainingStatus, f"/{node_name}/status", self._on_status, 10)
+        node.create_subscription(TrainingStatus, f"/{node_name}/status", self._on_status, STATUS_QOS)
 
     def _on_status(self, msg: TrainingStatus) -> None:
         self.status = msg

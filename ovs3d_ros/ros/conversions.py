@@ -14,8 +14,9 @@ from geometry_msgs.msg import Pose, PoseStamped, Quaternion, TransformStamped
 from sensor_msgs.msg import CameraInfo, Image, PointCloud2, PointField
 from std_msgs.msg import ColorRGBA, Header
 
-from ovs3d_ros.core.camera import pose_from_xyz_quat, xyz_quat_from_pose
+from ovs3d_ros.core.camera import intrinsics_from_camera_info, pose_from_xyz_quat, xyz_quat_from_pose
 from ovs3d_ros.core.frame import FrameError, Intrinsics
+from ovs3d_ros.core.image_codec import decode_raw, encode_raw
 
 _NP_OF_FIELD = {
     PointField.INT8: "i1",
@@ -91,23 +92,8 @@ def matrix_to_pose_stamped(matrix: np.ndarray, frame_id: str, stamp: Time) -> Po
 # cameras
 
 
-def camera_info_to_intrinsics(info: CameraInfo) -> Intrinsics:
-    """CameraInfo -> Intrinsics (K is row-major 3x3); raises FrameError when it is unusable."""
-    k = np.asarray(info.k, dtype=np.float64)
-    if k.shape != (9,) or not np.all(np.isfinite(k)):
-        raise FrameError("camera_info K is missing or not finite")
-    intr = Intrinsics(
-        fx=float(k[0]),
-        fy=float(k[4]),
-        cx=float(k[2]),
-        cy=float(k[5]),
-        width=int(info.width),
-        height=int(info.height),
-        distortion_model=str(info.distortion_model),
-        distortion=tuple(float(v) for v in info.d),
-    )
-    intr.validate()
-    return intr
+# CameraInfo -> Intrinsics is ROS-free (the rosbag reader needs it too): one function in the core.
+camera_info_to_intrinsics = intrinsics_from_camera_info
 
 
 def intrinsics_to_camera_info(intr: Intrinsics, header: Header) -> CameraInfo:
@@ -128,39 +114,20 @@ def intrinsics_to_camera_info(intr: Intrinsics, header: Header) -> CameraInfo:
 
 def numpy_to_image(array: np.ndarray, encoding: str, header: Header) -> Image:
     """rgb8 (H,W,3 uint8), mono8 (uint8), mono16 (uint16), 32FC1 (float32) -> sensor_msgs/Image."""
-    expected = {
-        "rgb8": (np.uint8, 3),
-        "mono8": (np.uint8, 1),
-        "mono16": (np.uint16, 1),
-        "32FC1": (np.float32, 1),
-    }
-    if encoding not in expected:
-        raise ValueError(f"unsupported output encoding '{encoding}'")
-    dtype, channels = expected[encoding]
-    array = np.ascontiguousarray(array, dtype=np.dtype(dtype).newbyteorder("<"))
-    if array.ndim != (3 if channels == 3 else 2):
-        raise ValueError(f"{encoding} needs a {'HxWx3' if channels == 3 else 'HxW'} array, got {array.shape}")
+    encoding, step, data = encode_raw(array, encoding)
     msg = Image()
     msg.header = header
-    msg.height, msg.width = int(array.shape[0]), int(array.shape[1])
+    msg.height, msg.width = int(np.shape(array)[0]), int(np.shape(array)[1])
     msg.encoding = encoding
     msg.is_bigendian = 0
-    msg.step = int(array.strides[0])
-    msg.data = array.tobytes()  # bytes: assigning an ndarray is converted element by element (slow)
+    msg.step = step
+    msg.data = data  # bytes: assigning an ndarray is converted element by element (slow)
     return msg
 
 
 def image_to_numpy(msg: Image) -> np.ndarray:
     """The inverse of numpy_to_image for the encodings this package publishes (tests, clients)."""
-    dtypes = {"rgb8": ("u1", 3), "mono8": ("u1", 1), "mono16": ("u2", 1), "32FC1": ("f4", 1)}
-    if msg.encoding not in dtypes:
-        raise ValueError(f"unsupported encoding '{msg.encoding}'")
-    code, channels = dtypes[msg.encoding]
-    dtype = np.dtype(code).newbyteorder(">" if msg.is_bigendian else "<")
-    row = np.frombuffer(bytes(msg.data), np.uint8).reshape(msg.height, msg.step)
-    row = row[:, : msg.width * channels * dtype.itemsize]
-    array = np.ascontiguousarray(row).view(dtype).reshape(msg.height, msg.width, channels)
-    return array[..., 0] if channels == 1 else array
+    return decode_raw(msg.encoding, msg.height, msg.width, msg.step, bytes(msg.data), msg.is_bigendian)
 
 
 # ---------------------------------------------------------------------------------------------

@@ -73,92 +73,99 @@ def node_config(params: dict):
     return from_nested(params, base=load_yaml(params_file()))
 
 
+def _stream_training_views(stream, executor, data, rate_hz: float) -> float:
+    """Publish the training views at ``rate_hz`` (stamps on that clock); returns the stream's start."""
+    t0 = time.monotonic()
+    for i in data.train_indices:
+        stream.publish(data.frames[i], stamp=t0 + i / rate_hz)
+        spin_for(executor, 1.0 / rate_hz)
+    return t0
+
+
+def _query_view(client, executor, class_names: list[str], view):
+    """The node's answer for ``view``'s camera (pose + CameraInfo in the world frame)."""
+    info = conv.intrinsics_to_camera_info(view.intrinsics, Header(frame_id="map"))
+    return client.query(executor, class_names, mask_source=Query.Request.MASK_POSE,
+                        camera_pose=conv.matrix_to_pose_msg(view.pose), camera_info=info)
+
+
+def _run_record(args, data, status, reached: bool, res, times: dict[str, float]) -> dict:
+    """What the run was and how it went, beside the result's metrics in summary.json."""
+    return dict(
+        preset=args.preset,
+        seed=args.seed,
+        resolution=[args.width, args.height],
+        frames_sent=len(data.train_indices),
+        frames_received=int(status.frames_received),
+        frames_superseded=int(status.frames_superseded),
+        frames_dropped=int(status.frames_dropped_no_pose + status.frames_dropped_invalid),
+        keyframes=int(status.keyframes),
+        iterations=int(status.iterations),
+        semantic_iterations=int(status.semantic_iterations),
+        semantic_iterations_target=args.semantic_iterations,
+        training_target_reached=bool(reached),
+        psnr_db=round(float(status.psnr), 2),
+        stream_s=round(times["stream"] - times["t0"], 1),
+        training_wait_s=round(times["trained"] - times["stream"], 1),
+        query_latency_s=round(float(res.latency_s), 3),
+        query_message=res.message,
+        total_s=round(time.monotonic() - times["start"], 1),
+        loadavg_1min=[round(times["load"], 2), round(os.getloadavg()[0], 2)],
+        cpu_count=os.cpu_count(),
+    )
+
+
+def _train_and_query(args, data, out: Path, node, executor, proc, stream, times: dict) -> dict | None:
+    """Stream, wait for the training target, query the held-out view; the summary, or None on failure."""
+    client = Ovs3dClient(node)
+    client.wait_ready(executor, timeout_s=90.0, proc=proc)
+    names = ("image", "camera_info", "pose", "depth") + (("labels",) if args.teacher == "synthetic" else ())
+    if not stream.wait_for_subscribers(lambda s: spin_for(executor, s), names=names):
+        raise RuntimeError("the node did not subscribe to the camera stream")
+    print(f"[demo] node up after {time.monotonic() - times['start']:.1f} s; streaming")
+    times["t0"] = _stream_training_views(stream, executor, data, args.rate)
+    times["stream"] = time.monotonic()
+    status = wait_for_training(client, executor, args.semantic_iterations, args.max_wait, proc)
+    times["trained"] = time.monotonic()
+    if status is None:
+        print("[demo] no status from the node")
+        return None
+    reached = status.semantic_iterations >= args.semantic_iterations
+    if not reached:
+        print(f"[demo] WARNING: only {status.semantic_iterations} of {args.semantic_iterations} semantic "
+              f"iterations after {args.max_wait:.0f} s (--max-wait); querying the model as it is")
+    print(f"[demo] trained: {status.keyframes} keyframes, {status.iterations} iterations "
+          f"({status.semantic_iterations} semantic), PSNR {status.psnr:.1f} dB; querying")
+    held_out = data.frames[data.test_indices[0]]
+    res = _query_view(client, executor, data.class_names, held_out)
+    if not res.success:
+        print(f"[demo] query failed: {res.message}")
+        return None
+    params = demo_params(data.class_names, args.teacher, args.device)
+    teacher_2d = teacher_prediction(node_config(params), data.class_names, held_out)
+    summary = write_results(res, held_out, data.class_names, out, teacher_2d)
+    summary.update(_run_record(args, data, status, reached, res, times))
+    return summary
+
+
 def main(argv=None) -> int:
     args = parse_args(argv)
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
-    t_start = time.monotonic()
-    load_at_start = os.getloadavg()[0]
+    times = {"start": time.monotonic(), "load": os.getloadavg()[0]}
     scene = SyntheticScene(preset=args.preset, seed=args.seed)
     data = scene.make_frames(args.frames, 1, args.width, args.height)
-    held_out = data.frames[data.test_indices[0]]
-    print(
-        f"[demo] scene '{args.preset}': classes {data.class_names}, {args.frames} views "
-        f"{args.width}x{args.height} + 1 held-out view"
-    )
+    print(f"[demo] scene '{args.preset}': classes {data.class_names}, {args.frames} views "
+          f"{args.width}x{args.height} + 1 held-out view")
     params = demo_params(data.class_names, args.teacher, args.device)
     context, node, executor = init_context()
     stream = CameraStreamPublisher(node, namespace="/demo/camera", publish_labels=args.teacher == "synthetic")
-    proc = start_node_process(
-        params,
-        remaps=stream.topics(),
-        log_path=out / "node.log",
-        extra_params_file=params_file(),  # the checkout's, or share/ovs3d_ros/ when installed
-    )
+    proc = start_node_process(params, remaps=stream.topics(), log_path=out / "node.log",
+                              extra_params_file=params_file())  # the checkout's, or share/ovs3d_ros/
     try:
-        client = Ovs3dClient(node)
-        client.wait_ready(executor, timeout_s=90.0, proc=proc)
-        names = ("image", "camera_info", "pose", "depth") + (
-            ("labels",) if args.teacher == "synthetic" else ()
-        )
-        if not stream.wait_for_subscribers(lambda s: spin_for(executor, s), names=names):
-            raise RuntimeError("the node did not subscribe to the camera stream")
-        print(f"[demo] node up after {time.monotonic() - t_start:.1f} s; streaming")
-        t0 = time.monotonic()
-        for i in data.train_indices:
-            stream.publish(data.frames[i], stamp=t0 + i / args.rate)
-            spin_for(executor, 1.0 / args.rate)
-        t_stream = time.monotonic()
-        status = wait_for_training(client, executor, args.semantic_iterations, args.max_wait, proc)
-        t_trained = time.monotonic()
-        reached = status is not None and status.semantic_iterations >= args.semantic_iterations
-        if status is None:
-            print("[demo] no status from the node")
+        summary = _train_and_query(args, data, out, node, executor, proc, stream, times)
+        if summary is None:
             return 1
-        if not reached:
-            print(
-                f"[demo] WARNING: only {status.semantic_iterations} of {args.semantic_iterations} semantic "
-                f"iterations after {args.max_wait:.0f} s (--max-wait); querying the model as it is"
-            )
-        print(
-            f"[demo] trained: {status.keyframes} keyframes, {status.iterations} iterations "
-            f"({status.semantic_iterations} semantic), PSNR {status.psnr:.1f} dB; querying"
-        )
-        info = conv.intrinsics_to_camera_info(held_out.intrinsics, Header(frame_id="map"))
-        res = client.query(
-            executor,
-            data.class_names,
-            mask_source=Query.Request.MASK_POSE,
-            camera_pose=conv.matrix_to_pose_msg(held_out.pose),
-            camera_info=info,
-        )
-        if not res.success:
-            print(f"[demo] query failed: {res.message}")
-            return 1
-        teacher_2d = teacher_prediction(node_config(params), data.class_names, held_out)
-        summary = write_results(res, held_out, data.class_names, out, teacher_2d)
-        summary.update(
-            preset=args.preset,
-            seed=args.seed,
-            resolution=[args.width, args.height],
-            frames_sent=len(data.train_indices),
-            frames_received=int(status.frames_received),
-            frames_superseded=int(status.frames_superseded),
-            frames_dropped=int(status.frames_dropped_no_pose + status.frames_dropped_invalid),
-            keyframes=int(status.keyframes),
-            iterations=int(status.iterations),
-            semantic_iterations=int(status.semantic_iterations),
-            semantic_iterations_target=args.semantic_iterations,
-            training_target_reached=bool(reached),
-            psnr_db=round(float(status.psnr), 2),
-            stream_s=round(t_stream - t0, 1),
-            training_wait_s=round(t_trained - t_stream, 1),
-            query_latency_s=round(float(res.latency_s), 3),
-            query_message=res.message,
-            total_s=round(time.monotonic() - t_start, 1),
-            loadavg_1min=[round(load_at_start, 2), round(os.getloadavg()[0], 2)],
-            cpu_count=os.cpu_count(),
-        )
         outputs.write_json(out / "summary.json", summary)
         if args.record:
             outputs.write_json(Path(args.record), summary)

@@ -24,7 +24,6 @@ from rcl_interfaces.msg import SetParametersResult
 from rclpy.callback_groups import MutuallyExclusiveCallbackGroup, ReentrantCallbackGroup
 from rclpy.executors import ExternalShutdownException, MultiThreadedExecutor
 from rclpy.node import Node
-from rclpy.qos import DurabilityPolicy, HistoryPolicy, QoSProfile, ReliabilityPolicy, qos_profile_sensor_data
 from sensor_msgs.msg import CameraInfo, CompressedImage, Image, PointCloud2
 from std_msgs.msg import Header
 from std_srvs.srv import SetBool, Trigger
@@ -55,19 +54,11 @@ from ovs3d_ros.ros.params import (
     live_values,
 )
 from ovs3d_ros.ros.pose_sources import TfPoseSource, tf2_available
+from ovs3d_ros.ros.qos import LATCHED_QOS, POSE_QOS, SENSOR_QOS, STATUS_QOS
 from ovs3d_ros.ros.scene_msgs import class_markers, segmented_scene
 from ovs3d_ros.ros.stamped_buffer import CLOCK_JUMP_BACK_NS, StampedBuffer, Timeline
 from ovs3d_ros.srv import Checkpoint, Query
 
-# Results are latched so RViz (or any client) started later still receives the last answer.
-LATCHED_QOS = QoSProfile(
-    history=HistoryPolicy.KEEP_LAST,
-    depth=1,
-    reliability=ReliabilityPolicy.RELIABLE,
-    durability=DurabilityPolicy.TRANSIENT_LOCAL,
-)
-STATUS_QOS = QoSProfile(depth=10, reliability=ReliabilityPolicy.RELIABLE)
-POSE_QOS = QoSProfile(depth=50, reliability=ReliabilityPolicy.RELIABLE)
 # Depth/label images kept for stamp matching against colour images.
 MATCH_HISTORY = 30
 # The node's input names (relative, so a launch file or -r remaps them to the robot's topics).
@@ -149,14 +140,14 @@ class Ovs3dNode(Node):
             image_type,
             "image",
             guard(self._on_image),
-            qos_profile_sensor_data,
+            SENSOR_QOS,
             callback_group=self._sensor_group,
         )
         self.create_subscription(
             CameraInfo,
             "camera_info",
             guard(self._on_camera_info),
-            qos_profile_sensor_data,
+            SENSOR_QOS,
             callback_group=self._sensor_group,
         )
         if ros.use_depth:
@@ -164,7 +155,7 @@ class Ovs3dNode(Node):
                 Image,
                 "depth",
                 guard(self._on_depth),
-                qos_profile_sensor_data,
+                SENSOR_QOS,
                 callback_group=self._sensor_group,
             )
         if self.cfg.teacher.kind == "synthetic":
@@ -173,7 +164,7 @@ class Ovs3dNode(Node):
                 Image,
                 "labels",
                 guard(self._on_labels),
-                qos_profile_sensor_data,
+                SENSOR_QOS,
                 callback_group=self._sensor_group,
             )
         source = ros.pose_source

@@ -23,7 +23,7 @@ from rclpy.exceptions import ParameterUninitializedException
 from rclpy.node import Node
 from rclpy.parameter import Parameter
 
-from ovs3d_ros.config import Config, ConfigError, apply_flat, field_docs, to_flat_dict
+from ovs3d_ros.config import Config, ConfigError, apply_flat, field_docs, option_choices, to_flat_dict
 
 # Settings the running node applies without a restart: each is read where it is used, at every use
 # (the training loop's pacing per step, a query's defaults per query, the status timer's period and
@@ -97,6 +97,9 @@ def _descriptor(key: str, value: typing.Any, doc: str) -> ParameterDescriptor:
         desc.floating_point_range = [FloatingPointRange(from_value=float(lo), to_value=float(hi), step=0.0)]
     elif isinstance(value, str):
         desc.type = ParameterType.PARAMETER_STRING
+        allowed = option_choices().get(key)
+        if allowed:
+            desc.additional_constraints = f"one of: {', '.join(allowed)}"
     elif isinstance(value, list):
         if (
             value

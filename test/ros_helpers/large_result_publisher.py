@@ -10,7 +10,7 @@ from sensor_msgs.msg import Image, PointCloud2
 from std_msgs.msg import Header
 
 from ovs3d_ros.ros import conversions as conv
-from ovs3d_ros.ros.node import LATCHED_QOS
+from ovs3d_ros.ros.qos import LATCHED_QOS
 
 N_POINTS, WIDTH, HEIGHT = 300_000, 640, 480
 

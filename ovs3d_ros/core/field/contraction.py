@@ -9,7 +9,9 @@ from __future__ import annotations
 
 import torch
 
-CONTRACTION_ORDERS = ("inf", "l2")
+from ovs3d_ros.config import ContractionOrder, choices
+
+CONTRACTION_ORDERS = choices(ContractionOrder)
 
 
 class ContractionError(ValueError):

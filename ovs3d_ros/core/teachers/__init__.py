@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import torch
 
-from ovs3d_ros.config import TeacherConfig
+from ovs3d_ros.config import TeacherConfig, TeacherKind, choices
 from ovs3d_ros.core.teachers.base import Teacher, TeacherError, TeacherFeatures, TeacherLoadError, stable_hash
 from ovs3d_ros.core.teachers.relevancy import relevancy_maps, teacher_labels, unknown_mask
 
@@ -32,4 +32,5 @@ def build_teacher(teacher_cfg: TeacherConfig, device: torch.device | str = "cpu"
         if not class_names:
             raise TeacherError("teacher.kind 'synthetic' needs the scene's class_names")
         return SyntheticTeacher(class_names, teacher_cfg, device)
-    raise TeacherError(f"teacher.kind must be 'clip' or 'synthetic', got {teacher_cfg.kind!r}")
+    raise TeacherError(f"teacher.kind must be one of {', '.join(choices(TeacherKind))}, "
+                       f"got {teacher_cfg.kind!r}")

@@ -13,7 +13,6 @@ once; embeddings are encoded in large batches and box sums are accumulated with 
 from __future__ import annotations
 
 import math
-from collections import OrderedDict
 
 import numpy as np
 import torch
@@ -22,6 +21,7 @@ from PIL import Image
 
 from ovs3d_ros.config import ClipConfig
 from ovs3d_ros.core.frame import Frame
+from ovs3d_ros.core.lru import LruCache
 from ovs3d_ros.core.teachers.base import Teacher, TeacherError, TeacherFeatures, frame_seed, validate_classes
 
 # ----------------------------------------------------------------------------------------------
@@ -278,7 +278,7 @@ class ClipTeacher(Teacher):
         self.model = self.bundle.model
         self._mean = torch.tensor(self.bundle.mean, device=self.device).view(1, 3, 1, 1) * 255.0
         self._std = torch.tensor(self.bundle.std, device=self.device).view(1, 3, 1, 1) * 255.0
-        self._text_cache: OrderedDict[tuple[str, ...], torch.Tensor] = OrderedDict()
+        self._text_cache: LruCache[tuple[str, ...], torch.Tensor] = LruCache(max(1, cfg.text_cache_size))
         if cfg.batch_size < 1:
             raise TeacherError(f"teacher.clip.batch_size must be >= 1, got {cfg.batch_size}")
 
@@ -294,18 +294,16 @@ class ClipTeacher(Teacher):
     @torch.no_grad()
     def encode_text(self, classes: list[str]) -> torch.Tensor:
         key = validate_classes(classes)
-        if key in self._text_cache:
-            self._text_cache.move_to_end(key)
-            return self._text_cache[key]
+        cached = self._text_cache.get(key)
+        if cached is not None:
+            return cached
         template = self.cfg.prompt_template
         if template and "{}" not in template:
             raise TeacherError(f"teacher.clip.prompt_template must contain '{{}}', got {template!r}")
         prompts = [template.format(c) if template else c for c in key]
         tokens = self.bundle.tokenizer(prompts).to(self.device)
         text = F.normalize(self.model.encode_text(tokens).float(), dim=-1)
-        self._text_cache[key] = text
-        while len(self._text_cache) > max(1, self.cfg.text_cache_size):
-            self._text_cache.popitem(last=False)
+        self._text_cache.put(key, text)
         return text
 
     # image --------------------------------------------------------------------------------------

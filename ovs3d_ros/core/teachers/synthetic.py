@@ -20,14 +20,13 @@ per-class random vectors plus a random projection of the token's mean colour, no
 
 from __future__ import annotations
 
-from collections import OrderedDict
-
 import numpy as np
 import torch
 import torch.nn.functional as F
 
 from ovs3d_ros.config import TeacherConfig
 from ovs3d_ros.core.frame import UNLABELLED, Frame
+from ovs3d_ros.core.lru import LruCache
 from ovs3d_ros.core.teachers.base import (
     Teacher,
     TeacherError,
@@ -86,7 +85,8 @@ class SyntheticTeacher(Teacher):
                                f"got {self.syn.confusion_strength}")
         if self.syn.embed_dim < 2 or self.syn.dino_dim < 2:
             raise TeacherError("teacher.synthetic.embed_dim and dino_dim must be >= 2")
-        self._text_cache: OrderedDict[tuple[str, ...], torch.Tensor] = OrderedDict()
+        self._text_cache: LruCache[tuple[str, ...], torch.Tensor] = LruCache(
+            max(1, self.cfg.clip.text_cache_size))
         # Row K (after the classes) stands for unlabelled pixels.
         self._class_text = self.encode_text(self.class_names + [UNLABELLED_TEXT]).to(self.device)
         self._class_dino = torch.stack([hashed_unit_vector(n, self.syn.dino_dim, self.syn.seed, "dino")
@@ -101,12 +101,8 @@ class SyntheticTeacher(Teacher):
 
     def encode_text(self, classes: list[str]) -> torch.Tensor:
         key = validate_classes(classes)
-        if key not in self._text_cache:
-            self._text_cache[key] = torch.stack(
-                [hashed_unit_vector(c, self.syn.embed_dim, self.syn.seed) for c in key]).to(self.device)
-            while len(self._text_cache) > max(1, self.cfg.clip.text_cache_size):
-                self._text_cache.popitem(last=False)
-        return self._text_cache[key]
+        return self._text_cache.get_or_create(key, lambda: torch.stack(
+            [hashed_unit_vector(c, self.syn.embed_dim, self.syn.seed) for c in key]).to(self.device))
 
     # CLIP-like ------------------------------------------------------------------------------------
     def crop_embeddings(self, fractions: torch.Tensor, boxes: torch.Tensor, confusion: tuple) -> torch.Tensor:
