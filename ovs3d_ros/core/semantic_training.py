@@ -231,16 +231,20 @@ class SemanticAlignment:
 
 
 @torch.no_grad()
-def collect_refine_data(trainer, text: torch.Tensor, cfg, generator: torch.Generator, chunk: int = 8192):
+def collect_refine_data(trainer, text: torch.Tensor, cfg, generator: torch.Generator, chunk: int = 8192,
+                        chunk_guard=None):
     """Render, once and without gradient, the rays a refine burst trains on (None without CLIP):
     ``query.refine_rays`` keyframe rays with their relevancy and selection, and ``query.refine_windows``
-    DINO windows (when the keyframes carry DINO)."""
-    from ovs3d_ros.core.query import RefineData, _render_lock
+    DINO windows (when the keyframes carry DINO). ``chunk_guard`` (a ``FieldGuard``) is entered around
+    every chunk's render (default: the trainer's lock)."""
+    from ovs3d_ros.core.field_guard import exclusive
+    from ovs3d_ros.core.query import RefineData
     from ovs3d_ros.core.rendering import SamplingSettings, render_rays
 
     keyframes = [kf for kf in keyframe_snapshot(trainer) if kf.clip is not None]
     if not keyframes:
         return None
+    guard = chunk_guard or (lambda: exclusive(trainer))
     device = trainer.device
     settings = SamplingSettings.for_rendering(cfg)
     occupancy = getattr(trainer, "occupancy", None)
@@ -259,7 +263,7 @@ def collect_refine_data(trainer, text: torch.Tensor, cfg, generator: torch.Gener
                 continue
             batch = _subset(batch, ok)
             rel = batch_relevancy(cache, keyframes, batch.keyframe_uids, batch.pixels, device)
-        with _render_lock(trainer):
+        with guard():
             out = render_rays(trainer.field, batch.origins, batch.directions, settings, depth=batch.depth,
                               occupancy=occupancy, semantic_rays=len(batch))
         feats.append(out.feature)
@@ -275,7 +279,7 @@ def collect_refine_data(trainer, text: torch.Tensor, cfg, generator: torch.Gener
         wf, wd = [], []
         for i in torch.randint(0, len(with_dino), (q.refine_windows,), generator=generator).tolist():
             origins, directions, depth, dino = window_rays(with_dino[i], sem.fda_window, generator, device)
-            with _render_lock(trainer):
+            with guard():
                 out = render_rays(trainer.field, origins, directions, settings, depth=depth,
                                   occupancy=occupancy, semantic_rays=origins.shape[0])
             wf.append(out.feature)
@@ -302,13 +306,15 @@ def _subset(batch, keep: torch.Tensor):
 
 
 @torch.no_grad()
-def surface_points(trainer, max_points: int, render_side: int = 64) -> tuple[np.ndarray, np.ndarray]:
+def surface_points(trainer, max_points: int, render_side: int = 64,
+                   chunk_guard=None) -> tuple[np.ndarray, np.ndarray]:
     """World points on the observed surface with colours: (xyz (N,3) float32, rgb (N,3) uint8).
 
     Uses ``core/surface.py`` when it provides ``surface_points``; else back-projects each keyframe's
     depth through its pixels: the sensor depth where the keyframe has one (free, and exactly the
     surface the robot saw), else depth rendered at ``render_side`` pixels keeping opaque pixels.
     Colours come from the keyframe images; at most ``max_points`` points, spread over keyframes.
+    ``chunk_guard`` is entered per chunk of a render (default: the trainer's lock for each render).
     """
     try:
         from ovs3d_ros.core import surface as surface_mod
@@ -318,7 +324,10 @@ def surface_points(trainer, max_points: int, render_side: int = 64) -> tuple[np.
         xyz, rgb = surface_mod.surface_points(trainer, max_points)
         return np.asarray(xyz, np.float32), np.asarray(rgb, np.uint8)
     from ovs3d_ros.core.camera import camera_directions, pixel_grid
+    from ovs3d_ros.core.field_guard import exclusive
     from ovs3d_ros.core.rendering import SamplingSettings, render_image
+
+    guard = chunk_guard or (lambda: exclusive(trainer))
 
     keyframes = keyframe_snapshot(trainer)
     per_kf = max(1, max_points // max(1, len(keyframes)))
@@ -337,7 +346,8 @@ def surface_points(trainer, max_points: int, render_side: int = 64) -> tuple[np.
             small = intr.scaled(max(1, round(intr.width * scale)), max(1, round(intr.height * scale)))
             settings = SamplingSettings.for_rendering(trainer.cfg)
             rendered = render_image(trainer.field, small, kf.pose, settings,
-                                    occupancy=getattr(trainer, "occupancy", None), semantics=False)
+                                    occupancy=getattr(trainer, "occupancy", None), semantics=False,
+                                    chunk_guard=guard)
             depth = rendered["depth"].cpu().numpy().reshape(-1).astype(np.float64)
             ok = rendered["opacity"].cpu().numpy().reshape(-1) > 0.5
             pix = pixel_grid(small.width, small.height)
