@@ -292,6 +292,8 @@ def test_absurd_finite_values_are_dropped_and_queries_still_succeed(scene, fuzz_
     f = frames[0]
     poisons = [
         ("principal_point", dataclasses.replace(f, intrinsics=dataclasses.replace(f.intrinsics, cx=1e30))),
+        ("principal_point", dataclasses.replace(f, intrinsics=dataclasses.replace(f.intrinsics, cy=-1e30))),
+        ("focal_length", dataclasses.replace(f, intrinsics=dataclasses.replace(f.intrinsics, fx=1e30))),
         ("focal_length", dataclasses.replace(f, intrinsics=dataclasses.replace(f.intrinsics, fy=1e-3))),
         ("depth_range", dataclasses.replace(f, depth=np.full_like(f.depth, 3e38))),
         ("pose_position", far(f, 1e8)),
@@ -346,4 +348,47 @@ def test_absurd_finite_values_are_dropped_and_queries_still_succeed(scene, fuzz_
     assert later is not None and later.state == "training", later
     res = client.query(executor, scene.class_names)
     assert res.success and _cloud_points(res) > 0, res.message
+    assert proc.poll() is None
+
+
+# Oversized cameras and expensive requests (issue 17): a MASK_POSE camera of 100000x100000 renders a
+# mask capped by query.mask_max_side (64 here) and query.mask_max_rays; a request for 2^32 - 1 points is
+# refused before any work, saying why; after each, the node trains and answers a normal query. A short
+# reset storm follows (the 50-call storm with its time bound is in test_node_control.py).
+def test_oversized_cameras_expensive_requests_and_resets_leave_the_node_answering(scene, fuzz_node):
+    proc, client, stream, executor, log = (fuzz_node[k]
+                                           for k in ("proc", "client", "stream", "executor", "log"))
+    frames = [scene.frames[i] for i in scene.train_indices]
+
+    def trained(t0: float):
+        for k, frame in enumerate(frames):
+            stream.publish(frame, stamp=t0 + 0.2 * k)
+            spin_for(executor, 0.2)
+        status = client.wait_status(executor, lambda s: s.keyframes > 0 and s.iterations > 10, 120.0)
+        assert status is not None and status.keyframes > 0, log.read_text()[-3000:]
+        return status
+
+    def answers_normally():
+        res = client.query(executor, scene.class_names, mask_source=Query.Request.MASK_LATEST_KEYFRAME)
+        assert res.success and _cloud_points(res) > 0, res.message
+        assert (res.scene.label_image.width, res.scene.label_image.height) == (WIDTH, HEIGHT)
+
+    before = trained(20_000.0)
+    f = frames[0]
+    huge = conv.intrinsics_to_camera_info(f.intrinsics.scaled(100_000, 100_000), Header(frame_id="camera"))
+    res = client.query(executor, scene.class_names, max_points=100, mask_source=Query.Request.MASK_POSE,
+                       camera_info=huge, camera_pose=conv.matrix_to_pose_msg(f.pose))
+    assert res.success, res.message
+    assert (res.scene.label_image.width, res.scene.label_image.height) == (64, 64)
+    res = client.query(executor, scene.class_names, max_points=2**32 - 1)
+    assert not res.success and "request_max_samples" in res.message, res.message
+    answers_normally()
+    after = client.wait_status(executor, lambda s: s.iterations > before.iterations + 5, 120.0)
+    assert after is not None and after.state == "training", after
+
+    for _ in range(10):
+        res = client.call(client.reset_client, Trigger.Request(), executor, 60.0)
+        assert res.success, res.message
+    trained(21_000.0)
+    answers_normally()
     assert proc.poll() is None
