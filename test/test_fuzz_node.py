@@ -290,23 +290,33 @@ def test_absurd_finite_values_are_dropped_and_queries_still_succeed(scene, fuzz_
         return dataclasses.replace(frame, pose=pose)
 
     f = frames[0]
+    def camera(**values):
+        return dataclasses.replace(f, intrinsics=dataclasses.replace(f.intrinsics, **values))
+
+    # (reason, what the drop's message (TrainingStatus.last_error) must name, the frame)
     poisons = [
-        ("principal_point", dataclasses.replace(f, intrinsics=dataclasses.replace(f.intrinsics, cx=1e30))),
-        ("principal_point", dataclasses.replace(f, intrinsics=dataclasses.replace(f.intrinsics, cy=-1e30))),
-        ("focal_length", dataclasses.replace(f, intrinsics=dataclasses.replace(f.intrinsics, fx=1e30))),
-        ("focal_length", dataclasses.replace(f, intrinsics=dataclasses.replace(f.intrinsics, fy=1e-3))),
-        ("depth_range", dataclasses.replace(f, depth=np.full_like(f.depth, 3e38))),
-        ("pose_position", far(f, 1e8)),
-        ("pose_distance", far(f, 1e4)),
+        ("principal_point", "cx=1e+30", camera(cx=1e30)),
+        ("principal_point", "cy=-1e+30", camera(cy=-1e30)),
+        ("focal_length", "fx=1e+30", camera(fx=1e30)),
+        ("focal_length", "fy=0.001", camera(fy=1e-3)),
+        ("depth_range", "3e+38 m", dataclasses.replace(f, depth=np.full_like(f.depth, 3e38))),
+        ("pose_position", "from the world origin", far(f, 1e8)),
+        ("pose_distance", "from the first pose", far(f, 1e4)),
     ]
-    for reason, bad in poisons:
-        before = client.wait_status(executor, lambda s: True, 5.0)
-        t += 30.0  # far enough in time that only the bound under test can refuse it
-        stream.publish(bad, stamp=t)
-        spin_for(executor, 0.3)
-        after = client.wait_status(
-            executor, lambda s, b=before: s.frames_dropped_invalid > b.frames_dropped_invalid, 120.0)
-        assert after is not None, (reason, before, log.read_text()[-2000:])
+    for reason, evidence, bad in poisons:
+        # inputs are best-effort (sensor QoS): on a loaded machine the poisoned frame's label image or
+        # camera_info can be lost or late, and the frame dropped for that instead; send it again then
+        for _attempt in range(3):
+            before = client.wait_status(executor, lambda s: True, 5.0)
+            t += 30.0  # far enough in time that only the bound under test can refuse it
+            stream.publish(bad, stamp=t)
+            spin_for(executor, 0.3)
+            after = client.wait_status(
+                executor, lambda s, b=before: s.frames_dropped_invalid > b.frames_dropped_invalid, 120.0)
+            assert after is not None, (reason, before, log.read_text()[-2000:])
+            if evidence in after.last_error:
+                break
+        assert evidence in after.last_error, (reason, after.last_error, log.read_text()[-2000:])
         assert f"frame dropped ({reason})" in log.read_text(), (reason, log.read_text()[-2000:])
         res = client.query(executor, scene.class_names)
         assert res.success and _cloud_points(res) > 0, (reason, res.message)

@@ -1,17 +1,17 @@
 """Control services against a busy node (issue 17), from a separate rclpy client like a user's
-`ros2 service call`: pause answers within 1 s while a long refine or a 640x480 mask is running, a
-reset during such a query answers within 2 s and makes the query fail cleanly ("field was reset"),
-and a storm of 50 resets finishes within 100 s, after which the node trains and answers a query.
+`ros2 service call`: pause, save and a reset or load answer within 1 s while a long refine or a
+640x480 mask is running, and the reset or load makes that query fail cleanly ("field was reset"); a
+storm of 50 resets finishes within 100 s (each within 2 s), after which the node trains and answers.
 
 The long requests are long by their size (a 640x480 mask on this CPU takes tens of seconds; the refine
 set is 100k rays), not by sleeping; each test checks that the query was still running when the control
-answer came back. The bounds (1 s, 2 s, 100 s) are the issue's; measured here under a shared 2-core
-machine they are tens to hundreds of milliseconds (printed), so the margin is large."""
+answer came back. The bounds (1 s, 2 s, 100 s) are the issue's; what this test measures is printed
+(docs/reliability.md has the figures and the margin)."""
 
 import time
 
 import pytest
-from ovs3d_ros.srv import Query
+from ovs3d_ros.srv import Checkpoint, Query
 from std_msgs.msg import Header
 from std_srvs.srv import SetBool, Trigger
 
@@ -23,8 +23,8 @@ from ovs3d_ros.ros.client import Ovs3dClient, init_context, spin_for, start_node
 pytestmark = pytest.mark.ros
 
 WIDTH, HEIGHT = 40, 30
-PAUSE_BOUND_S = 1.0
-RESET_BOUND_S = 2.0
+CONTROL_BOUND_S = 1.0  # pause, save, load, reset while a query runs
+RESET_BOUND_S = 2.0  # one reset of the storm
 STORM_CALLS, STORM_BOUND_S = 50, 100.0
 
 
@@ -82,33 +82,37 @@ def _timed(client, service, request, executor, timeout_s: float = 60.0):
     return res, time.monotonic() - start
 
 
-def _control_while_running(node, request: Query.Request, what: str) -> dict:
-    """Start ``request``; once it runs, pause / resume / reset; return the latencies and the answer."""
+def _control_while_running(node, request: Query.Request, what: str, end_with: str) -> None:
+    """Start ``request``; while it runs: pause, resume, save, then ``end_with`` (reset or load of that
+    save), each answered within CONTROL_BOUND_S; the query then fails cleanly ("field was reset")."""
     client, executor, log = node["client"], node["executor"], node["log"]
     future = client.query_client.call_async(request)
     spin_for(executor, 2.0)  # delivery and the start of the query (it then runs for tens of seconds)
     assert not future.done(), (what, future.result().message if future.done() else "")
-    pause, pause_s = _timed(client, client.pause_client, SetBool.Request(data=True), executor)
-    resume, resume_s = _timed(client, client.pause_client, SetBool.Request(data=False), executor)
-    still_running = not future.done()
-    reset, reset_s = _timed(client, client.reset_client, Trigger.Request(), executor)
+    calls = [("pause", client.pause_client, SetBool.Request(data=True)),
+             ("resume", client.pause_client, SetBool.Request(data=False)),
+             ("save", client.save_client, Checkpoint.Request(path="control.ckpt"))]
+    calls.append(("reset", client.reset_client, Trigger.Request()) if end_with == "reset"
+                 else ("load", client.load_client, Checkpoint.Request(path="control.ckpt")))
+    latencies, running = {}, {}
+    for name, service, req in calls:
+        res, latencies[name] = _timed(client, service, req, executor)
+        running[name] = not future.done()
+        assert res.success, (name, res.message)
     executor.spin_until_future_complete(future, timeout_sec=120.0)  # the next chunk ends it
-    assert future.done(), f"{what}: the query did not end after the reset; log:\n{log.read_text()[-3000:]}"
+    assert future.done(), f"{what}: no end after the {end_with}; log:\n{log.read_text()[-3000:]}"
     answer = future.result()
-    print(f"{what}: pause {pause_s * 1e3:.0f} ms, resume {resume_s * 1e3:.0f} ms, "
-          f"reset {reset_s * 1e3:.0f} ms, query: {answer.success} {answer.message[:90]}")
-    assert pause.success and resume.success and reset.success, (pause.message, reset.message)
-    assert still_running, f"{what}: the query ended before the control calls were answered"
-    assert pause_s < PAUSE_BOUND_S and resume_s < PAUSE_BOUND_S, (pause_s, resume_s)
-    assert reset_s < RESET_BOUND_S, reset_s
+    print(f"{what}: " + ", ".join(f"{k} {v * 1e3:.0f} ms" for k, v in latencies.items())
+          + f"; query: {answer.success} {answer.message[:80]}")
+    assert all(running.values()), f"{what}: the query ended before the control calls were answered {running}"
+    assert max(latencies.values()) < CONTROL_BOUND_S, latencies
     assert not answer.success and "field was reset during the" in answer.message, answer.message
-    return dict(pause_s=pause_s, reset_s=reset_s)
 
 
 def test_pause_and_reset_answer_at_once_during_a_long_refine(scene, busy_node):
     _train(scene, busy_node, 10.0)
     request = Query.Request(classes=list(scene.class_names), refine=True, max_points=100)
-    _control_while_running(busy_node, request, "refine")
+    _control_while_running(busy_node, request, "refine", end_with="reset")
 
 
 def test_pause_and_reset_answer_at_once_during_a_640x480_mask(scene, busy_node):
@@ -118,7 +122,7 @@ def test_pause_and_reset_answer_at_once_during_a_640x480_mask(scene, busy_node):
     request = Query.Request(classes=list(scene.class_names), max_points=100,
                             mask_source=Query.Request.MASK_POSE, camera_info=info,
                             camera_pose=conv.matrix_to_pose_msg(frame.pose))
-    _control_while_running(busy_node, request, "640x480 mask")
+    _control_while_running(busy_node, request, "640x480 mask", end_with="load")
 
 
 def test_a_reset_storm_finishes_in_time_and_the_node_answers_after_it(scene, busy_node):

@@ -11,7 +11,7 @@ JOIN_TIMEOUT_S = 30.0
 # A restart (a reset) waits this long for the old loop's step in flight; a longer step (an occupancy
 # update on a large grid) then ends on its own on the old, retired trainer while the new one starts:
 # a reset must answer in well under 2 s and never queue behind a step (issue 17).
-RESTART_JOIN_S = 0.5
+RESTART_JOIN_S = 0.25
 
 
 class TrainingThread:

@@ -537,7 +537,7 @@ class Ovs3dNode(Node):
             self.trainer = self._new_trainer()
             self.segmenter = self._new_segmenter()
             self._gate = FrameGate(self.cfg.input)  # a new map is anchored by its own first frame
-            self._training.restart(self.trainer)  # waits <= 0.5 s for the old step (training_thread.py)
+            self._training.restart(self.trainer)  # waits <= 0.25 s for the old step (training_thread.py)
         except Exception as exc:
             res.success, res.message = False, f"reset failed: {exc!r}"
             return res
