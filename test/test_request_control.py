@@ -17,6 +17,7 @@ from ovs3d_ros.core.query import QueryError, Segmenter
 from ovs3d_ros.core.request_budget import (
     RequestTooExpensive,
     check_budget,
+    chunk_rays,
     mask_size,
     request_cost,
 )
@@ -65,6 +66,17 @@ def test_default_requests_fit_the_budget_and_larger_ones_are_refused_with_the_re
         check_budget(request_cost(cfg, 640 * 480, False, 0), cfg)
     with pytest.raises(RequestTooExpensive, match=r"cloud 4294967295 points"):
         check_budget(request_cost(Config(), 0, False, 2**32 - 1), Config())
+
+
+def test_query_chunks_are_bounded_by_samples_on_a_cpu_and_by_render_chunk_on_a_gpu():
+    cfg = Config()
+    assert cfg.query.chunk_samples == 0 and cfg.trainer.render_chunk == 8192
+    assert chunk_rays(cfg, 64, "cpu") == 65536 // 64  # 1024 rays: a reference mask chunk
+    assert chunk_rays(cfg, 192, "cpu") == 65536 // 192
+    assert chunk_rays(cfg, 64, "cuda:0") == 8192
+    assert chunk_rays(cfg, 100_000, "cpu") == 64  # never below MIN_CHUNK_RAYS
+    cfg.query.chunk_samples = 10 * 8192 * 64
+    assert chunk_rays(cfg, 64, "cuda") == 8192  # never above trainer.render_chunk
 
 
 @pytest.fixture(scope="module")
@@ -175,3 +187,30 @@ def test_training_steps_between_the_chunks_of_a_long_mask():
 def test_yield_to_step_returns_at_once_without_a_running_loop():
     trainer = tiny_room_trainer(2, 16, 12)[0]
     assert trainer.yield_to_step(timeout_s=60.0) is False
+
+
+def test_a_waiting_save_goes_before_the_next_chunk_of_a_running_mask():
+    """Python's lock is not fair: without ``let_waiters_in`` the running query re-took it chunk after
+    chunk before a blocked saver woke. Counted in chunks, not seconds: at most the chunk in flight
+    runs between the saver queueing and the saver getting the trainer."""
+    from waiting import wait_until  # noqa: E402 - test/ is on sys.path
+
+    trainer, teacher, cfg, data = tiny_room_trainer(3, 48, 36)
+    trainer.train(3)
+    cfg.trainer.render_chunk = 128
+    seg = Segmenter(trainer, teacher, cfg)
+    chunks = _ExclusiveHook(trainer, 0, lambda: None)
+    trainer.exclusive = chunks  # counts the query's chunks; the saver below uses the real lock
+    kf = data.train_frames[0]
+    query = threading.Thread(target=seg.segment, args=(data.class_names,),
+                             kwargs=dict(camera=(kf.intrinsics.scaled(160, 120), kf.pose), cloud=False))
+    query.start()
+    try:
+        assert wait_until(lambda: chunks.entries >= 3, 120.0)
+        queued = chunks.entries
+        with chunks._inner():
+            got = chunks.entries
+        assert query.is_alive(), "the mask ended before the saver got in: make it longer"
+        assert got - queued <= 1, (queued, got)
+    finally:
+        query.join(timeout=300)

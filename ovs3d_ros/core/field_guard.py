@@ -39,8 +39,9 @@ without this a long render would starve training."""
 
 
 class FieldGuard:
-    """Per-chunk exclusive access to ``trainer``'s field as it was when the guard was made; every
-    ``yield_every_s`` it first lets a pending training step run (``Trainer.yield_to_step``)."""
+    """Per-chunk exclusive access to ``trainer``'s field as it was when the guard was made. Before each
+    chunk it lets those queued for the lock go first (``Trainer.let_waiters_in``: saves, loads), and
+    every ``yield_every_s`` a pending training step (``Trainer.yield_to_step``)."""
 
     def __init__(self, trainer, what: str = "query", yield_every_s: float = YIELD_EVERY_S):
         self.trainer = trainer
@@ -67,6 +68,9 @@ class FieldGuard:
     @contextlib.contextmanager
     def __call__(self):
         self._maybe_yield()
+        let_waiters_in = getattr(self.trainer, "let_waiters_in", None)
+        if let_waiters_in is not None:
+            let_waiters_in()
         with exclusive(self.trainer):
             self.check()
             yield

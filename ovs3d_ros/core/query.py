@@ -34,7 +34,7 @@ from torch import nn
 from ovs3d_ros.config import QueryConfig, SemanticConfig
 from ovs3d_ros.core import losses
 from ovs3d_ros.core.field_guard import FieldGuard, FieldReplaced
-from ovs3d_ros.core.request_budget import check_budget, mask_size, request_cost
+from ovs3d_ros.core.request_budget import check_budget, chunk_rays, mask_size, request_cost
 from ovs3d_ros.core.vocabulary import UNKNOWN_U16, QueryError, validate_classes, vocabulary_key
 
 # ----------------------------------------------------------------------------------------------
@@ -511,8 +511,10 @@ class Segmenter:
         settings = dataclasses.replace(self.trainer.current_render_settings(),
                                        uniform_samples=q.mask_samples_per_ray,
                                        importance_samples=q.mask_importance_samples)
-        common = dict(occupancy=getattr(self.trainer, "occupancy", None),
-                      chunk=self.trainer.cfg.trainer.render_chunk, chunk_guard=chunk_guard)
+        chunk = chunk_rays(self.trainer.cfg, settings.uniform_samples + settings.importance_samples,
+                           self.trainer.device)  # a chunk bounds how long the trainer is held
+        common = dict(occupancy=getattr(self.trainer, "occupancy", None), chunk=chunk,
+                      chunk_guard=chunk_guard)
         if renderer == "reference":
             return render_image(self.trainer.field, intr, c2w, settings, **common)
         if renderer == "surface":

@@ -61,6 +61,26 @@ class RequestCost:
         return " + ".join(parts) or "nothing"
 
 
+AUTO_CPU_CHUNK_SAMPLES = 65536
+"""``query.chunk_samples`` = 0 on a CPU: a 640x480 reference-mask chunk of 8192 rays x 64 samples held
+the trainer 3.2 s on this shared 2-core machine (so a save or load waited that long); 65536 samples are
+about 0.4 s of it."""
+MIN_CHUNK_RAYS = 64
+
+
+def chunk_rays(cfg, samples_per_ray: int, device) -> int:
+    """Rays per locked chunk of a query's render with ``samples_per_ray`` samples each: at most
+    ``trainer.render_chunk`` and ``query.chunk_samples`` / samples_per_ray (0 = auto, see the config),
+    at least MIN_CHUNK_RAYS."""
+    chunk = int(cfg.trainer.render_chunk)
+    budget = int(cfg.query.chunk_samples)
+    if budget == 0:
+        budget = AUTO_CPU_CHUNK_SAMPLES if str(device).startswith("cpu") else 0
+    if budget > 0:
+        chunk = min(chunk, max(MIN_CHUNK_RAYS, budget // max(1, int(samples_per_ray))))
+    return max(1, chunk)
+
+
 def request_cost(cfg, mask_rays: int, refine: bool, cloud_points: int) -> RequestCost:
     """The estimated cost of a query under ``cfg`` (mask of ``mask_rays``, a refine burst or not)."""
     q, t = cfg.query, cfg.trainer

@@ -231,15 +231,17 @@ class SemanticAlignment:
 
 
 @torch.no_grad()
-def collect_refine_data(trainer, text: torch.Tensor, cfg, generator: torch.Generator, chunk: int = 8192,
-                        chunk_guard=None):
+def collect_refine_data(trainer, text: torch.Tensor, cfg, generator: torch.Generator,
+                        chunk: int | None = None, chunk_guard=None):
     """Render, once and without gradient, the rays a refine burst trains on (None without CLIP):
     ``query.refine_rays`` keyframe rays with their relevancy and selection, and ``query.refine_windows``
     DINO windows (when the keyframes carry DINO). ``chunk_guard`` (a ``FieldGuard``) is entered around
-    every chunk's render (default: the trainer's lock)."""
+    every chunk's render (default: the trainer's lock); ``chunk`` rays at a time (default: by
+    ``request_budget.chunk_rays``)."""
     from ovs3d_ros.core.field_guard import exclusive
     from ovs3d_ros.core.query import RefineData
     from ovs3d_ros.core.rendering import SamplingSettings, render_rays
+    from ovs3d_ros.core.request_budget import chunk_rays
 
     keyframes = [kf for kf in keyframe_snapshot(trainer) if kf.clip is not None]
     if not keyframes:
@@ -247,6 +249,8 @@ def collect_refine_data(trainer, text: torch.Tensor, cfg, generator: torch.Gener
     guard = chunk_guard or (lambda: exclusive(trainer))
     device = trainer.device
     settings = SamplingSettings.for_rendering(cfg)
+    if chunk is None:
+        chunk = chunk_rays(cfg, settings.uniform_samples + settings.importance_samples, device)
     occupancy = getattr(trainer, "occupancy", None)
     cache = RelevancyCache(text)
     q = cfg.query
@@ -326,8 +330,12 @@ def surface_points(trainer, max_points: int, render_side: int = 64,
     from ovs3d_ros.core.camera import camera_directions, pixel_grid
     from ovs3d_ros.core.field_guard import exclusive
     from ovs3d_ros.core.rendering import SamplingSettings, render_image
+    from ovs3d_ros.core.request_budget import chunk_rays
 
     guard = chunk_guard or (lambda: exclusive(trainer))
+    settings = SamplingSettings.for_rendering(trainer.cfg)
+    chunk = chunk_rays(trainer.cfg, settings.uniform_samples + settings.importance_samples,
+                       getattr(trainer, "device", "cpu"))
 
     keyframes = keyframe_snapshot(trainer)
     per_kf = max(1, max_points // max(1, len(keyframes)))
@@ -344,10 +352,9 @@ def surface_points(trainer, max_points: int, render_side: int = 64,
         else:
             scale = min(1.0, render_side / max(intr.width, intr.height))
             small = intr.scaled(max(1, round(intr.width * scale)), max(1, round(intr.height * scale)))
-            settings = SamplingSettings.for_rendering(trainer.cfg)
             rendered = render_image(trainer.field, small, kf.pose, settings,
                                     occupancy=getattr(trainer, "occupancy", None), semantics=False,
-                                    chunk_guard=guard)
+                                    chunk=chunk, chunk_guard=guard)
             depth = rendered["depth"].cpu().numpy().reshape(-1).astype(np.float64)
             ok = rendered["opacity"].cpu().numpy().reshape(-1) > 0.5
             pix = pixel_grid(small.width, small.height)
