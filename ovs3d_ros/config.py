@@ -312,7 +312,7 @@ class QueryConfig:
     defaults need about 21.6M (640x480 mask, refine burst, 300k points)."""
     chunk_samples: int = 0
     """Field samples per locked chunk of a query's renders (mask, refine set, cloud surface): the longest
-    a training step, save or load waits behind a running query. 0 = auto: 65536 on a CPU (about 0.3 s
+    a training step, save or load waits behind a running query. 0 = auto: 32768 on a CPU (about 0.2 s
     here), trainer.render_chunk rays on a GPU, where small chunks would cost launch overhead."""
     mask_samples_per_ray: int = 32
     """Uniform samples per mask ray (labels need the surface, not a photo-quality render)."""

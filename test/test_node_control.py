@@ -15,11 +15,11 @@ import pytest
 from ovs3d_ros.srv import Checkpoint, Query
 from std_msgs.msg import Header
 from std_srvs.srv import SetBool, Trigger
+from stream_node import stream_node  # noqa: E402 - test/ is on sys.path
 
 from ovs3d_ros.data.synthetic import SyntheticScene
 from ovs3d_ros.ros import conversions as conv
-from ovs3d_ros.ros.camera_stream import CameraStreamPublisher
-from ovs3d_ros.ros.client import Ovs3dClient, init_context, spin_for, start_node_process, stop_node_process
+from ovs3d_ros.ros.client import spin_for
 
 pytestmark = pytest.mark.ros
 
@@ -36,32 +36,12 @@ def scene():
 
 @pytest.fixture(scope="module")
 def busy_node(scene, tmp_path_factory):
-    tmp_path = tmp_path_factory.mktemp("control")
-    context, node, executor = init_context()
-    stream = CameraStreamPublisher(node, namespace="/control/camera", publish_labels=True)
-    params = {
-        "device": "cpu",
-        "teacher": {"kind": "synthetic", "synthetic": {"class_names": scene.class_names}},
-        "ros": {"pose_source": "pose", "checkpoint_dir": str(tmp_path / "ckpt"), "pose_tolerance_s": 0.02},
-        "keyframes": {"min_translation_m": 0.02, "min_rotation_deg": 2.0},
-        "trainer": {"rays_per_step": 256, "semantic_start_step": 10},
-        "field": {"num_levels": 6, "log2_hashmap_size": 14, "semantic_log2_hashmap_size": 12},
-        # a refine long by size: 100k rays rendered for its set, then up to 1e6 steps in 600 s
-        "query": {"refine_rays": 100_000, "refine_max_steps": 1_000_000, "refine_max_time_s": 600.0,
-                  "mask_renderer": "reference"},
-    }
-    log = tmp_path / "node.log"
-    proc = start_node_process(params, remaps=stream.topics(), log_path=log)
-    client = Ovs3dClient(node)
-    try:
-        client.wait_ready(executor, timeout_s=90.0, proc=proc)
-        assert stream.wait_for_subscribers(lambda s: spin_for(executor, s),
-                                           names=("image", "camera_info", "pose", "depth", "labels"))
-        yield dict(proc=proc, client=client, stream=stream, executor=executor, log=log)
-    finally:
-        stop_node_process(proc)
-        node.destroy_node()
-        context.try_shutdown()
+    # a refine long by size: 100k rays rendered for its set, then up to 1e6 steps in 600 s
+    query = {"refine_rays": 100_000, "refine_max_steps": 1_000_000, "refine_max_time_s": 600.0,
+             "mask_renderer": "reference"}
+    with stream_node(tmp_path_factory.mktemp("control"), "/control/camera", scene.class_names,
+                     query) as running:
+        yield running
 
 
 def _train(scene, node, t0: float, min_iterations: int = 20):

@@ -71,8 +71,8 @@ def test_default_requests_fit_the_budget_and_larger_ones_are_refused_with_the_re
 def test_query_chunks_are_bounded_by_samples_on_a_cpu_and_by_render_chunk_on_a_gpu():
     cfg = Config()
     assert cfg.query.chunk_samples == 0 and cfg.trainer.render_chunk == 8192
-    assert chunk_rays(cfg, 64, "cpu") == 65536 // 64  # 1024 rays: a reference mask chunk
-    assert chunk_rays(cfg, 192, "cpu") == 65536 // 192
+    assert chunk_rays(cfg, 64, "cpu") == 32768 // 64  # 512 rays: a reference mask chunk
+    assert chunk_rays(cfg, 192, "cpu") == 32768 // 192
     assert chunk_rays(cfg, 64, "cuda:0") == 8192
     assert chunk_rays(cfg, 100_000, "cpu") == 64  # never below MIN_CHUNK_RAYS
     cfg.query.chunk_samples = 10 * 8192 * 64

@@ -61,10 +61,10 @@ class RequestCost:
         return " + ".join(parts) or "nothing"
 
 
-AUTO_CPU_CHUNK_SAMPLES = 65536
+AUTO_CPU_CHUNK_SAMPLES = 32768
 """``query.chunk_samples`` = 0 on a CPU: a 640x480 reference-mask chunk of 8192 rays x 64 samples held
-the trainer 3.2 s on this shared 2-core machine (so a save or load waited that long); 65536 samples are
-about 0.4 s of it."""
+the trainer 3.2 s on this shared 2-core machine (so a save or load waited that long); 65536 samples
+kept a load waiting 0.4-0.6 s, 32768 are about half of that."""
 MIN_CHUNK_RAYS = 64
 
 
