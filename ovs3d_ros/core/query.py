@@ -355,14 +355,6 @@ def to_cloud_labels(labels: torch.Tensor) -> np.ndarray:
 
 
 
-def _render_lock(trainer):
-    """Exclusive use of the trainer between steps (``Trainer.exclusive``: the training loop lets a
-    waiting query in after the step in flight), or nothing for an object without one."""
-    from ovs3d_ros.core.field_guard import exclusive
-
-    return exclusive(trainer)
-
-
 def teacher_id(teacher, cfg) -> str:
     """What makes text features differ between teachers (part of the refine cache key)."""
     kind = cfg.teacher.kind
