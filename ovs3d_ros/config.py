@@ -321,6 +321,16 @@ class QueryConfig:
     """Refined vocabularies kept."""
     mask_max_side: int = 640
     """Masks are rendered at the camera's resolution, scaled down to at most this side."""
+    mask_max_rays: int = 307_200
+    """... and to at most this many pixels (rays) in all (640x480): a mask's cost grows with its area."""
+    request_max_samples: int = 32_000_000
+    """A query whose estimated field evaluations (mask rays x mask samples per ray + refine rays x render
+    samples per ray + cloud points, core/request_budget.py) exceed this is refused with the reason; the
+    defaults need about 21.6M (640x480 mask, refine burst, 300k points)."""
+    chunk_samples: int = 0
+    """Field samples per locked chunk of a query's renders (mask, refine set, cloud surface): the longest
+    a training step, save or load waits behind a running query. 0 = auto: 32768 on a CPU (about 0.2 s
+    here), trainer.render_chunk rays on a GPU, where small chunks would cost launch overhead."""
     mask_samples_per_ray: int = 32
     """Uniform samples per mask ray (labels need the surface, not a photo-quality render)."""
     mask_importance_samples: int = 32

@@ -17,11 +17,11 @@ from ovs3d_ros.srv import Checkpoint, Query
 from sensor_msgs.msg import CameraInfo, Image
 from std_msgs.msg import Header
 from std_srvs.srv import SetBool, Trigger
+from stream_node import stream_node  # noqa: E402 - test/ is on sys.path
 
 from ovs3d_ros.data.synthetic import SyntheticScene
 from ovs3d_ros.ros import conversions as conv
-from ovs3d_ros.ros.camera_stream import CameraStreamPublisher
-from ovs3d_ros.ros.client import Ovs3dClient, init_context, spin_for, start_node_process, stop_node_process
+from ovs3d_ros.ros.client import spin_for
 
 pytestmark = pytest.mark.ros
 
@@ -140,32 +140,11 @@ def scene():
 
 @pytest.fixture(scope="module")
 def fuzz_node(scene, tmp_path_factory):
-    tmp_path = tmp_path_factory.mktemp("fuzz")
-    context, node, executor = init_context()
-    stream = CameraStreamPublisher(node, namespace="/fuzz/camera", publish_labels=True)
-    params = {
-        "device": "cpu",
-        "teacher": {"kind": "synthetic", "synthetic": {"class_names": scene.class_names}},
-        "ros": {"pose_source": "pose", "checkpoint_dir": str(tmp_path / "ckpt"), "pose_tolerance_s": 0.02},
-        "keyframes": {"min_translation_m": 0.02, "min_rotation_deg": 2.0},
-        "trainer": {"rays_per_step": 256, "semantic_start_step": 10},
-        "field": {"num_levels": 6, "log2_hashmap_size": 14, "semantic_log2_hashmap_size": 12},
-        # a legal request for a 100000x100000 camera renders a mask of mask_max_side: 640 costs minutes
-        # on this 2-core CPU (bench/run_all.py times it), 64 keeps the fuzz about robustness, not speed
-        "query": {"refine_max_time_s": 1.0, "refine_rays": 2048, "mask_max_side": 64},
-    }
-    log = tmp_path / "node.log"
-    proc = start_node_process(params, remaps=stream.topics(), log_path=log)
-    client = Ovs3dClient(node)
-    try:
-        client.wait_ready(executor, timeout_s=90.0, proc=proc)
-        assert stream.wait_for_subscribers(lambda s: spin_for(executor, s),
-                                           names=("image", "camera_info", "pose", "depth", "labels"))
-        yield dict(proc=proc, client=client, stream=stream, executor=executor, log=log)
-    finally:
-        stop_node_process(proc)
-        node.destroy_node()
-        context.try_shutdown()
+    # a legal request for a 100000x100000 camera renders a mask of mask_max_side: 640 costs minutes
+    # on this 2-core CPU (bench/run_all.py times it), 64 keeps the fuzz about robustness, not speed
+    query = {"refine_max_time_s": 1.0, "refine_rays": 2048, "mask_max_side": 64}
+    with stream_node(tmp_path_factory.mktemp("fuzz"), "/fuzz/camera", scene.class_names, query) as running:
+        yield running
 
 
 def test_fuzzed_inputs_and_requests_never_crash_the_node(scene, fuzz_node):
@@ -290,21 +269,33 @@ def test_absurd_finite_values_are_dropped_and_queries_still_succeed(scene, fuzz_
         return dataclasses.replace(frame, pose=pose)
 
     f = frames[0]
+    def camera(**values):
+        return dataclasses.replace(f, intrinsics=dataclasses.replace(f.intrinsics, **values))
+
+    # (reason, what the drop's message (TrainingStatus.last_error) must name, the frame)
     poisons = [
-        ("principal_point", dataclasses.replace(f, intrinsics=dataclasses.replace(f.intrinsics, cx=1e30))),
-        ("focal_length", dataclasses.replace(f, intrinsics=dataclasses.replace(f.intrinsics, fy=1e-3))),
-        ("depth_range", dataclasses.replace(f, depth=np.full_like(f.depth, 3e38))),
-        ("pose_position", far(f, 1e8)),
-        ("pose_distance", far(f, 1e4)),
+        ("principal_point", "cx=1e+30", camera(cx=1e30)),
+        ("principal_point", "cy=-1e+30", camera(cy=-1e30)),
+        ("focal_length", "fx=1e+30", camera(fx=1e30)),
+        ("focal_length", "fy=0.001", camera(fy=1e-3)),
+        ("depth_range", "3e+38 m", dataclasses.replace(f, depth=np.full_like(f.depth, 3e38))),
+        ("pose_position", "from the world origin", far(f, 1e8)),
+        ("pose_distance", "from the first pose", far(f, 1e4)),
     ]
-    for reason, bad in poisons:
-        before = client.wait_status(executor, lambda s: True, 5.0)
-        t += 30.0  # far enough in time that only the bound under test can refuse it
-        stream.publish(bad, stamp=t)
-        spin_for(executor, 0.3)
-        after = client.wait_status(
-            executor, lambda s, b=before: s.frames_dropped_invalid > b.frames_dropped_invalid, 120.0)
-        assert after is not None, (reason, before, log.read_text()[-2000:])
+    for reason, evidence, bad in poisons:
+        # inputs are best-effort (sensor QoS): on a loaded machine the poisoned frame's label image or
+        # camera_info can be lost or late, and the frame dropped for that instead; send it again then
+        for _attempt in range(3):
+            before = client.wait_status(executor, lambda s: True, 5.0)
+            t += 30.0  # far enough in time that only the bound under test can refuse it
+            stream.publish(bad, stamp=t)
+            spin_for(executor, 0.3)
+            after = client.wait_status(
+                executor, lambda s, b=before: s.frames_dropped_invalid > b.frames_dropped_invalid, 120.0)
+            assert after is not None, (reason, before, log.read_text()[-2000:])
+            if evidence in after.last_error:
+                break
+        assert evidence in after.last_error, (reason, after.last_error, log.read_text()[-2000:])
         assert f"frame dropped ({reason})" in log.read_text(), (reason, log.read_text()[-2000:])
         res = client.query(executor, scene.class_names)
         assert res.success and _cloud_points(res) > 0, (reason, res.message)
@@ -346,4 +337,47 @@ def test_absurd_finite_values_are_dropped_and_queries_still_succeed(scene, fuzz_
     assert later is not None and later.state == "training", later
     res = client.query(executor, scene.class_names)
     assert res.success and _cloud_points(res) > 0, res.message
+    assert proc.poll() is None
+
+
+# Oversized cameras and expensive requests (issue 17): a MASK_POSE camera of 100000x100000 renders a
+# mask capped by query.mask_max_side (64 here) and query.mask_max_rays; a request for 2^32 - 1 points is
+# refused before any work, saying why; after each, the node trains and answers a normal query. A short
+# reset storm follows (the 50-call storm with its time bound is in test_node_control.py).
+def test_oversized_cameras_expensive_requests_and_resets_leave_the_node_answering(scene, fuzz_node):
+    proc, client, stream, executor, log = (fuzz_node[k]
+                                           for k in ("proc", "client", "stream", "executor", "log"))
+    frames = [scene.frames[i] for i in scene.train_indices]
+
+    def trained(t0: float):
+        for k, frame in enumerate(frames):
+            stream.publish(frame, stamp=t0 + 0.2 * k)
+            spin_for(executor, 0.2)
+        status = client.wait_status(executor, lambda s: s.keyframes > 0 and s.iterations > 10, 120.0)
+        assert status is not None and status.keyframes > 0, log.read_text()[-3000:]
+        return status
+
+    def answers_normally():
+        res = client.query(executor, scene.class_names, mask_source=Query.Request.MASK_LATEST_KEYFRAME)
+        assert res.success and _cloud_points(res) > 0, res.message
+        assert (res.scene.label_image.width, res.scene.label_image.height) == (WIDTH, HEIGHT)
+
+    before = trained(20_000.0)
+    f = frames[0]
+    huge = conv.intrinsics_to_camera_info(f.intrinsics.scaled(100_000, 100_000), Header(frame_id="camera"))
+    res = client.query(executor, scene.class_names, max_points=100, mask_source=Query.Request.MASK_POSE,
+                       camera_info=huge, camera_pose=conv.matrix_to_pose_msg(f.pose))
+    assert res.success, res.message
+    assert (res.scene.label_image.width, res.scene.label_image.height) == (64, 64)
+    res = client.query(executor, scene.class_names, max_points=2**32 - 1)
+    assert not res.success and "request_max_samples" in res.message, res.message
+    answers_normally()
+    after = client.wait_status(executor, lambda s: s.iterations > before.iterations + 5, 120.0)
+    assert after is not None and after.state == "training", after
+
+    for _ in range(10):
+        res = client.call(client.reset_client, Trigger.Request(), executor, 60.0)
+        assert res.success, res.message
+    trained(21_000.0)
+    answers_normally()
     assert proc.poll() is None

@@ -183,6 +183,21 @@ def test_compressed_images_are_size_checked_before_decoding(node, scene, side, r
     assert node.drop_reasons.get(reason, 0) == count + 1, (node.drop_reasons, node.last_error)
 
 
+def test_after_every_bad_input_above_the_node_trains_and_answers(node, scene):
+    """Runs after the absurd values, refused poses, outlier stamps and decompression bombs above: the
+    map still trains and a normal query answers with a cloud and a keyframe-sized mask."""
+    from ovs3d_ros.srv import Query
+
+    before = node.trainer.step_count
+    assert wait_until(lambda: node.trainer.step_count >= before + 2, 120.0), node.last_error
+    request = Query.Request(classes=list(scene.class_names), mask_source=Query.Request.MASK_LATEST_KEYFRAME)
+    res = node._on_query(request, Query.Response())
+    assert res.success, res.message
+    assert res.scene.cloud.width * res.scene.cloud.height > 0
+    assert (res.scene.label_image.width, res.scene.label_image.height) == (W, H)
+    assert {"principal_point", "decompression_bomb", "image_too_large"} <= set(node.drop_reasons)
+
+
 def test_waiting_images_are_a_bounded_queue_oldest_dropped_first(scene):
     """With the assembler stopped, images pile up to ros.frame_queue_size; each one beyond drops the
     oldest (counted as superseded) and the newest stay, in order."""

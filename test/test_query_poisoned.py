@@ -6,14 +6,10 @@ import dataclasses
 
 import numpy as np
 import pytest
-import torch
-from tiny_config import tiny_config  # noqa: E402 - test/ is on sys.path
+from tiny_config import tiny_room_trainer  # noqa: E402 - test/ is on sys.path
 
 from ovs3d_ros.core.query import Segmenter
 from ovs3d_ros.core.surface import plausible_point_mask
-from ovs3d_ros.core.teachers import build_teacher
-from ovs3d_ros.core.trainer import Trainer
-from ovs3d_ros.data.synthetic import SyntheticScene
 
 
 def _poisoned(frame, kind: str):
@@ -28,13 +24,7 @@ def _poisoned(frame, kind: str):
 
 @pytest.mark.parametrize("kind", ["far_pose", "huge_depth"])
 def test_query_survives_a_poisoned_keyframe(kind):
-    torch.manual_seed(0)
-    data = SyntheticScene("room", seed=0).make_frames(3, 0, 32, 24)
-    cfg = tiny_config()
-    teacher = build_teacher(cfg.teacher, "cpu", data.class_names)
-    trainer = Trainer(cfg, "cpu", teacher)
-    for frame in data.train_frames:
-        trainer.add_frame(frame)
+    trainer, teacher, cfg, data = tiny_room_trainer()
     assert data.train_frames[0].depth is not None
     assert trainer.add_frame(_poisoned(data.train_frames[0], kind))  # straight into the buffer
     segmenter = Segmenter(trainer, teacher, cfg)

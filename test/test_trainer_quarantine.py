@@ -5,21 +5,11 @@ import dataclasses
 
 import numpy as np
 import torch
-from tiny_config import tiny_config  # noqa: E402 - test/ is on sys.path
-
-from ovs3d_ros.core.teachers import build_teacher
-from ovs3d_ros.core.trainer import Trainer
-from ovs3d_ros.data.synthetic import SyntheticScene
+from tiny_config import tiny_room_trainer  # noqa: E402 - test/ is on sys.path
 
 
 def test_a_poisoned_keyframe_is_quarantined_and_training_goes_on():
-    torch.manual_seed(0)
-    data = SyntheticScene("room", seed=0).make_frames(3, 0, 32, 24)
-    cfg = tiny_config()
-    teacher = build_teacher(cfg.teacher, "cpu", data.class_names)
-    trainer = Trainer(cfg, "cpu", teacher)
-    for frame in data.train_frames:
-        trainer.add_frame(frame)
+    trainer, _teacher, _cfg, data = tiny_room_trainer()
     good = {kf.uid for kf in trainer.keyframes.keyframes}
     poison = dataclasses.replace(data.train_frames[0], depth=np.full_like(data.train_frames[0].depth, 3e38),
                                  stamp=99.0)
@@ -37,11 +27,7 @@ def test_a_poisoned_keyframe_is_quarantined_and_training_goes_on():
 def test_nothing_is_quarantined_when_every_ray_is_bad():
     from types import SimpleNamespace
 
-    data = SyntheticScene("room", seed=0).make_frames(2, 0, 16, 12)
-    cfg = tiny_config()
-    trainer = Trainer(cfg, "cpu", build_teacher(cfg.teacher, "cpu", data.class_names))
-    for frame in data.train_frames:
-        trainer.add_frame(frame)
+    trainer = tiny_room_trainer(2, 16, 12)[0]
     n = 8
     uids = torch.tensor([kf.uid for kf in trainer.keyframes.keyframes] * (n // 2))
     batch = SimpleNamespace(origins=torch.zeros(n, 3), directions=torch.ones(n, 3), depth=torch.zeros(n),

@@ -19,3 +19,22 @@ def tiny_config() -> Config:
     cfg.teacher.kind = "synthetic"
     cfg.teacher.synthetic.embed_dim = f.clip_dim = 32
     return cfg
+
+
+def tiny_room_trainer(frames: int = 3, width: int = 32, height: int = 24, seed: int = 0):
+    """(trainer, teacher, cfg, data): a Trainer on ``tiny_config()`` with the synthetic teacher, holding
+    the training frames of a ``frames``-view room scene (not yet trained)."""
+    import torch
+
+    from ovs3d_ros.core.teachers import build_teacher
+    from ovs3d_ros.core.trainer import Trainer
+    from ovs3d_ros.data.synthetic import SyntheticScene
+
+    torch.manual_seed(seed)
+    data = SyntheticScene("room", seed=seed).make_frames(frames, 0, width, height)
+    cfg = tiny_config()
+    teacher = build_teacher(cfg.teacher, "cpu", data.class_names)
+    trainer = Trainer(cfg, "cpu", teacher)
+    for frame in data.train_frames:
+        trainer.add_frame(frame)
+    return trainer, teacher, cfg, data

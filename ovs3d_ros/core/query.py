@@ -32,8 +32,10 @@ from torch import nn
 
 from ovs3d_ros.config import DecisionRule, QueryConfig, SemanticConfig, choices
 from ovs3d_ros.core import losses
+from ovs3d_ros.core.field_guard import FieldGuard, FieldReplaced
 from ovs3d_ros.core.lru import LruCache
 from ovs3d_ros.core.refine_data import RefineData, collect_refine_data
+from ovs3d_ros.core.request_budget import check_budget, chunk_rays, mask_size, request_cost
 from ovs3d_ros.core.vocabulary import UNKNOWN_U16, QueryError, validate_classes, vocabulary_key
 
 # ----------------------------------------------------------------------------------------------
@@ -208,13 +210,18 @@ class RefineHead(nn.Module):
 
 def train_refine_head(head: RefineHead, data: RefineData, text: torch.Tensor, sem: SemanticConfig,
                       qcfg: QueryConfig, max_steps: int, max_time_s: float,
-                      generator: torch.Generator | None = None) -> dict[str, float]:
-    """RDA (+ FDA when windows are given) on the head only; stops at max_steps or max_time_s."""
+                      generator: torch.Generator | None = None,
+                      check=None) -> dict[str, float]:
+    """RDA (+ FDA when windows are given) on the head only; stops at max_steps or max_time_s.
+
+    ``check()`` runs before every step and may raise to end the burst (a reset cancels it)."""
     opt = torch.optim.Adam(head.parameters(), lr=qcfg.refine_lr)
     start = time.perf_counter()
     n = data.features.shape[0]
     steps, last = 0, {}
     while steps < max_steps and time.perf_counter() - start < max_time_s:
+        if check is not None:
+            check()
         idx = torch.randint(0, n, (min(qcfg.refine_rays_per_step, n),), generator=generator,
                             device=generator.device if generator is not None else "cpu")
         idx = idx.to(data.features.device)
@@ -307,15 +314,6 @@ def to_cloud_labels(labels: torch.Tensor) -> np.ndarray:
 
 
 
-def _render_lock(trainer):
-    """Exclusive use of the trainer between steps (``Trainer.exclusive``: the training loop lets a
-    waiting query in after the step in flight), or nothing for an object without one."""
-    import contextlib
-
-    exclusive = getattr(trainer, "exclusive", None)
-    return exclusive() if exclusive is not None else contextlib.nullcontext()
-
-
 def teacher_id(teacher, cfg) -> str:
     """What makes text features differ between teachers (part of the refine cache key)."""
     kind = cfg.teacher.kind
@@ -328,8 +326,9 @@ def teacher_id(teacher, cfg) -> str:
 class Segmenter:
     """The one query entry point of the ROS node and the CLI (thread-safe with a training thread).
 
-    ``segment(classes, ...)`` answers from the current field; the trainer's lock is held only while
-    rendering / evaluating the field, so a query waits at most one training step.
+    ``segment(classes, ...)`` answers from the current field; the trainer's lock is held per chunk of
+    field evaluation (``FieldGuard``), so training steps and control requests run between chunks, and a
+    reset or load between chunks makes the query fail (``FieldReplaced``) instead of mixing fields.
     """
 
     def __init__(self, trainer, teacher, cfg):
@@ -373,11 +372,10 @@ class Segmenter:
             return camera[0], c2w, None
         raise QueryError("camera must be None, a keyframe index, or (Intrinsics, 4x4 camera-to-world)")
 
-    def _surface(self, max_points: int) -> tuple[np.ndarray, np.ndarray]:
+    def _surface(self, max_points: int, guard: FieldGuard) -> tuple[np.ndarray, np.ndarray]:
         from ovs3d_ros.core.surface import surface_points
 
-        with _render_lock(self.trainer):
-            return surface_points(self.trainer, max_points)
+        return surface_points(self.trainer, max_points, chunk_guard=guard)
 
     def _plausible(self, xyz: np.ndarray, rgb: np.ndarray) -> tuple[np.ndarray, np.ndarray, int]:
         """Drop (and count) non-finite points and points farther from the scene than any input bound
@@ -398,13 +396,14 @@ class Segmenter:
         return xyz, rgb, excluded
 
     @torch.no_grad()
-    def _point_latents(self, xyz: np.ndarray, chunk: int = 65536) -> tuple[torch.Tensor, torch.Tensor]:
-        """(N, L) latents and (N,) expanded-feature norms of world points (under the render lock)."""
+    def _point_latents(self, xyz: np.ndarray, guard: FieldGuard,
+                       chunk: int = 65536) -> tuple[torch.Tensor, torch.Tensor]:
+        """(N, L) latents and (N,) expanded-feature norms of world points (``guard`` per chunk)."""
         field_ = self.trainer.field
         latents, norms = [], []
         for start in range(0, len(xyz), chunk):
             pts = torch.as_tensor(xyz[start:start + chunk], dtype=torch.float32, device=self.trainer.device)
-            with _render_lock(self.trainer):
+            with guard():
                 latent = field_.semantic_at(pts)
                 feats = field_.expand_feature(latent, torch.ones(len(pts), device=pts.device))
             latents.append(latent)
@@ -414,9 +413,11 @@ class Segmenter:
                     torch.zeros(0, device=self.trainer.device))
         return torch.cat(latents), torch.cat(norms)
 
-    def point_features(self, keyframes: list, max_points: int) -> tuple[PointFeatures, bool]:
+    def point_features(self, keyframes: list, max_points: int,
+                       guard: FieldGuard | None = None) -> tuple[PointFeatures, bool]:
         """The cloud of the current field version (cached, see ``PointFeatureCache``), and whether it
         came from the cache."""
+        guard = guard or FieldGuard(self.trainer)
         from ovs3d_ros.core import outputs
 
         q = self.cfg.query
@@ -425,12 +426,12 @@ class Segmenter:
         if cached is not None:
             return cached, True
         step = int(getattr(self.trainer, "step_count", 0))  # before: a step during the build makes it stale
-        xyz, rgb = self._surface(max_points * 2)
+        xyz, rgb = self._surface(max_points * 2, guard)
         xyz, rgb, excluded = self._plausible(xyz, rgb)
         thin = outputs.downsample_cloud(
             outputs.LabeledCloud(xyz, rgb, np.zeros(len(xyz), np.uint16), np.zeros(len(xyz), np.float32)),
             max_points, q.voxel_size_m, seed=self.cfg.seed)
-        latent, norm = self._point_latents(thin.xyz)
+        latent, norm = self._point_latents(thin.xyz, guard)
         head = self.trainer.field.feature_head
         value = PointFeatures(thin.xyz, thin.rgb, latent, norm, head.weight.detach().clone(),
                               head.bias.detach().clone(), excluded)
@@ -447,8 +448,9 @@ class Segmenter:
         return F.interpolate(depth[None, None].float(), size=(height, width), mode="nearest")[0, 0]
 
     def render_mask_view(self, intr, c2w: np.ndarray, measured: torch.Tensor | None = None,
-                         renderer: str | None = None) -> dict[str, torch.Tensor]:
-        """Render the mask camera (caller holds the render lock) with ``query.mask_renderer``."""
+                         renderer: str | None = None, chunk_guard=None) -> dict[str, torch.Tensor]:
+        """Render the mask camera with ``query.mask_renderer``; ``chunk_guard`` (a ``FieldGuard``) is
+        entered per chunk (None: the caller holds the trainer)."""
         from ovs3d_ros.core.rendering import SurfaceSettings, render_image, render_image_surface
 
         q = self.cfg.query
@@ -458,8 +460,10 @@ class Segmenter:
         settings = dataclasses.replace(self.trainer.current_render_settings(),
                                        uniform_samples=q.mask_samples_per_ray,
                                        importance_samples=q.mask_importance_samples)
-        common = dict(occupancy=getattr(self.trainer, "occupancy", None),
-                      chunk=self.trainer.render_chunk())
+        chunk = chunk_rays(self.trainer.cfg, settings.uniform_samples + settings.importance_samples,
+                           self.trainer.device, self.trainer.render_chunk())  # bounds the trainer's hold
+        common = dict(occupancy=getattr(self.trainer, "occupancy", None), chunk=chunk,
+                      chunk_guard=chunk_guard)
         if renderer == "reference":
             return render_image(self.trainer.field, intr, c2w, settings, **common)
         if renderer == "surface":
@@ -469,8 +473,10 @@ class Segmenter:
         raise QueryError(f"query.mask_renderer must be 'surface' or 'reference', got '{renderer}'")
 
     def refine_head(self, names: list[str], text: torch.Tensor, max_time_s: float | None,
-                    max_steps: int | None = None) -> tuple[RefineHead, dict[str, float]]:
-        """The cached head of this vocabulary, or a new one trained by a bounded RDA+FDA burst."""
+                    max_steps: int | None = None,
+                    guard: FieldGuard | None = None) -> tuple[RefineHead, dict[str, float]]:
+        """The cached head of this vocabulary, or a new one trained by a bounded RDA+FDA burst (ended
+        by ``FieldReplaced`` when a reset or load replaces the field meanwhile)."""
         key = vocabulary_key(names, self._teacher_id)
         head = self.cache.get(key)
         if head is not None:
@@ -484,8 +490,9 @@ class Segmenter:
             if budget <= 0:
                 raise QueryError(f"refine time budget must be positive, got {budget}")
             start = time.perf_counter()
+            guard = guard or FieldGuard(self.trainer, "refine")
             gen = torch.Generator().manual_seed(self.cfg.seed)
-            data = collect_refine_data(self.trainer, text, self.cfg, gen)
+            data = collect_refine_data(self.trainer, text, self.cfg, gen, chunk_guard=guard)
             if data is None:
                 raise QueryError("cannot refine: no keyframe has teacher (CLIP) features yet")
             collect_s = time.perf_counter() - start
@@ -494,12 +501,27 @@ class Segmenter:
             # the burst still gets a quarter of the budget rather than caching an untrained head.
             stats = train_refine_head(head, data, text, self.cfg.semantic, q,
                                       max_steps=q.refine_max_steps if max_steps is None else max_steps,
-                                      max_time_s=max(budget - collect_s, 0.25 * budget), generator=gen)
+                                      max_time_s=max(budget - collect_s, 0.25 * budget), generator=gen,
+                                      check=guard.check)
             head.eval()
             for p in head.parameters():
                 p.requires_grad_(False)
             self.cache.put(key, head)
             return head, {"cached": 0.0, "collect_s": collect_s, **stats}
+
+    def _priced_view(self, camera, keyframes: list, names: list[str], refine: bool, cloud_points: int):
+        """The mask camera at its rendered size ((intrinsics, c2w, background) or None), after checking
+        the request's estimated cost against the budget (``core/request_budget.py``)."""
+        q = self.cfg.query
+        view = None
+        if camera is not None:
+            intr, c2w, background = self._resolve_camera(camera, keyframes)
+            width, height = mask_size(intr.width, intr.height, q.mask_max_side, q.mask_max_rays)
+            view = (intr.scaled(width, height), c2w, background)
+        uncached_refine = refine and vocabulary_key(names, self._teacher_id) not in self.cache.keys()
+        mask_rays = 0 if view is None else view[0].width * view[0].height
+        check_budget(request_cost(self.cfg, mask_rays, uncached_refine, cloud_points), self.cfg)
+        return view
 
     # ------------------------------------------------------------------ the query
     def segment(self, classes, refine: bool = False, max_time_s: float | None = None,
@@ -521,6 +543,8 @@ class Segmenter:
         threshold = q.score_threshold if score_threshold is None else float(score_threshold)
         if not 0.0 <= threshold <= 1.0:
             raise QueryError(f"score_threshold must be in [0, 1], got {threshold}")
+        guard = FieldGuard(self.trainer)  # before anything is read: a reset from here on ends the query
+        view = self._priced_view(camera, keyframes, names, refine, max_points if cloud else 0)
         use_negatives = q.use_canonical_negatives if unknown is None else bool(unknown)
         text = self._text(names)
         negatives = self._negatives(names) if use_negatives else None
@@ -529,7 +553,7 @@ class Segmenter:
         head = None
         if refine:
             t = time.perf_counter()
-            head, stats = self.refine_head(names, text, max_time_s)
+            head, stats = self.refine_head(names, text, max_time_s, guard=guard)
             timing["refine_s"] = time.perf_counter() - t
             timing.update({f"refine_{k}": float(v) for k, v in stats.items()})
 
@@ -551,7 +575,7 @@ class Segmenter:
         scores = np.zeros(0, np.float32)
         if cloud:
             t = time.perf_counter()
-            points, hit = self.point_features(keyframes, max_points)
+            points, hit = self.point_features(keyframes, max_points, guard)
             xyz, rgb, result_excluded = points.xyz, points.rgb, points.excluded
             timing["surface_s"] = time.perf_counter() - t
             timing["point_cache_hit"] = float(hit)
@@ -570,15 +594,12 @@ class Segmenter:
                                     refined=head is not None, timing_s=timing,
                                     warning=semantic_warning(self.trainer, self.cfg),
                                     points_excluded=result_excluded)
-        if camera is not None:
+        if view is not None:
             t = time.perf_counter()
-            intr, c2w, background = self._resolve_camera(camera, keyframes)
-            scale = min(1.0, q.mask_max_side / max(intr.width, intr.height))
-            width, height = max(1, round(intr.width * scale)), max(1, round(intr.height * scale))
-            intr = intr.scaled(width, height)
+            intr, c2w, background = view
+            width, height = intr.width, intr.height
             measured = self._measured_depth(camera, keyframes, width, height)
-            with _render_lock(self.trainer):
-                img = self.render_mask_view(intr, c2w, measured)
+            img = self.render_mask_view(intr, c2w, measured, chunk_guard=guard)
             timing["render_s"] = time.perf_counter() - t
             if "fallback" in img:  # the surface renderer: share of pixels the reference had to redo
                 timing["mask_fallback_fraction"] = float(img["fallback"].float().mean())
@@ -601,6 +622,7 @@ class Segmenter:
 
 
 __all__ = [
+    "FieldReplaced",
     "Labels",
     "PointFeatureCache",
     "PointFeatures",

@@ -1,6 +1,7 @@
 """What a query's refine burst trains on: rays and DINO windows of the keyframes rendered once,
 without gradient, from the frozen field (``collect_refine_data`` -> ``RefineData``). Each chunk is
-rendered under ``Trainer.exclusive()``, so training steps run between chunks."""
+rendered under a chunk guard (``Trainer.exclusive()`` by default, a query's ``FieldGuard``), so training
+steps run between chunks."""
 
 from __future__ import annotations
 
@@ -9,7 +10,9 @@ from dataclasses import dataclass
 
 import torch
 
-from ovs3d_ros.core.rendering import SamplingSettings, render_rays
+from ovs3d_ros.core.field_guard import exclusive
+from ovs3d_ros.core.rendering import ChunkGuard, SamplingSettings, render_rays
+from ovs3d_ros.core.request_budget import chunk_rays
 from ovs3d_ros.core.semantic_targets import RelevancyCache, batch_relevancy, window_rays
 
 
@@ -25,15 +28,22 @@ class RefineData:
 
 
 @torch.no_grad()
-def collect_refine_data(trainer, text: torch.Tensor, cfg, generator: torch.Generator, chunk: int = 8192):
+def collect_refine_data(trainer, text: torch.Tensor, cfg, generator: torch.Generator,
+                        chunk: int | None = None, chunk_guard: ChunkGuard | None = None):
     """Render, once and without gradient, the rays a refine burst trains on (None without CLIP):
     ``query.refine_rays`` keyframe rays with their relevancy and selection, and ``query.refine_windows``
-    DINO windows (when the keyframes carry DINO)."""
+    DINO windows (when the keyframes carry DINO). ``chunk_guard`` (a ``FieldGuard``) is entered around
+    every chunk's render (default: the trainer's lock); ``chunk`` rays at a time (default: by
+    ``request_budget.chunk_rays``)."""
     keyframes = [kf for kf in trainer.keyframes.snapshot() if kf.clip is not None]
     if not keyframes:
         return None
+    guard = chunk_guard or (lambda: exclusive(trainer))
     device = trainer.device
     settings = SamplingSettings.for_rendering(cfg)
+    if chunk is None:
+        chunk = chunk_rays(cfg, settings.uniform_samples + settings.importance_samples, device,
+                           trainer.render_chunk())
     occupancy = getattr(trainer, "occupancy", None)
     cache = RelevancyCache(text)
     q = cfg.query
@@ -50,7 +60,7 @@ def collect_refine_data(trainer, text: torch.Tensor, cfg, generator: torch.Gener
                 continue
             batch = _subset(batch, ok)
             rel = batch_relevancy(cache, keyframes, batch.keyframe_uids, batch.pixels, device)
-        with trainer.exclusive():
+        with guard():
             out = render_rays(trainer.field, batch.origins, batch.directions, settings, depth=batch.depth,
                               occupancy=occupancy, semantic_rays=len(batch))
         feats.append(out.feature)
@@ -66,7 +76,7 @@ def collect_refine_data(trainer, text: torch.Tensor, cfg, generator: torch.Gener
         wf, wd = [], []
         for i in torch.randint(0, len(with_dino), (q.refine_windows,), generator=generator).tolist():
             origins, directions, depth, dino = window_rays(with_dino[i], sem.fda_window, generator, device)
-            with trainer.exclusive():
+            with guard():
                 out = render_rays(trainer.field, origins, directions, settings, depth=depth,
                                   occupancy=occupancy, semantic_rays=origins.shape[0])
             wf.append(out.feature)

@@ -20,7 +20,9 @@ import torch
 import torch.nn.functional as F
 
 from ovs3d_ros.core.camera import camera_directions, generate_rays, pixel_grid
-from ovs3d_ros.core.rendering import SamplingSettings, render_image
+from ovs3d_ros.core.field_guard import exclusive
+from ovs3d_ros.core.rendering import ChunkGuard, SamplingSettings, render_image
+from ovs3d_ros.core.request_budget import chunk_rays
 
 
 def plausible_point_mask(xyz: np.ndarray, center: np.ndarray, max_distance_m: float) -> np.ndarray:
@@ -98,14 +100,20 @@ def extract_surface(
 
 
 @torch.no_grad()
-def surface_points(trainer, max_points: int, render_side: int = 64) -> tuple[np.ndarray, np.ndarray]:
+def surface_points(trainer, max_points: int, render_side: int = 64,
+                   chunk_guard: ChunkGuard | None = None) -> tuple[np.ndarray, np.ndarray]:
     """World points on the observed surface with colours: (xyz (N,3) float32, rgb (N,3) uint8).
 
     Back-projects each keyframe's depth through its pixels: the sensor depth where the keyframe has
     one (free, and exactly the surface the robot saw), else depth rendered at ``render_side`` pixels
     keeping opaque pixels. Colours come from the keyframe images; at most ``max_points`` points,
-    spread over keyframes.
+    spread over keyframes. ``chunk_guard`` is entered per chunk of a render (default: the trainer's
+    lock for each chunk).
     """
+    guard = chunk_guard or (lambda: exclusive(trainer))
+    settings = SamplingSettings.for_rendering(trainer.cfg)
+    chunk = chunk_rays(trainer.cfg, settings.uniform_samples + settings.importance_samples,
+                       getattr(trainer, "device", "cpu"), trainer.render_chunk())
     keyframes = trainer.keyframes.snapshot()
     per_kf = max(1, max_points // max(1, len(keyframes)))
     xyz_all, rgb_all = [], []
@@ -121,9 +129,9 @@ def surface_points(trainer, max_points: int, render_side: int = 64) -> tuple[np.
         else:
             scale = min(1.0, render_side / max(intr.width, intr.height))
             small = intr.scaled(max(1, round(intr.width * scale)), max(1, round(intr.height * scale)))
-            settings = SamplingSettings.for_rendering(trainer.cfg)
             rendered = render_image(trainer.field, small, kf.pose, settings,
-                                    occupancy=getattr(trainer, "occupancy", None), semantics=False)
+                                    occupancy=getattr(trainer, "occupancy", None), semantics=False,
+                                    chunk=chunk, chunk_guard=guard)
             depth = rendered["depth"].cpu().numpy().reshape(-1).astype(np.float64)
             ok = rendered["opacity"].cpu().numpy().reshape(-1) > 0.5
             pix = pixel_grid(small.width, small.height)

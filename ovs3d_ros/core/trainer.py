@@ -106,8 +106,17 @@ class Trainer:
         self._step_times: deque[tuple[float, float]] = deque(maxlen=50)
         self.memory_budget = MemoryBudget()  # caps after out-of-memory errors; cfg stays as set
         self._lock = threading.RLock()
+        # bumped when the field is replaced (a checkpoint load) or the trainer retired (a reset): a
+        # request rendering chunk by chunk (core/field_guard.py) then fails at its next chunk
+        self.field_version = 0
+        self.retired = False
         self._waiting = 0
         self._waiting_lock = threading.Lock()
+        # the run loop announces the step it is about to take, so a long chunked request can let it in
+        # (yield_to_step); loop_iterations counts the loop's attempts, skipped (OOM) steps included
+        self._step_pending = False
+        self._loop_iterations = 0
+        self._step_done = threading.Condition()
 
     # ------------------------------------------------------------------ locking
     @contextlib.contextmanager
@@ -121,6 +130,34 @@ class Trainer:
         finally:
             with self._waiting_lock:
                 self._waiting -= 1
+
+    def retire(self) -> None:
+        """This trainer was replaced (a reset): requests still using it fail at their next chunk, and
+        its training loop ends after the step in flight once its stop event is set. Takes no lock, so a
+        reset never waits for a query or a step."""
+        self.retired = True
+        self.field_version += 1
+
+    def yield_to_step(self, timeout_s: float = 1.0) -> bool:
+        """Let the run loop's pending step go first (called, without the lock, between the chunks of a
+        long request, so training keeps stepping during a long render). True if a step was let in;
+        returns at once when the loop is not about to step (paused, stopped, no keyframes, no loop)."""
+        with self._step_done:
+            if not self._step_pending:
+                return False
+            before = self._loop_iterations
+            return self._step_done.wait_for(lambda: self._loop_iterations != before, timeout_s)
+
+    def let_waiters_in(self, timeout_s: float = 1.0) -> None:
+        """Called without the lock between a long request's chunks: whoever is queued for the lock (a
+        save, a load, another render) goes first. Python's lock is not fair: the request's own thread,
+        already running, would otherwise re-take it before a blocked waiter wakes (a load waited 1.2 s
+        behind 0.4 s chunks)."""
+        if self._lock._is_owned():  # a nested guard: this thread holds the lock (and counts in _waiting)
+            return
+        deadline = time.monotonic() + timeout_s
+        while self._waiting > 0 and time.monotonic() < deadline:
+            time.sleep(0.001)
 
     # ------------------------------------------------------------------ frames
     def add_frame(self, frame: Frame) -> bool:
@@ -258,10 +295,17 @@ class Trainer:
             if (paused_event is not None and paused_event.is_set()) or len(self.keyframes) == 0:
                 stop_event.wait(0.05)
                 continue
+            self._step_pending = True
             while self._waiting > 0 and not stop_event.is_set():
                 time.sleep(0.001)  # a render/query is queued: let it take the lock first
             started = time.perf_counter()
-            guarded_step(self)  # out of memory: the ray budget halves and training goes on
+            try:
+                guarded_step(self)  # out of memory: the ray budget halves and training goes on
+            finally:
+                with self._step_done:
+                    self._step_pending = False
+                    self._loop_iterations += 1
+                    self._step_done.notify_all()
             rate = self.cfg.trainer.max_steps_per_s
             if rate > 0:
                 remaining = 1.0 / rate - (time.perf_counter() - started)
@@ -490,6 +534,7 @@ class Trainer:
         with self.exclusive():
             for name in self._SWAPPED:
                 setattr(self, name, getattr(fresh, name))
+            self.field_version += 1  # a request that started on the old field fails at its next chunk
             self.last_losses, self.last_psnr = {}, float("nan")
             self._step_times.clear()
 

@@ -8,6 +8,10 @@ import traceback
 from collections.abc import Callable
 
 JOIN_TIMEOUT_S = 30.0
+# A restart (a reset) waits this long for the old loop's step in flight; a longer step (an occupancy
+# update on a large grid) then ends on its own on the old, retired trainer while the new one starts:
+# a reset must answer in well under 2 s and never queue behind a step (issue 17).
+RESTART_JOIN_S = 0.25
 
 
 class TrainingThread:
@@ -60,7 +64,8 @@ class TrainingThread:
         self._stop.set()
         self._thread.join(timeout=timeout_s)
 
-    def restart(self, trainer) -> None:
-        """Stop the current loop, then train ``trainer`` (paused stays as it was)."""
-        self.stop()
+    def restart(self, trainer, timeout_s: float = RESTART_JOIN_S) -> None:
+        """Stop the current loop (waiting at most ``timeout_s`` for its step in flight, which then
+        finishes on its own: its stop event stays set), then train ``trainer`` (paused stays as it was)."""
+        self.stop(timeout_s)
         self._thread = self._start(trainer)

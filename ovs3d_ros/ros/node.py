@@ -103,7 +103,11 @@ class Ovs3dNode(Node):
             self._resume_from_autosave()
 
         self._sensor_group = ReentrantCallbackGroup()
-        self._service_group = MutuallyExclusiveCallbackGroup()
+        # one group per kind of service, so a long query (mask, refine) never blocks a control request:
+        # pause alone (it only sets a flag), reset/save/load in one (they replace or read the model)
+        self._query_group = MutuallyExclusiveCallbackGroup()
+        self._control_group = MutuallyExclusiveCallbackGroup()
+        self._pause_group = MutuallyExclusiveCallbackGroup()
         self._timer_group = MutuallyExclusiveCallbackGroup()
         self._create_inputs()
         self._create_outputs()
@@ -123,8 +127,9 @@ class Ovs3dNode(Node):
         from ovs3d_ros.core.teachers import build_teacher
         from ovs3d_ros.core.trainer import Trainer
 
-        names = list(self.cfg.teacher.synthetic.class_names) or None
-        self.teacher = build_teacher(self.cfg.teacher, self.device, class_names=names)
+        if getattr(self, "teacher", None) is None:  # built once: a reset keeps it (CLIP loads in seconds)
+            names = list(self.cfg.teacher.synthetic.class_names) or None
+            self.teacher = build_teacher(self.cfg.teacher, self.device, class_names=names)
         return Trainer(self.cfg, self.device, self.teacher)
 
     def _new_segmenter(self):
@@ -194,12 +199,12 @@ class Ovs3dNode(Node):
         self.mask_info_pub = self.create_publisher(CameraInfo, "~/mask_camera_info", LATCHED_QOS)
         self.markers_pub = self.create_publisher(MarkerArray, "~/class_markers", LATCHED_QOS)
         self.status_pub = self.create_publisher(TrainingStatus, "~/status", STATUS_QOS)
-        g = self._service_group
-        self.create_service(Query, "~/query", self._on_query, callback_group=g)
-        self.create_service(Trigger, "~/reset", self._on_reset, callback_group=g)
-        self.create_service(SetBool, "~/pause", self._on_pause, callback_group=g)
-        self.create_service(Checkpoint, "~/save", self._on_save, callback_group=g)
-        self.create_service(Checkpoint, "~/load", self._on_load, callback_group=g)
+        control = self._control_group
+        self.create_service(Query, "~/query", self._on_query, callback_group=self._query_group)
+        self.create_service(Trigger, "~/reset", self._on_reset, callback_group=control)
+        self.create_service(SetBool, "~/pause", self._on_pause, callback_group=self._pause_group)
+        self.create_service(Checkpoint, "~/save", self._on_save, callback_group=control)
+        self.create_service(Checkpoint, "~/load", self._on_load, callback_group=control)
         self._status_timer = self.create_timer(
             _status_period_s(self.cfg), self._publish_status, callback_group=self._timer_group
         )
@@ -517,11 +522,13 @@ class Ovs3dNode(Node):
 
     def _on_reset(self, req: Trigger.Request, res: Trigger.Response) -> Trigger.Response:
         try:
-            self._training.stop()  # before building the new one: never two models training at once
+            # never waits for a query: one still rendering the old field fails at its next chunk
+            self.trainer.retire()
+            self._training.stop_event.set()  # the old loop ends after the step in flight
             self.trainer = self._new_trainer()
             self.segmenter = self._new_segmenter()
             self._gate = FrameGate(self.cfg.input)  # a new map is anchored by its own first frame
-            self._training.restart(self.trainer)
+            self._training.restart(self.trainer)  # waits <= 0.25 s for the old step (training_thread.py)
         except Exception as exc:
             res.success, res.message = False, f"reset failed: {exc!r}"
             return res
@@ -644,7 +651,8 @@ def main(args=None) -> None:
     faulthandler.register(signal.SIGUSR1, all_threads=True)
     rclpy.init(args=args)
     node = None
-    executor = MultiThreadedExecutor(num_threads=4)
+    # a query, a control request, pause, the status timer and the input callbacks at once
+    executor = MultiThreadedExecutor(num_threads=6)
     try:
         node = Ovs3dNode()
         executor.add_node(node)

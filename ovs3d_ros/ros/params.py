@@ -50,7 +50,9 @@ _FLOAT_MAX = 1e12
 # (lowest, highest) where the code accepts less than [0, max]: each bound is what the reading code
 # checks (a query refuses max_points < 1 and thresholds outside [0, 1], a refine a budget <= 0).
 RANGES: dict[str, tuple[float, float]] = {
-    "query.max_points": (1, _INT_MAX),
+    "query.max_points": (1, 10_000_000),  # 200 MB of cloud; each point is a sample of the request budget
+    "query.mask_max_rays": (1, _INT_MAX),
+    "query.request_max_samples": (1, _INT_MAX),
     "query.score_threshold": (0.0, 1.0),  # a softmax probability
     "query.refine_max_time_s": (1e-3, _FLOAT_MAX),
     "query.refine_max_steps": (1, _INT_MAX),
