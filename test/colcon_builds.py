@@ -34,17 +34,10 @@ VENDORED_PYTHON = SHARED / "vendor" / "ros2-python" / "src"
 CACHE = ROOT / "build" / "colcon"
 UPSTREAM_PACKAGES = ("tf2", "tf2_msgs", "tf2_py", "tf2_ros_py", "composition_interfaces")
 # what `colcon build` of this package reads (a workspace's src/ovs3d_ros holds these)
-PACKAGE_INPUTS = (
-    "CMakeLists.txt",
-    "package.xml",
-    "msg",
-    "srv",
-    "ovs3d_ros",
-    "scripts",
-    "launch",
-    "config",
-    "test",
-)
+PACKAGE_INPUTS = ("CMakeLists.txt", "package.xml", "msg", "srv", "ovs3d_ros", "scripts", "launch", "config")
+# copied too (a clone has it; CMake registers it with ament_cmake_pytest) but not hashed: what is built
+# depends only on its path, so editing a test does not rebuild the package
+PACKAGE_COPIED_ONLY = ("test",)
 BUILD_TIMEOUT_S = 900  # safety net only: the upstream build takes ~50 s on 2 idle cores
 COMPLETE = ".complete"
 
@@ -110,7 +103,7 @@ def underlay_env() -> dict[str, str]:
 
 
 def colcon_build(
-    name: str, sources: dict[str, Path], underlays: tuple[Path, ...] = (), cmake_args=()
+    name: str, sources: dict[str, Path], underlays: tuple[Path, ...] = (), cmake_args=(), copied_only=None
 ) -> Path:
     """`colcon build` of `sources` ({name in src/: path}) on the venv (+ `underlays`); returns the
     install prefix. Cached per input hash; a concurrent run waits on a lock instead of building twice."""
@@ -124,7 +117,7 @@ def colcon_build(
             return install
         for old in CACHE.glob(f"{name}-*"):  # stale builds of older inputs, or a half-finished one
             shutil.rmtree(old, ignore_errors=True)
-        for dest, src in sources.items():
+        for dest, src in {**sources, **(copied_only or {})}.items():
             target = ws / "src" / dest
             if src.is_dir():
                 shutil.copytree(src, target, ignore=shutil.ignore_patterns("__pycache__", "*.pyc"))
@@ -173,7 +166,11 @@ def upstream_install() -> Path:
 def package_install() -> Path:
     """This package, `colcon build` with its defaults (testing on), in a workspace of its own."""
     require_vendored()
-    return colcon_build("ovs3d_ros", {f"ovs3d_ros/{n}": ROOT / n for n in PACKAGE_INPUTS})
+    return colcon_build(
+        "ovs3d_ros",
+        {f"ovs3d_ros/{n}": ROOT / n for n in PACKAGE_INPUTS},
+        copied_only={f"ovs3d_ros/{n}": ROOT / n for n in PACKAGE_COPIED_ONLY},
+    )
 
 
 def sourced_env(*installs: Path, with_vendored_python: bool = True) -> dict[str, str]:

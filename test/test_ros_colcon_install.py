@@ -82,7 +82,15 @@ def test_installed_executables_exit_with_their_commands_status(installed, tmp_pa
     )
     assert ok.returncode == 0 and "query" in ok.stdout, ok.stderr[-2000:]
     bad = subprocess.run(
-        [str(exe / "ovs3d"), "query", str(tmp_path / "missing.ckpt"), "--classes", "a"],
+        [
+            str(exe / "ovs3d"),
+            "query",
+            str(tmp_path / "missing.ckpt"),
+            "--classes",
+            "a",
+            "--out",
+            str(tmp_path / "q"),
+        ],
         cwd=tmp_path,
         env=env,
         capture_output=True,
