@@ -7,6 +7,7 @@ import filecmp
 import json
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 from colcon_builds import ROOT, package_install, sourced_env
@@ -108,3 +109,30 @@ def test_installed_executables_exit_with_their_commands_status(installed, tmp_pa
         timeout=300,
     )
     assert demo.returncode == 0, demo.stderr[-2000:]
+
+
+def test_readme_describes_these_builds_and_tests():
+    """The README's "On a normal ROS 2 install" section names the colcon steps these tests run and
+    the test files that run them (no vendored trees needed for this check)."""
+    import re
+
+    import colcon_builds
+
+    readme = (ROOT / "README.md").read_text()
+    section = readme.split("## On a normal ROS 2 install", 1)[1].split("\n## ", 1)[0]
+    for name in ("test_ros_colcon_install.py", "test_ros_launch_upstream.py", "test_ros_tf_upstream.py",
+                 "test_cloud_layout.py", "colcon_builds.py"):  # fmt: skip
+        assert f"test/{name}" in section, name
+        assert (ROOT / "test" / name).is_file(), name
+    recipe = Path(colcon_builds.__file__).read_text()
+    for flag in (
+        "--base-paths",
+        "--build-base",
+        "--install-base",
+        "-DPython3_EXECUTABLE",
+        "-DBUILD_TESTING=OFF",
+    ):
+        assert flag in recipe and flag in section, flag
+    assert set(re.findall(r"\b(tf2\w*|composition_interfaces)\b", section)) >= set(
+        colcon_builds.UPSTREAM_PACKAGES
+    )
