@@ -187,3 +187,10 @@ def sourced_env(*installs: Path, with_vendored_python: bool = True) -> dict[str,
         if var in os.environ:
             env[var] = os.environ[var]
     return env
+
+
+def run_in(env: dict[str, str], cwd: Path, *cmd) -> subprocess.CompletedProcess:
+    """Run `cmd` in a sourced environment (text output captured; a generous safety-net timeout)."""
+    return subprocess.run(
+        [str(c) for c in cmd], env=env, cwd=cwd, capture_output=True, text=True, timeout=300
+    )

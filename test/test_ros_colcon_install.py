@@ -5,12 +5,11 @@ run and exit with their command's status; the installed demo finds its params fi
 
 import filecmp
 import json
-import subprocess
 import sys
 from pathlib import Path
 
 import pytest
-from colcon_builds import ROOT, package_install, sourced_env
+from colcon_builds import ROOT, package_install, run_in, sourced_env
 
 pytestmark = pytest.mark.ros
 
@@ -36,9 +35,7 @@ def installed():
 
 def test_imports_come_from_the_install_not_the_checkout(installed, tmp_path):
     install, env = installed
-    done = subprocess.run(
-        [sys.executable, "-c", PROBE], cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300
-    )
+    done = run_in(env, tmp_path, sys.executable, "-c", PROBE)
     assert done.returncode == 0, done.stderr[-3000:]
     found = json.loads(done.stdout.strip().splitlines()[-1])
     prefix = install / "ovs3d_ros"
@@ -78,36 +75,22 @@ def test_installed_executables_exit_with_their_commands_status(installed, tmp_pa
     """`lib/ovs3d_ros/ovs3d query missing.ckpt` printed an error and exited 0 (issue 18)."""
     install, env = installed
     exe = install / "ovs3d_ros" / "lib" / "ovs3d_ros"
-    ok = subprocess.run(
-        [str(exe / "ovs3d"), "--help"], cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300
-    )
+    ok = run_in(env, tmp_path, str(exe / "ovs3d"), "--help")
     assert ok.returncode == 0 and "query" in ok.stdout, ok.stderr[-2000:]
-    bad = subprocess.run(
-        [
-            str(exe / "ovs3d"),
-            "query",
-            str(tmp_path / "missing.ckpt"),
-            "--classes",
-            "a",
-            "--out",
-            str(tmp_path / "q"),
-        ],
-        cwd=tmp_path,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=300,
+    bad = run_in(
+        env,
+        tmp_path,
+        str(exe / "ovs3d"),
+        "query",
+        str(tmp_path / "missing.ckpt"),
+        "--classes",
+        "a",
+        "--out",
+        str(tmp_path / "q"),
     )
     assert bad.returncode != 0, bad.stdout + bad.stderr
     assert "missing.ckpt" in bad.stdout + bad.stderr
-    demo = subprocess.run(
-        [str(exe / "ovs3d_demo"), "--help"],
-        cwd=tmp_path,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
+    demo = run_in(env, tmp_path, str(exe / "ovs3d_demo"), "--help")
     assert demo.returncode == 0, demo.stderr[-2000:]
 
 

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 import yaml
-from colcon_builds import package_install, sourced_env, upstream_install
+from colcon_builds import package_install, run_in, sourced_env, upstream_install
 from rcl_interfaces.msg import ParameterType
 from rcl_interfaces.srv import GetParameters
 from rclpy.qos import DurabilityPolicy, ReliabilityPolicy
@@ -38,13 +38,15 @@ def launch_env():
 
 def test_default_params_file_is_found_in_the_install(launch_env, tmp_path):
     install, env = launch_env
-    done = subprocess.run(
-        [sys.executable, str(LAUNCHER), "--default", "ovs3d_ros", "ovs3d.launch.py", "params_file"],
-        env=env,
-        cwd=tmp_path,
-        capture_output=True,
-        text=True,
-        timeout=300,
+    done = run_in(
+        env,
+        tmp_path,
+        sys.executable,
+        str(LAUNCHER),
+        "--default",
+        "ovs3d_ros",
+        "ovs3d.launch.py",
+        "params_file",
     )
     assert done.returncode == 0, done.stderr[-3000:]
     assert done.stdout.strip() == str(install / "ovs3d_ros" / "share" / "ovs3d_ros" / "config" / "ovs3d.yaml")

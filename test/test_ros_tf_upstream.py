@@ -10,7 +10,7 @@ import subprocess
 import sys
 
 import pytest
-from colcon_builds import sourced_env, upstream_install
+from colcon_builds import run_in, sourced_env, upstream_install
 
 from ovs3d_ros.data.synthetic import SyntheticScene
 from ovs3d_ros.data.writers import BAG_TOPICS, write_rosbag
@@ -31,9 +31,7 @@ def tf2_env():
 
 def test_tf2_is_the_colcon_built_upstream(tf2_env, tmp_path):
     probe = "import tf2_ros, tf2_py, tf2_msgs.msg; print(tf2_ros.__file__); print(tf2_py.__file__)"
-    done = subprocess.run(
-        [sys.executable, "-c", probe], env=tf2_env, cwd=tmp_path, capture_output=True, text=True, timeout=300
-    )
+    done = run_in(tf2_env, tmp_path, sys.executable, "-c", probe)
     assert done.returncode == 0, done.stderr[-3000:]
     assert all("/build/colcon/upstream-" in line for line in done.stdout.split()), done.stdout
 
@@ -55,8 +53,7 @@ print(source.lookup("", Time(sec=10), timeout_s=0.01), source.last_failure)
 def test_empty_frame_id_is_no_pose_with_the_real_tf2(tf2_env, tmp_path):
     """Real tf2 raises InvalidArgumentException for an empty frame_id, which escaped the three
     exceptions caught before (a traceback per frame): now it is a counted, explained drop."""
-    done = subprocess.run([sys.executable, "-c", EMPTY_FRAME_PROBE], env=tf2_env, cwd=tmp_path,
-                          capture_output=True, text=True, timeout=300)  # fmt: skip
+    done = run_in(tf2_env, tmp_path, sys.executable, "-c", EMPTY_FRAME_PROBE)
     assert done.returncode == 0, done.stderr[-3000:]
     assert done.stdout.startswith("None InvalidArgumentException"), done.stdout
 
