@@ -1,6 +1,7 @@
-"""TfPoseSource against the tf2_ros API (issue 18). The venv has no tf2_ros, so a stand-in with the
+"""TfPoseSource against the tf2_ros API (issue 18), without any ROS install: a stand-in with the
 upstream exception hierarchy (tf2_py: every tf2 error derives from TransformException) and the
-upstream Buffer signature (cache_time=None, node=None) is injected."""
+upstream Buffer signature (cache_time=None, node=None) is injected. These run where the vendored
+upstream sources are absent; test/test_ros_tf_upstream.py checks the same against the real tf2."""
 
 import sys
 import types
