@@ -326,3 +326,29 @@ def test_point_cache_staleness_rule_and_a_replaced_field(trained):
         assert tolerant.segment(names, max_points=200).timing_s["point_cache_hit"] == 0.0
     finally:
         trainer.field = old_field
+
+
+def test_cloud_geometry_kept_across_training_steps_latents_recomputed(trained):
+    """With sensor depth on every keyframe the cloud's points are the keyframes' alone: a training step
+    recomputes the latents (the field moved) but not the points; another request recomputes both."""
+    data, cfg, teacher, trainer = trained
+    names = data.class_names
+    seg = Segmenter(trainer, teacher, cfg)
+    first = seg.segment(names, max_points=400)
+    geometry = seg._geometry
+    old_latent = seg.point_features(seg._keyframes(), 400)[0].latent
+    assert geometry is not None
+    trainer.step()
+    trainer.field.eval()
+    after = seg.segment(names, max_points=400)
+    assert after.timing_s["point_cache_hit"] == 0.0 and seg._geometry is geometry
+    np.testing.assert_array_equal(after.points, first.points)
+    latent = seg.point_features(seg._keyframes(), 400)[0].latent
+    with torch.no_grad():
+        now = trainer.field.semantic_at(torch.as_tensor(after.points))
+    torch.testing.assert_close(latent, now)
+    assert not torch.allclose(old_latent, now)  # the step did move the semantic field
+    np.testing.assert_array_equal(after.labels, Segmenter(trainer, teacher, cfg).segment(
+        names, max_points=400).labels)
+    seg.segment(names, max_points=300)
+    assert seg._geometry is not geometry

@@ -400,6 +400,7 @@ class Segmenter:
         self._teacher_id = teacher_id(teacher, cfg)
         self.points_excluded = 0  # over all queries: a non-zero count means a poisoned keyframe
         self.point_cache = PointFeatureCache(cfg.query.point_cache_max_age_steps)
+        self._geometry: tuple | None = None  # (key, (xyz, rgb, excluded)), see _cloud_geometry
 
     # ------------------------------------------------------------------ helpers
     def _text(self, names: list[str]) -> torch.Tensor:
@@ -467,9 +468,9 @@ class Segmenter:
             pts = torch.as_tensor(xyz[start:start + chunk], dtype=torch.float32, device=self.trainer.device)
             with _render_lock(self.trainer):
                 latent = field_.semantic_at(pts)
-                feats = field_.expand_feature(latent, torch.ones(len(pts), device=pts.device))
+                head = field_.feature_head
+                norms.append(expanded_norm(latent, head.weight, head.bias))
             latents.append(latent)
-            norms.append(feats.norm(dim=-1))
         if not latents:
             return (torch.zeros(0, self.cfg.field.semantic_latent_dim, device=self.trainer.device),
                     torch.zeros(0, device=self.trainer.device))
@@ -478,25 +479,45 @@ class Segmenter:
     def point_features(self, keyframes: list, max_points: int) -> tuple[PointFeatures, bool]:
         """The cloud of the current field version (cached, see ``PointFeatureCache``), and whether it
         came from the cache."""
-        from ovs3d_ros.core import outputs
-
         q = self.cfg.query
         key = self.point_cache.key(self.trainer, keyframes, (max_points, q.voxel_size_m, self.cfg.seed))
         cached = self.point_cache.get(self.trainer, key)
         if cached is not None:
             return cached, True
         step = int(getattr(self.trainer, "step_count", 0))  # before: a step during the build makes it stale
+        xyz, rgb, excluded = self._cloud_geometry(keyframes, max_points, key)
+        latent, norm = self._point_latents(xyz)
+        head = self.trainer.field.feature_head
+        value = PointFeatures(xyz, rgb, latent, norm, head.weight.detach().clone(),
+                              head.bias.detach().clone(), excluded)
+        self.point_cache.put(self.trainer, step, key, value)
+        return value, False
+
+    def _cloud_geometry(self, keyframes: list, max_points: int,
+                        key: tuple) -> tuple[np.ndarray, np.ndarray, int]:
+        """The thinned cloud's points, colours and excluded count for the cloud request ``key``.
+
+        When every keyframe has a sensor depth the points are the keyframes' alone, not the field's
+        (``surface_points``): they are kept while the keyframes, the request and the scene bounds stay,
+        across training steps, so a query on a field still training pays only the latents.
+        """
+        from ovs3d_ros.core import outputs
+
+        q, field_ = self.cfg.query, self.trainer.field
+        key = (key, tuple(field_.scene_center.tolist()), float(field_.scene_radius), bool(field_.bounds_set))
+        sensor_only = all(kf.depth is not None and bool((kf.depth > 0).any()) for kf in keyframes)
+        cached = self._geometry
+        if sensor_only and cached is not None and cached[0] == key:
+            return cached[1]
         xyz, rgb = self._surface(max_points * 2)
         xyz, rgb, excluded = self._plausible(xyz, rgb)
         thin = outputs.downsample_cloud(
             outputs.LabeledCloud(xyz, rgb, np.zeros(len(xyz), np.uint16), np.zeros(len(xyz), np.float32)),
             max_points, q.voxel_size_m, seed=self.cfg.seed)
-        latent, norm = self._point_latents(thin.xyz)
-        head = self.trainer.field.feature_head
-        value = PointFeatures(thin.xyz, thin.rgb, latent, norm, head.weight.detach().clone(),
-                              head.bias.detach().clone(), excluded)
-        self.point_cache.put(self.trainer, step, key, value)
-        return value, False
+        value = (thin.xyz, thin.rgb, excluded)
+        if sensor_only:
+            self._geometry = (key, value)  # one tuple assignment: a concurrent reader sees old or new
+        return value
 
     def _measured_depth(self, camera, keyframes: list, width: int, height: int) -> torch.Tensor | None:
         """(height, width) depth of a keyframe camera (nearest-neighbour resized, 0 = none), else None."""

@@ -486,16 +486,18 @@ def window_edges(centres: torch.Tensor, half: torch.Tensor, n: int, near: float)
 
 
 def surface_windows(
-    centre: torch.Tensor, dmin: torch.Tensor, dmax: torch.Tensor, error: torch.Tensor, half: float
+    centre: torch.Tensor, dmin: torch.Tensor, dmax: torch.Tensor, error: torch.Tensor, half: float,
+    tolerance: float = 0.5,
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """Where to put a ray's samples, from its neighbourhood depths (all (N,), see ``neighbourhood_depths``).
 
-    Returns ``smooth`` (N,) bool (interpolation error <= ``half`` / 2: one window around ``centre``
-    holds the surface) and, for the other rays, three windows of half width ``half``, centres (N, 3):
+    Returns ``smooth`` (N,) bool (interpolation error <= ``tolerance`` x ``half``: one window around
+    ``centre`` holds the surface) and, for the other rays, three windows of half width ``half``,
+    centres (N, 3):
     around the front (dmin), the interpolated and the back (dmax) depth, since a ray at a depth edge
     may see either side of it.
     """
-    smooth = error <= 0.5 * half
+    smooth = error <= tolerance * half
     centres = torch.stack((dmin, centre, dmax), dim=-1)
     return smooth, centres, torch.full_like(centres, half)
 
@@ -553,6 +555,7 @@ class SurfaceSettings:
     front_samples: int = 0       # occupancy-skipped samples between near and the first window
     span_samples: int = 4        # occupancy-skipped samples across [first window, last window]
     fallback_front: float = 0.1  # weight found by the front samples above this -> reference renderer
+    smooth_tolerance: float = 0.5  # a ray is smooth when its interpolation error bound <= this x window_m
 
     def validate(self) -> None:
         if self.downsample < 1 or min(self.window_samples, self.smooth_samples) < 1 or not self.window_m > 0:
@@ -637,7 +640,7 @@ def render_image_surface(
     guess = _surface_guess(field, intrinsics, c2w, settings, surface, depth, occupancy, chunk, chunk_guard)
     origins, directions = generate_rays(intrinsics, c2w, device=device)
     smooth, centres, halves = surface_windows(guess.centre, guess.dmin, guess.dmax, guess.error,
-                                              surface.window_m)
+                                              surface.window_m, surface.smooth_tolerance)
     # rays with no surface in their neighbourhood: windows at the far plane (the reference sees
     # nothing before it either, or it falls back below)
     centres = torch.where(guess.any_valid[:, None], centres, torch.full_like(centres, settings.far))
