@@ -9,8 +9,10 @@ The field itself is never touched by a query, so other vocabularies' answers can
 Speed (issue 15): the labeled cloud's points, latents and feature norms are kept per field version
 (``PointFeatureCache``: same field object, keyframes and cloud request, at most
 ``query.point_cache_max_age_steps`` training steps old), so a new vocabulary on an unchanged field costs
-the text encoder and one (N x L) @ (L x C) product (``classify_latent``). Masks are rendered by
-``rendering.render_image_surface`` (``query.mask_renderer: surface``) unless ``reference`` is asked for.
+the text encoder and one (N x L) @ (L x C) product (``classify_latent``); with sensor depth on every
+keyframe the points alone are also kept across training steps (``Segmenter._cloud_geometry``). Masks are
+rendered by ``rendering.render_image_surface`` (``query.mask_renderer: surface``) unless ``reference`` is
+asked for, and labelled from their latents and opacity the same way (no (H*W, clip_dim) expansion).
 
 Scores: the winning class's probability under ``softmax_c(cos / query.score_temperature)``. A label
 becomes 'unknown' (uint16 65535 in clouds; 255/65535 in label images) when its score is below the
