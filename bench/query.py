@@ -91,7 +91,9 @@ def bench_cloud(trainer, teacher, dataset, device: str, points: int) -> dict:
                                                               trainer.cfg.seed)))
     text = seg._text(names)
     # today's labelling of the same points: the (N, D) expanded features, then classify
-    old, old_s = timed(device, lambda: classify(cached.features(), text, trainer.cfg.query.score_temperature))
+    q = trainer.cfg.query
+    old, old_s = timed(device, lambda: classify(cached.features(), text, q.score_temperature,
+                                                q.score_threshold, rule=q.decision_rule))
     other = list(reversed(names)) + ["chair"]  # a new vocabulary on the unchanged field
     repeat, repeat_s = timed(device, lambda: seg.segment(other, max_points=points))
     flipped = np.where(first.labels == 65535, 65535, len(names) - 1 - first.labels.astype(np.int64))

@@ -10,7 +10,8 @@ import torch
 from tiny_config import tiny_config  # noqa: E402 - test/ is on sys.path
 
 from ovs3d_ros.config import apply_flat
-from ovs3d_ros.core.query import Segmenter, classify, classify_latent
+from ovs3d_ros.core.outputs import label_image
+from ovs3d_ros.core.query import Segmenter, classify, classify_latent, expanded_norm
 from ovs3d_ros.core.rendering import (
     RenderError,
     SurfaceSettings,
@@ -94,6 +95,31 @@ def test_classify_latent_is_classify_of_the_expanded_features():
         torch.testing.assert_close(fast.scores, ref.scores, atol=1e-5, rtol=1e-5)
     assert not torch.equal(classify(feats, text, 0.1, rule="relevancy").labels,
                            classify(feats, text, 0.1, rule="cosine").labels)  # the rules do differ here
+
+
+def test_classify_latent_of_rendered_rays_is_classify_of_their_expanded_features():
+    """A rendered ray's feature is ``latent W^T + opacity b`` (``SemanticField.expand_feature``): the
+    labels and scores from the latent and the opacity are those of the expanded features, including
+    rays with no opacity (latent 0, feature 0: every cosine 0) and faint rays."""
+    torch.manual_seed(1)
+    latent, weight, bias = torch.randn(600, 8), torch.randn(16, 8), torch.randn(16)
+    opacity = torch.rand(600)
+    opacity[:50] = 0.0
+    latent[:50] = 0.0
+    opacity[50:100] = 1e-3
+    text = torch.nn.functional.normalize(torch.randn(5, 16), dim=-1)
+    negatives = torch.nn.functional.normalize(torch.randn(2, 16), dim=-1)
+    feats = latent @ weight.t() + opacity[:, None] * bias
+    norm = expanded_norm(latent, weight, bias, opacity)
+    torch.testing.assert_close(norm, feats.norm(dim=-1), atol=1e-5, rtol=1e-5)
+    torch.testing.assert_close(expanded_norm(latent, weight, bias), (latent @ weight.t() + bias).norm(dim=-1),
+                               atol=1e-5, rtol=1e-5)
+    for rule in ("cosine", "relevancy"):
+        ref = classify(feats, text, 0.1, 0.3, negatives, rule=rule)
+        fast = classify_latent(latent, norm, weight, bias, text, 0.1, 0.3, negatives, chunk=128, rule=rule,
+                               opacity=opacity)
+        assert torch.equal(fast.labels, ref.labels), rule
+        torch.testing.assert_close(fast.scores, ref.scores, atol=1e-5, rtol=1e-5)
 
 
 def test_surface_settings_are_checked():
@@ -233,6 +259,27 @@ def test_segmenter_mask_renderers_and_a_bad_name(trained):
             names, camera=1, cloud=False)
 
 
+def test_segmenter_mask_labels_from_latents_are_those_of_the_expanded_features(trained):
+    """The Segmenter labels a mask from the rendered latents (no (H*W, clip_dim) expansion): the same
+    labels and scores as ``classify`` of the features the renderer expands from the same render."""
+    data, cfg, teacher, trainer = trained
+    names = data.class_names
+    seg = Segmenter(trainer, teacher, cfg)
+    result = seg.segment(names, camera=1, cloud=False)
+    intr, c2w = result.camera
+    measured = seg._measured_depth(1, seg._keyframes(), intr.width, intr.height)
+    img = seg.render_mask_view(intr, c2w, measured)
+    assert "feature" not in img  # the query never asks for the expansion
+    with torch.no_grad():
+        features = trainer.field.expand_feature(img["latent"].reshape(-1, img["latent"].shape[-1]),
+                                                img["opacity"].reshape(-1))
+    ref = classify(features, seg._text(names), cfg.query.score_temperature, cfg.query.score_threshold,
+                   rule=cfg.query.decision_rule)
+    labels = label_image(ref.labels.numpy().reshape(result.label_image.shape), len(names))
+    np.testing.assert_array_equal(result.label_image, labels)
+    np.testing.assert_allclose(result.score_image.reshape(-1), ref.scores.numpy(), atol=1e-5)
+
+
 # ---------------------------------------------------------------------------------------------- point cache
 def test_point_cache_reused_on_an_unchanged_field_and_invalidated_when_it_changes(trained):
     data, cfg, teacher, trainer = trained
@@ -279,3 +326,29 @@ def test_point_cache_staleness_rule_and_a_replaced_field(trained):
         assert tolerant.segment(names, max_points=200).timing_s["point_cache_hit"] == 0.0
     finally:
         trainer.field = old_field
+
+
+def test_cloud_geometry_kept_across_training_steps_latents_recomputed(trained):
+    """With sensor depth on every keyframe the cloud's points are the keyframes' alone: a training step
+    recomputes the latents (the field moved) but not the points; another request recomputes both."""
+    data, cfg, teacher, trainer = trained
+    names = data.class_names
+    seg = Segmenter(trainer, teacher, cfg)
+    first = seg.segment(names, max_points=400)
+    geometry = seg._geometry
+    old_latent = seg.point_features(seg._keyframes(), 400)[0].latent
+    assert geometry is not None
+    trainer.step()
+    trainer.field.eval()
+    after = seg.segment(names, max_points=400)
+    assert after.timing_s["point_cache_hit"] == 0.0 and seg._geometry is geometry
+    np.testing.assert_array_equal(after.points, first.points)
+    latent = seg.point_features(seg._keyframes(), 400)[0].latent
+    with torch.no_grad():
+        now = trainer.field.semantic_at(torch.as_tensor(after.points))
+    torch.testing.assert_close(latent, now)
+    assert not torch.allclose(old_latent, now)  # the step did move the semantic field
+    np.testing.assert_array_equal(after.labels, Segmenter(trainer, teacher, cfg).segment(
+        names, max_points=400).labels)
+    seg.segment(names, max_points=300)
+    assert seg._geometry is not geometry

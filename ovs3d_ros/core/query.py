@@ -9,8 +9,10 @@ The field itself is never touched by a query, so other vocabularies' answers can
 Speed (issue 15): the labeled cloud's points, latents and feature norms are kept per field version
 (``PointFeatureCache``: same field object, keyframes and cloud request, at most
 ``query.point_cache_max_age_steps`` training steps old), so a new vocabulary on an unchanged field costs
-the text encoder and one (N x L) @ (L x C) product (``classify_latent``). Masks are rendered by
-``rendering.render_image_surface`` (``query.mask_renderer: surface``) unless ``reference`` is asked for.
+the text encoder and one (N x L) @ (L x C) product (``classify_latent``); with sensor depth on every
+keyframe the points alone are also kept across training steps (``Segmenter._cloud_geometry``). Masks are
+rendered by ``rendering.render_image_surface`` (``query.mask_renderer: surface``) unless ``reference`` is
+asked for, and labelled from their latents and opacity the same way (no (H*W, clip_dim) expansion).
 
 Scores: the winning class's probability under ``softmax_c(cos / query.score_temperature)``. A label
 becomes 'unknown' (uint16 65535 in clouds; 255/65535 in label images) when its score is below the
@@ -111,13 +113,14 @@ def classify(features: torch.Tensor, text: torch.Tensor, temperature: float,
 def classify_latent(latent: torch.Tensor, norm: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor,
                     text: torch.Tensor, temperature: float, score_threshold: float = 0.0,
                     negatives: torch.Tensor | None = None, chunk: int = 262144,
-                    rule: str = "cosine") -> Labels:
-    """``classify`` of the points' expanded features ``F = latent W^T + b`` without forming them.
+                    rule: str = "cosine", opacity: torch.Tensor | None = None) -> Labels:
+    """``classify`` of the expanded features ``F = latent W^T + opacity b`` without forming them.
 
-    The head is affine, so ``cos(F, t) = (latent . W^T t + b . t) / |F|``: the text goes through the
-    head once ((C, D) -> (C, L)) and a point costs one (L x C) product instead of an (L x D) expansion
-    and a (D x C) product. Args: latent (N, L), norm (N,) = |F| per point, weight (D, L), bias (D,),
-    text (C, D) and negatives (K, D) unit features.
+    The head is affine, so ``cos(F, t) = (latent . W^T t + opacity b . t) / |F|``: the text goes through
+    the head once ((C, D) -> (C, L)) and a row costs one (L x C) product instead of an (L x D) expansion
+    and a (D x C) product. Args: latent (N, L), norm (N,) = |F| per row (``expanded_norm``), weight
+    (D, L), bias (D,), text (C, D) and negatives (K, D) unit features, opacity (N,) the weight of the
+    bias per row (a rendered ray's opacity, see ``SemanticField.expand_feature``; None = 1, a point).
     """
     def project(t: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         return (t @ weight).t().contiguous(), t @ bias  # (L, C), (C,)
@@ -126,13 +129,30 @@ def classify_latent(latent: torch.Tensor, norm: torch.Tensor, weight: torch.Tens
     neg = project(negatives) if negatives is not None and negatives.shape[0] > 0 else None
     starts = range(0, latent.shape[0], chunk)
 
+    def dot(z: torch.Tensor, op: torch.Tensor | None, proj: tuple) -> torch.Tensor:
+        if op is None:
+            return torch.addmm(proj[1], z, proj[0])
+        return torch.addmm(op[:, None] * proj[1], z, proj[0])
+
     def cosines(i: int):
-        z = latent[starts[i]:starts[i] + chunk]
-        inv = 1.0 / norm[starts[i]:starts[i] + chunk, None].clamp_min(1e-12)
-        best_negative = None if neg is None else (torch.addmm(neg[1], z, neg[0]) * inv).max(dim=-1).values
-        return torch.addmm(text_b, z, text_l) * inv, best_negative
+        rows = slice(starts[i], starts[i] + chunk)
+        z, op = latent[rows], None if opacity is None else opacity[rows]
+        inv = 1.0 / norm[rows, None].clamp_min(1e-12)
+        best_negative = None if neg is None else (dot(z, op, neg) * inv).max(dim=-1).values
+        return dot(z, op, (text_l, text_b)) * inv, best_negative
 
     return decide(cosines, len(starts), temperature, score_threshold, rule)
+
+
+def expanded_norm(latent: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor,
+                  opacity: torch.Tensor | None = None) -> torch.Tensor:
+    """(N,) ``|latent W^T + opacity b|`` through the (L, L) Gram matrix ``W^T W`` instead of the (N, D)
+    features: ``|F|^2 = z^T W^T W z + 2 opacity z . W^T b + opacity^2 |b|^2``. In float64, so the sum of
+    large terms cannot cancel a small norm away."""
+    w, b, z = weight.double(), bias.double(), latent.double()
+    op = torch.ones(z.shape[0], dtype=z.dtype, device=z.device) if opacity is None else opacity.double()
+    squared = ((z @ (w.t() @ w)) * z).sum(dim=-1) + 2 * op * (z @ (w.t() @ b)) + op * op * (b @ b)
+    return squared.clamp_min(0).sqrt().to(latent.dtype)
 
 
 @dataclass
@@ -340,6 +360,7 @@ class Segmenter:
         self._teacher_id = teacher_id(teacher, cfg)
         self.points_excluded = 0  # over all queries: a non-zero count means a poisoned keyframe
         self.point_cache = PointFeatureCache(cfg.query.point_cache_max_age_steps)
+        self._geometry: tuple | None = None  # (key, (xyz, rgb, excluded)), see _cloud_geometry
 
     # ------------------------------------------------------------------ helpers
     def _text(self, names: list[str]) -> torch.Tensor:
@@ -405,9 +426,9 @@ class Segmenter:
             pts = torch.as_tensor(xyz[start:start + chunk], dtype=torch.float32, device=self.trainer.device)
             with guard():
                 latent = field_.semantic_at(pts)
-                feats = field_.expand_feature(latent, torch.ones(len(pts), device=pts.device))
+                head = field_.feature_head
+                norms.append(expanded_norm(latent, head.weight, head.bias))
             latents.append(latent)
-            norms.append(feats.norm(dim=-1))
         if not latents:
             return (torch.zeros(0, self.cfg.field.semantic_latent_dim, device=self.trainer.device),
                     torch.zeros(0, device=self.trainer.device))
@@ -418,25 +439,46 @@ class Segmenter:
         """The cloud of the current field version (cached, see ``PointFeatureCache``), and whether it
         came from the cache."""
         guard = guard or FieldGuard(self.trainer)
-        from ovs3d_ros.core import outputs
-
         q = self.cfg.query
         key = self.point_cache.key(self.trainer, keyframes, (max_points, q.voxel_size_m, self.cfg.seed))
         cached = self.point_cache.get(self.trainer, key)
         if cached is not None:
             return cached, True
         step = int(getattr(self.trainer, "step_count", 0))  # before: a step during the build makes it stale
+        xyz, rgb, excluded = self._cloud_geometry(keyframes, max_points, key, guard)
+        latent, norm = self._point_latents(xyz, guard)
+        with guard():  # the head of the field the latents came from (FieldReplaced after a reset)
+            head = self.trainer.field.feature_head
+            weight, bias = head.weight.detach().clone(), head.bias.detach().clone()
+        value = PointFeatures(xyz, rgb, latent, norm, weight, bias, excluded)
+        self.point_cache.put(self.trainer, step, key, value)
+        return value, False
+
+    def _cloud_geometry(self, keyframes: list, max_points: int, key: tuple,
+                        guard: FieldGuard) -> tuple[np.ndarray, np.ndarray, int]:
+        """The thinned cloud's points, colours and excluded count for the cloud request ``key``.
+
+        When every keyframe has a sensor depth the points are the keyframes' alone, not the field's
+        (``surface_points``): they are kept while the keyframes, the request and the scene bounds stay,
+        across training steps, so a query on a field still training pays only the latents.
+        """
+        from ovs3d_ros.core import outputs
+
+        q, field_ = self.cfg.query, self.trainer.field
+        key = (key, tuple(field_.scene_center.tolist()), float(field_.scene_radius), bool(field_.bounds_set))
+        sensor_only = all(kf.depth is not None and bool((kf.depth > 0).any()) for kf in keyframes)
+        cached = self._geometry
+        if sensor_only and cached is not None and cached[0] == key:
+            return cached[1]
         xyz, rgb = self._surface(max_points * 2, guard)
         xyz, rgb, excluded = self._plausible(xyz, rgb)
         thin = outputs.downsample_cloud(
             outputs.LabeledCloud(xyz, rgb, np.zeros(len(xyz), np.uint16), np.zeros(len(xyz), np.float32)),
             max_points, q.voxel_size_m, seed=self.cfg.seed)
-        latent, norm = self._point_latents(thin.xyz, guard)
-        head = self.trainer.field.feature_head
-        value = PointFeatures(thin.xyz, thin.rgb, latent, norm, head.weight.detach().clone(),
-                              head.bias.detach().clone(), excluded)
-        self.point_cache.put(self.trainer, step, key, value)
-        return value, False
+        value = (thin.xyz, thin.rgb, excluded)
+        if sensor_only:
+            self._geometry = (key, value)  # one tuple assignment: a concurrent reader sees old or new
+        return value
 
     def _measured_depth(self, camera, keyframes: list, width: int, height: int) -> torch.Tensor | None:
         """(height, width) depth of a keyframe camera (nearest-neighbour resized, 0 = none), else None."""
@@ -462,12 +504,14 @@ class Segmenter:
                                        importance_samples=q.mask_importance_samples)
         chunk = chunk_rays(self.trainer.cfg, settings.uniform_samples + settings.importance_samples,
                            self.trainer.device, self.trainer.render_chunk())  # bounds the trainer's hold
+        # no CLIP-space features: labels come from the latents (``classify_latent``)
         common = dict(occupancy=getattr(self.trainer, "occupancy", None), chunk=chunk,
-                      chunk_guard=chunk_guard)
+                      chunk_guard=chunk_guard, feature=False)
         if renderer == "reference":
             return render_image(self.trainer.field, intr, c2w, settings, **common)
         if renderer == "surface":
-            surface = SurfaceSettings(downsample=q.mask_depth_downsample, window_m=q.mask_window_m)
+            surface = SurfaceSettings(downsample=q.mask_depth_downsample, window_m=q.mask_window_m,
+                                      smooth_samples=q.mask_smooth_samples)
             return render_image_surface(self.trainer.field, intr, c2w, settings, surface, depth=measured,
                                         **common)
         raise QueryError(f"query.mask_renderer must be 'surface' or 'reference', got '{renderer}'")
@@ -527,7 +571,6 @@ class Segmenter:
     def segment(self, classes, refine: bool = False, max_time_s: float | None = None,
                 max_points: int | None = None, score_threshold: float | None = None, camera=None,
                 unknown: bool | None = None, cloud: bool = True) -> SegmentationResult:
-        from ovs3d_ros.core import outputs
         from ovs3d_ros.core.vocabulary import class_colors
 
         t0 = time.perf_counter()
@@ -547,79 +590,112 @@ class Segmenter:
         view = self._priced_view(camera, keyframes, names, refine, max_points if cloud else 0)
         use_negatives = q.use_canonical_negatives if unknown is None else bool(unknown)
         text = self._text(names)
-        negatives = self._negatives(names) if use_negatives else None
+        vocab = _Vocabulary(names, text, self._negatives(names) if use_negatives else None, threshold)
         timing["text_s"] = time.perf_counter() - t0
 
-        head = None
         if refine:
             t = time.perf_counter()
-            head, stats = self.refine_head(names, text, max_time_s, guard=guard)
+            vocab.head, stats = self.refine_head(names, text, max_time_s, guard=guard)
             timing["refine_s"] = time.perf_counter() - t
             timing.update({f"refine_{k}": float(v) for k, v in stats.items()})
 
-        def label(features: torch.Tensor) -> Labels:
-            with torch.no_grad():
-                feats = head(features) if head is not None else features
-                # a refine head is trained (RDA) to put the teacher's relevancy calibration into the
-                # cosine itself; min-max on top of it measured 10.4 against 50.3 mIoU for the cosine
-                # (room seed 1, held-out masks; both below the zero-shot 87.0: the refine burst at the
-                # default settings loses to the zero-shot answer, an open problem)
-                rule = "cosine" if head is not None else q.decision_rule
-                return classify(feats, text, q.score_temperature, threshold, negatives, rule=rule)
-
-        colors = class_colors(names)
-        xyz = np.zeros((0, 3), np.float32)
-        rgb = np.zeros((0, 3), np.uint8)
-        result_excluded = 0
-        labels = np.zeros(0, np.uint16)
-        scores = np.zeros(0, np.float32)
+        result = SegmentationResult(class_names=names, colors=class_colors(names),
+                                    points=np.zeros((0, 3), np.float32), rgb=np.zeros((0, 3), np.uint8),
+                                    labels=np.zeros(0, np.uint16), scores=np.zeros(0, np.float32),
+                                    refined=vocab.head is not None, timing_s=timing,
+                                    warning=semantic_warning(self.trainer, self.cfg))
         if cloud:
-            t = time.perf_counter()
-            points, hit = self.point_features(keyframes, max_points, guard)
-            xyz, rgb, result_excluded = points.xyz, points.rgb, points.excluded
-            timing["surface_s"] = time.perf_counter() - t
-            timing["point_cache_hit"] = float(hit)
-            t = time.perf_counter()
-            with torch.no_grad():
-                if head is None:  # affine all the way: one (L x C) product per point
-                    lab = classify_latent(points.latent, points.norm, points.weight, points.bias, text,
-                                          q.score_temperature, threshold, negatives, rule=q.decision_rule)
-                else:
-                    lab = label(points.features())
-            labels, scores = to_cloud_labels(lab.labels), lab.scores.cpu().numpy().astype(np.float32)
-            timing["cloud_labels_s"] = time.perf_counter() - t
-
-        result = SegmentationResult(class_names=names, colors=colors, points=xyz.astype(np.float32),
-                                    rgb=rgb.astype(np.uint8), labels=labels, scores=scores,
-                                    refined=head is not None, timing_s=timing,
-                                    warning=semantic_warning(self.trainer, self.cfg),
-                                    points_excluded=result_excluded)
+            self._cloud_answer(result, vocab, keyframes, max_points, guard)
         if view is not None:
-            t = time.perf_counter()
-            intr, c2w, background = view
-            width, height = intr.width, intr.height
-            measured = self._measured_depth(camera, keyframes, width, height)
-            img = self.render_mask_view(intr, c2w, measured, chunk_guard=guard)
-            timing["render_s"] = time.perf_counter() - t
-            if "fallback" in img:  # the surface renderer: share of pixels the reference had to redo
-                timing["mask_fallback_fraction"] = float(img["fallback"].float().mean())
-            lab = label(img["feature"].reshape(height * width, -1))
-            idx = lab.labels.reshape(height, width).cpu().numpy()
-            rendered = (img["rgb"].clamp(0, 1) * 255).round().to(torch.uint8).cpu().numpy()
-            if background is not None and background.shape[:2] != (height, width):
-                from PIL import Image
-
-                background = np.asarray(Image.fromarray(background).resize((width, height), Image.BILINEAR))
-            base = background if background is not None else rendered
-            result.label_image = outputs.label_image(idx, len(names))
-            result.score_image = lab.scores.reshape(height, width).cpu().numpy().astype(np.float32)
-            result.overlay = outputs.overlay(base, result.label_image, colors, q.overlay_alpha)
-            result.rendered_rgb = rendered
-            result.camera = (intr, c2w)
-            timing["mask_s"] = time.perf_counter() - t
+            self._mask_answer(result, vocab, camera, keyframes, view, guard)
         timing["total_s"] = time.perf_counter() - t0
         return result
 
+    def _labels(self, vocab: "_Vocabulary", latent: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor,
+                opacity: torch.Tensor | None = None, norm: torch.Tensor | None = None) -> Labels:
+        """Labels of (N, L) latents (points: ``opacity`` None; rendered rays: their opacity).
+
+        Zero-shot, the feature head is affine all the way: one (L x C) product per row
+        (``classify_latent``). A refine head is not: the features are expanded and go through it.
+        """
+        q = self.cfg.query
+        with torch.no_grad():
+            if vocab.head is None:
+                if norm is None:
+                    norm = expanded_norm(latent, weight, bias, opacity)
+                return classify_latent(latent, norm, weight, bias, vocab.text, q.score_temperature,
+                                       vocab.threshold, vocab.negatives, rule=q.decision_rule,
+                                       opacity=opacity)
+            op = torch.ones(latent.shape[0], device=latent.device) if opacity is None else opacity
+            features = vocab.head(F.linear(latent, weight) + op[:, None] * bias)
+            # a refine head is trained (RDA) to put the teacher's relevancy calibration into the
+            # cosine itself; min-max on top of it measured 10.4 against 50.3 mIoU for the cosine
+            # (room seed 1, held-out masks; both below the zero-shot 87.0: the refine burst at the
+            # default settings loses to the zero-shot answer, an open problem)
+            return classify(features, vocab.text, q.score_temperature, vocab.threshold, vocab.negatives,
+                            rule="cosine")
+
+    def _cloud_answer(self, result: SegmentationResult, vocab: "_Vocabulary", keyframes: list,
+                      max_points: int, guard: FieldGuard) -> None:
+        """The labeled cloud into ``result``: cached points and latents of this field version, labelled."""
+        timing = result.timing_s
+        t = time.perf_counter()
+        points, hit = self.point_features(keyframes, max_points, guard)
+        result.points, result.rgb = points.xyz.astype(np.float32), points.rgb.astype(np.uint8)
+        result.points_excluded = points.excluded
+        timing["surface_s"] = time.perf_counter() - t
+        timing["point_cache_hit"] = float(hit)
+        t = time.perf_counter()
+        lab = self._labels(vocab, points.latent, points.weight, points.bias, norm=points.norm)
+        result.labels = to_cloud_labels(lab.labels)
+        result.scores = lab.scores.cpu().numpy().astype(np.float32)
+        timing["cloud_labels_s"] = time.perf_counter() - t
+
+    def _mask_answer(self, result: SegmentationResult, vocab: "_Vocabulary", camera, keyframes: list,
+                     view: tuple, guard: FieldGuard) -> None:
+        """The label image, scores and overlay of ``camera`` (rendered as the priced ``view``:
+        intrinsics at the mask's size, c2w, background) into ``result``."""
+        from ovs3d_ros.core import outputs
+
+        q, timing = self.cfg.query, result.timing_s
+        t = time.perf_counter()
+        intr, c2w, background = view
+        width, height = intr.width, intr.height
+        measured = self._measured_depth(camera, keyframes, width, height)
+        img = self.render_mask_view(intr, c2w, measured, chunk_guard=guard)
+        with guard():  # the head the latents were rendered for (a reset since raises FieldReplaced)
+            head = self.trainer.field.feature_head
+            weight, bias = head.weight.detach().clone(), head.bias.detach().clone()
+        timing["render_s"] = time.perf_counter() - t
+        if "fallback" in img:  # the surface renderer: share of pixels the reference had to redo
+            timing["mask_fallback_fraction"] = float(img["fallback"].float().mean())
+        latent = img["latent"].reshape(height * width, -1)
+        lab = self._labels(vocab, latent, weight, bias, opacity=img["opacity"].reshape(-1))
+        idx = lab.labels.reshape(height, width).cpu().numpy()
+        rendered = (img["rgb"].clamp(0, 1) * 255).round().to(torch.uint8).cpu().numpy()
+        if background is not None and background.shape[:2] != (height, width):
+            from PIL import Image
+
+            background = np.asarray(Image.fromarray(background).resize((width, height), Image.BILINEAR))
+        base = background if background is not None else rendered
+        result.label_image = outputs.label_image(idx, len(result.class_names))
+        result.score_image = lab.scores.reshape(height, width).cpu().numpy().astype(np.float32)
+        result.overlay = outputs.overlay(base, result.label_image, result.colors, q.overlay_alpha)
+        result.rendered_rgb = rendered
+        result.camera = (intr, c2w)
+        timing["mask_s"] = time.perf_counter() - t
+
+
+@dataclass
+class _Vocabulary:
+    """What labelling needs of one query: names, their unit text features, canonical negatives (or None),
+    the score threshold and the refine head (None = zero-shot)."""
+
+    names: list[str]
+    text: torch.Tensor
+    negatives: torch.Tensor | None
+    threshold: float
+    head: RefineHead | None = None
 
 __all__ = [
     "FieldReplaced",
@@ -633,6 +709,7 @@ __all__ = [
     "SegmentationResult",
     "classify",
     "classify_latent",
+    "expanded_norm",
     "semantic_warning",
     "to_cloud_labels",
     "train_refine_head",

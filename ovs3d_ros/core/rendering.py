@@ -199,13 +199,15 @@ def render_rays(
     occupancy=None,
     semantic_rays: int = 0,
     generator: torch.Generator | None = None,
+    feature: bool = True,
 ) -> RenderOutputs:
     """Render (N, 3) rays (directions with camera z = 1, so t is optical depth).
 
     ``depth`` (N,) metres, 0/NaN = none: rays with a valid depth use depth-guided sampling.
     ``occupancy`` (an ``OccupancyGrid``) skips samples in empty cells, except inside the depth window.
     The first ``semantic_rays`` rays also get latent, feature and selection (weights detached when
-    ``field.cfg.detach_semantic_weights``).
+    ``field.cfg.detach_semantic_weights``); ``feature=False`` leaves their CLIP-space feature out (a
+    caller that labels the latents, ``query.classify_latent``, never needs the (N, clip_dim) expansion).
     """
     if origins.ndim != 2 or origins.shape[1] != 3 or directions.shape != origins.shape:
         raise RenderError(
@@ -239,7 +241,7 @@ def render_rays(
                 weights = render_weights(sigmas, edges.diff(dim=-1) * directions.norm(dim=-1, keepdim=True))
                 fine = sample_pdf(edges, weights, settings.importance_samples, settings.jitter, generator)
             edges = torch.sort(torch.cat((edges, fine), dim=-1), dim=-1).values
-    return render_edges(field, origins, directions, edges, lo, hi, occupancy, semantic_rays)
+    return render_edges(field, origins, directions, edges, lo, hi, occupancy, semantic_rays, feature=feature)
 
 
 def render_edges(
@@ -252,12 +254,13 @@ def render_edges(
     occupancy=None,
     semantic_rays: int = 0,
     sample_mask: torch.Tensor | None = None,
+    feature: bool = True,
 ) -> RenderOutputs:
     """Render (N, 3) rays through given sorted (N, S+1) interval edges (the second half of ``render_rays``).
 
     Samples inside ``[lo, hi]`` (N,) are always evaluated; the others only in occupied cells
     (``occupancy`` None = all). ``sample_mask`` (N, S) bool: samples outside it have zero density
-    whatever the field says there. ``semantic_rays`` as in ``render_rays``.
+    whatever the field says there. ``semantic_rays`` and ``feature`` as in ``render_rays``.
     """
     n = origins.shape[0]
     device = origins.device
@@ -299,7 +302,8 @@ def render_edges(
         latent_dim = latent_kept.shape[1]
         out.latent = rendered[:, :latent_dim]
         out.selection = torch.softmax(rendered[:, latent_dim:], dim=-1)
-        out.feature = field.expand_feature(out.latent, sem_weights.sum(dim=-1))
+        if feature:
+            out.feature = field.expand_feature(out.latent, sem_weights.sum(dim=-1))
     return out
 
 
@@ -356,6 +360,7 @@ def render_image(
                 depth=None if flat_depth is None else flat_depth[sl],
                 occupancy=occupancy,
                 semantic_rays=chunk if semantics else 0,
+                feature=feature,
             )
         parts = {"rgb": out.rgb, "depth": out.depth, "opacity": out.opacity}
         if semantics:
@@ -481,16 +486,18 @@ def window_edges(centres: torch.Tensor, half: torch.Tensor, n: int, near: float)
 
 
 def surface_windows(
-    centre: torch.Tensor, dmin: torch.Tensor, dmax: torch.Tensor, error: torch.Tensor, half: float
+    centre: torch.Tensor, dmin: torch.Tensor, dmax: torch.Tensor, error: torch.Tensor, half: float,
+    tolerance: float = 0.5,
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """Where to put a ray's samples, from its neighbourhood depths (all (N,), see ``neighbourhood_depths``).
 
-    Returns ``smooth`` (N,) bool (interpolation error <= ``half`` / 2: one window around ``centre``
-    holds the surface) and, for the other rays, three windows of half width ``half``, centres (N, 3):
+    Returns ``smooth`` (N,) bool (interpolation error <= ``tolerance`` x ``half``: one window around
+    ``centre`` holds the surface) and, for the other rays, three windows of half width ``half``,
+    centres (N, 3):
     around the front (dmin), the interpolated and the back (dmax) depth, since a ray at a depth edge
     may see either side of it.
     """
-    smooth = error <= 0.5 * half
+    smooth = error <= tolerance * half
     centres = torch.stack((dmin, centre, dmax), dim=-1)
     return smooth, centres, torch.full_like(centres, half)
 
@@ -529,7 +536,7 @@ def _render_windows(
         positions = origins[:, None] + directions[:, None] * t_mid[..., None]
         mask = in_windows | _occupied(field, occupancy, positions)
     out = render_edges(field, origins, directions, edges, lo, hi,
-                       semantic_rays=origins.shape[0] if semantics else 0, sample_mask=mask)
+                       semantic_rays=origins.shape[0] if semantics else 0, sample_mask=mask, feature=feature)
     parts = _parts(out, semantics, feature)
     parts["front"] = (out.weights * (out.t_mid < lo[:, None])).sum(dim=-1)
     return parts
@@ -542,16 +549,60 @@ class SurfaceSettings:
     downsample: int = 8          # the depth pass renders 1/downsample of each side
     window_m: float = 0.15       # half width of a sample window (metres along the optical axis)
     window_samples: int = 2      # intervals per window at a depth edge (3 windows per ray)
-    smooth_samples: int = 6      # intervals of the one window of a smooth ray (5 cm apart)
+    smooth_samples: int = 3      # intervals of the one window of a smooth ray (10 cm apart, odd: one
+    #                              sample at the interpolated surface itself)
     fallback_opacity: float = 0.5  # fine opacity below this x the neighbourhood's -> reference renderer
     front_samples: int = 0       # occupancy-skipped samples between near and the first window
     span_samples: int = 4        # occupancy-skipped samples across [first window, last window]
     fallback_front: float = 0.1  # weight found by the front samples above this -> reference renderer
+    smooth_tolerance: float = 0.5  # a ray is smooth when its interpolation error bound <= this x window_m
 
     def validate(self) -> None:
         if self.downsample < 1 or min(self.window_samples, self.smooth_samples) < 1 or not self.window_m > 0:
             raise RenderError(f"surface rendering needs downsample >= 1, window_samples >= 1 and "
                               f"window_m > 0, got {self}")
+
+
+@dataclass
+class _SurfaceGuess:
+    """Per full-resolution pixel (flat, row-major), where ``render_image_surface`` puts its samples."""
+
+    centre: torch.Tensor        # (N,) interpolated surface depth
+    dmin: torch.Tensor          # (N,) nearest surface in the neighbourhood
+    dmax: torch.Tensor          # (N,) farthest surface in the neighbourhood
+    near_opacity: torch.Tensor  # (N,) max opacity of the neighbourhood
+    any_valid: torch.Tensor     # (N,) bool: some surface in the neighbourhood
+    error: torch.Tensor         # (N,) bound on the interpolation error (m)
+    force: torch.Tensor         # (N,) bool: rendered by the reference whatever the windows find
+
+
+def _surface_guess(field, intrinsics: Intrinsics, c2w, settings: SamplingSettings, surface: SurfaceSettings,
+                   depth: torch.Tensor | None, occupancy, chunk: int, chunk_guard) -> _SurfaceGuess:
+    """The surface of each pixel from a keyframe's measured ``depth`` (H, W) or a low-resolution pass."""
+    h, w = intrinsics.height, intrinsics.width
+    if depth is not None:
+        # the measured depth is the depth pass at full resolution: its 3x3 neighbourhood still says
+        # which pixels sit at a depth edge, where the field's blurred silhouette may be on either side
+        measured = depth.reshape(h, w).to(next(field.parameters()).device).float()
+        valid = torch.isfinite(measured) & (measured > settings.near)
+        measured = torch.where(valid, measured, torch.zeros_like(measured))
+        parts = neighbourhood_depths(measured, valid.float(), h, w, min_opacity=0.5)
+        return _SurfaceGuess(*parts, force=~valid.reshape(-1))  # no measurement: the reference renders it
+    lw, lh = max(1, -(-w // surface.downsample)), max(1, -(-h // surface.downsample))
+    coarse_depth, coarse_opacity = render_surface_depth(
+        field, intrinsics.scaled(lw, lh), c2w, settings, occupancy=occupancy, chunk=chunk,
+        chunk_guard=chunk_guard)
+    parts = neighbourhood_depths(coarse_depth, coarse_opacity, h, w)
+    return _SurfaceGuess(*parts, force=torch.zeros_like(parts[4]))
+
+
+def _scatter_into(flat: dict[str, torch.Tensor], n: int, idx: torch.Tensor, parts: dict[str, torch.Tensor]):
+    """Write ``parts`` (rows of the rays ``idx``) into the (n, ...) outputs in place (allocated on first
+    use): an out-of-place ``index_copy`` would copy every whole output once per chunk."""
+    for key, value in parts.items():
+        if key not in flat:
+            flat[key] = value.new_zeros(n, *value.shape[1:])
+        flat[key].index_copy_(0, idx, value.to(flat[key].dtype))
 
 
 @torch.no_grad()
@@ -586,28 +637,13 @@ def render_image_surface(
         intrinsics = intrinsics.scaled(width, height)
     h, w = intrinsics.height, intrinsics.width
     device = next(field.parameters()).device
-    if depth is not None:
-        # the measured depth is the depth pass at full resolution: its 3x3 neighbourhood still says
-        # which pixels sit at a depth edge, where the field's blurred silhouette may be on either side
-        measured = depth.reshape(h, w).to(device).float()
-        valid = torch.isfinite(measured) & (measured > settings.near)
-        measured = torch.where(valid, measured, torch.zeros_like(measured))
-        centre, dmin, dmax, near_opacity, any_valid, error = neighbourhood_depths(
-            measured, valid.float(), h, w, min_opacity=0.5)
-        force = ~valid.reshape(-1)  # no measurement: the reference renders these pixels
-    else:
-        lw, lh = max(1, -(-w // surface.downsample)), max(1, -(-h // surface.downsample))
-        coarse_depth, coarse_opacity = render_surface_depth(
-            field, intrinsics.scaled(lw, lh), c2w, settings, occupancy=occupancy, chunk=chunk,
-            chunk_guard=chunk_guard)
-        centre, dmin, dmax, near_opacity, any_valid, error = neighbourhood_depths(
-            coarse_depth, coarse_opacity, h, w)
-        force = torch.zeros_like(any_valid)
+    guess = _surface_guess(field, intrinsics, c2w, settings, surface, depth, occupancy, chunk, chunk_guard)
     origins, directions = generate_rays(intrinsics, c2w, device=device)
-    smooth, centres, halves = surface_windows(centre, dmin, dmax, error, surface.window_m)
+    smooth, centres, halves = surface_windows(guess.centre, guess.dmin, guess.dmax, guess.error,
+                                              surface.window_m, surface.smooth_tolerance)
     # rays with no surface in their neighbourhood: windows at the far plane (the reference sees
     # nothing before it either, or it falls back below)
-    centres = torch.where(any_valid[:, None], centres, torch.full_like(centres, settings.far))
+    centres = torch.where(guess.any_valid[:, None], centres, torch.full_like(centres, settings.far))
     # smooth rays (most of an image): one window around the interpolated depth; rays at a depth edge:
     # three windows plus span samples. Grouping costs one host sync per group and image.
     groups = (
@@ -625,21 +661,17 @@ def render_image_surface(
                 parts = _render_windows(field, origins[idx], directions[idx], g_centres[idx], g_halves[idx],
                                         n, span, surface.front_samples, settings.near, occupancy, semantics,
                                         feature)
-            for key, value in parts.items():
-                if key not in flat:
-                    flat[key] = value.new_zeros(origins.shape[0], *value.shape[1:])
-                flat[key] = flat[key].index_copy(0, idx, value)
+            _scatter_into(flat, origins.shape[0], idx, parts)
     front = flat.pop("front")
-    fallback = (flat["opacity"] < surface.fallback_opacity * near_opacity) | force | (
+    fallback = (flat["opacity"] < surface.fallback_opacity * guess.near_opacity) | guess.force | (
         front > surface.fallback_front)
     redo = fallback.nonzero().squeeze(1)  # one host sync per image, not per chunk
     for start in range(0, redo.shape[0], chunk):
         idx = redo[start:start + chunk]
         with guard():
             out = render_rays(field, origins[idx], directions[idx], settings, occupancy=occupancy,
-                              semantic_rays=idx.shape[0] if semantics else 0)
-        for key, value in _parts(out, semantics, feature).items():
-            flat[key] = flat[key].index_copy(0, idx, value.to(flat[key].dtype))
+                              semantic_rays=idx.shape[0] if semantics else 0, feature=feature)
+        _scatter_into(flat, origins.shape[0], idx, _parts(out, semantics, feature))
     result = {key: value.reshape(h, w, *value.shape[1:]) for key, value in flat.items()}
     result["fallback"] = fallback.reshape(h, w)
     return result

@@ -18,7 +18,7 @@ from rclpy.executors import ExternalShutdownException
 from rclpy.qos import QoSProfile
 from rclpy.serialization import deserialize_message
 
-from ovs3d_ros.ros.qos import PLAYBACK_QOS, TF_STATIC_QOS
+from ovs3d_ros.ros.qos import CLOCK_QOS, PLAYBACK_QOS, TF_STATIC_QOS
 
 
 def playback_qos(connection) -> QoSProfile:
@@ -43,10 +43,7 @@ class PlaybackClock:
         from rosgraph_msgs.msg import Clock
 
         self._msg = Clock
-        # rosbag2 publishes /clock with rclcpp::ClockQoS (keep last 1, best effort)
-        self.publisher = node.create_publisher(
-            Clock, "/clock", QoSProfile(depth=1, reliability=ReliabilityPolicy.BEST_EFFORT)
-        )
+        self.publisher = node.create_publisher(Clock, "/clock", CLOCK_QOS)
         self.period_s = 1.0 / hz
         self.now_ns: int | None = None
 

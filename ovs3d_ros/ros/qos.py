@@ -47,3 +47,6 @@ TF_STATIC_QOS = latched(100)
 """/tf_static (and any topic recorded transient local) on replay or subscription: tf2's static
 listener only takes transient-local publishers; the depth keeps several static broadcasters' messages
 for late subscribers."""
+
+CLOCK_QOS = QoSProfile(history=HistoryPolicy.KEEP_LAST, depth=1, reliability=ReliabilityPolicy.BEST_EFFORT)
+"""/clock from the bag player: rclcpp::ClockQoS as rosbag2 publishes it (keep last 1, best effort)."""
