@@ -68,6 +68,16 @@ def _stream(stream, executor, frames, t0: float, dt: float = 0.2, with_pose: boo
         spin_for(executor, dt)
 
 
+def _settled(count: int):
+    """A status predicate: at least ``count`` images received and every received image has ended in
+    exactly one counter (offered to the keyframe selector, dropped, or superseded): keyframe insertion
+    runs behind the stream, so nothing about the keyframes is final before this holds."""
+    def done(s) -> bool:
+        ended = s.frames_assembled + s.frames_dropped_no_pose + s.frames_dropped_invalid + s.frames_superseded
+        return s.frames_received >= count and ended >= s.frames_received
+    return done
+
+
 def _log_tail(path) -> str:
     return path.read_text()[-3000:] if path.exists() else "(no log)"
 
@@ -87,12 +97,19 @@ def test_sigkill_then_resume_loses_at_most_one_autosave_interval(scene, ros, tmp
                                            names=("image", "camera_info", "pose", "depth", "labels"))
         _stream(stream, executor, [scene.frames[i] for i in scene.train_indices[:8]], t0=100.0)
         # train through at least two autosaves, then kill at once: no shutdown handler runs
-        status = client.wait_status(executor, lambda s: s.keyframes > 0 and s.iterations > 0, 120.0)
+        status = client.wait_status(
+            executor, lambda s: _settled(8)(s) and s.keyframes > 0 and s.iterations > 0, 120.0)
         assert status is not None and status.keyframes > 0, _log_tail(log1)
-        deadline = time.monotonic() + 60
-        while time.monotonic() < deadline and not (autosave.exists() and client.status.training_time_s > 6):
+        settled_ns = time.time_ns()  # every keyframe is in: an autosave written after this holds them all
+
+        def saved_after_settling() -> bool:
+            return autosave.exists() and autosave.stat().st_mtime_ns > settled_ns
+
+        deadline = time.monotonic() + 120  # a safety net: autosaves come every AUTOSAVE_S of training
+        while time.monotonic() < deadline and not (saved_after_settling()
+                                                   and client.status.training_time_s > 6):
             spin_for(executor, 0.2)
-        assert autosave.exists(), _log_tail(log1)
+        assert saved_after_settling(), _log_tail(log1)
         spin_for(executor, 1.3)  # the kill lands at some arbitrary point of an autosave interval
         before_kill = client.wait_status(executor, lambda s: True, 2.0)
         os.kill(proc.pid, signal.SIGKILL)
@@ -136,10 +153,9 @@ def test_pose_loss_and_clock_jump_drop_frames_and_training_resumes(scene, ros, t
         assert stream.wait_for_subscribers(lambda s: spin_for(executor, s),
                                            names=("image", "camera_info", "pose", "depth", "labels"))
         _stream(stream, executor, train[:5], t0=500.0)
-        first = client.wait_status(executor, lambda s: s.keyframes > 0 and s.iterations > 0, 120.0)
+        first = client.wait_status(
+            executor, lambda s: _settled(5)(s) and s.keyframes > 0 and s.iterations > 0, 120.0)
         assert first is not None and first.keyframes > 0, _log_tail(log)
-        spin_for(executor, 2.0)  # keyframe insertion (teacher extraction) runs behind the stream
-        first = client.wait_status(executor, lambda s: True, 2.0)
 
         # 1. the pose source disappears: 8 frames without poses
         _stream(stream, executor, train[5:13], t0=502.0, with_pose=False)

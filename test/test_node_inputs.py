@@ -38,15 +38,6 @@ def node(scene):
     context = rclpy.Context()
     rclpy.init(context=context)
     node = Ovs3dNode(defaults=cfg, context=context)
-    # count frames the trainer finished with (its own frames_seen moves before the keyframe is in)
-    add_frame, node.frames_added = node.trainer.add_frame, 0
-
-    def counted(frame):
-        kept = add_frame(frame)
-        node.frames_added += 1
-        return kept
-
-    node.trainer.add_frame = counted
     yield node
     node.shutdown()
     node.destroy_node()
@@ -54,8 +45,10 @@ def node(scene):
 
 
 def _processed(node) -> int:
+    """Images the node has finished with: offered to the keyframe selector (``frames_assembled``, counted
+    once ``Trainer.add_frame`` has returned, so the keyframe is in) or dropped."""
     c = node.counters
-    return node.frames_added + c["frames_dropped_invalid"] + c["frames_dropped_no_pose"]
+    return c["frames_assembled"] + c["frames_dropped_invalid"] + c["frames_dropped_no_pose"]
 
 
 
@@ -159,10 +152,10 @@ def test_one_future_image_stamp_does_not_wipe_the_history(node, scene):
         node._on_pose(_pose_msg(frame.pose, 400.0 + 0.1 * i))
     _feed(node, frame, 400.0)
     _feed(node, frame, 2.0e9, pose=None)  # one image with an absurd stamp: no pose, dropped
-    seen, no_pose = node.frames_added, node.counters["frames_dropped_no_pose"]
+    seen, no_pose = node.counters["frames_assembled"], node.counters["frames_dropped_no_pose"]
     _feed(node, frame, 400.3, pose=None)  # its pose arrived before the outlier
     assert node.counters["frames_dropped_no_pose"] == no_pose, node.last_error
-    assert node.frames_added == seen + 1  # it reached the trainer
+    assert node.counters["frames_assembled"] == seen + 1  # it reached the trainer
 
 
 @pytest.mark.parametrize("side, reason", [

@@ -148,7 +148,8 @@ def test_add_frame_and_render_while_training_thread_runs(scene):
         out = trainer.render(test.intrinsics, test.pose, width=8, height=6, semantics=False)
         assert torch.isfinite(out["rgb"]).all()
         paused.set()
-        time.sleep(0.3)
+        # the step in flight (or one that passed the pause check just before) finishes; then the loop idles
+        trainer.yield_to_step(timeout_s=120.0)
         frozen = trainer.stats()["iterations"]
         time.sleep(0.3)
         assert trainer.stats()["iterations"] == frozen  # paused: no steps

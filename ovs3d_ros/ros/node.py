@@ -85,7 +85,8 @@ class Ovs3dNode(Node):
         self._poses = StampedBuffer(jump=CLOCK_JUMP_BACK_NS)
         self._image_timeline = Timeline()
         self.counters = dict(
-            frames_received=0, frames_dropped_no_pose=0, frames_dropped_invalid=0, frames_superseded=0
+            frames_received=0, frames_dropped_no_pose=0, frames_dropped_invalid=0, frames_superseded=0,
+            frames_assembled=0,
         )
         # Why frames were dropped, per reason (TrainingStatus has two fixed counters: every reason but
         # no_pose adds to frames_dropped_invalid), and non-image messages refused (not frames).
@@ -300,6 +301,8 @@ class Ovs3dNode(Node):
                 frame = self._frame_from(msg)
                 if frame is not None:
                     self.trainer.add_frame(frame)
+                    with self._lock:  # every received frame ends in exactly one counter
+                        self.counters["frames_assembled"] += 1
             except ImplausibleInput as exc:
                 # always say once which value tripped which bound (the drop warning is throttled)
                 self._warn_once(f"implausible:{exc.reason}", f"frame dropped ({exc.reason}): {exc}")
