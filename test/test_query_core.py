@@ -13,6 +13,7 @@ from ovs3d_ros.core.query import (
     classify,
     to_cloud_labels,
     train_refine_head,
+    unknown_without_surface,
 )
 
 
@@ -40,6 +41,17 @@ def test_threshold_and_canonical_negatives_make_unknown():
     neg = classify(feats, text, 0.1, negatives=negatives)
     assert neg.labels.tolist()[0] == 0 and neg.labels[2] == -1
     assert to_cloud_labels(neg.labels).tolist()[2] == 65535
+
+
+def test_pixels_without_surface_are_unknown_not_the_nearest_class():
+    text = torch.eye(3)
+    feats = torch.eye(3)[[0, 1, 2, 2]]
+    opacity = torch.tensor([[0.99, 0.2], [0.5, 0.0]])  # (2, 2) image, flattened row-major like feats
+    labels = classify(feats, text, 0.1)
+    out = unknown_without_surface(labels, opacity, 0.5)
+    assert out.labels.tolist() == [0, -1, 2, -1]
+    assert out.scores[1] == 0 and out.scores[3] == 0 and out.scores[0] == labels.scores[0]
+    assert unknown_without_surface(labels, opacity, 0.0).labels.tolist() == [0, 1, 2, 2]
 
 
 def test_refine_head_starts_as_identity_and_rda_improves():

@@ -14,7 +14,8 @@ the text encoder and one (N x L) @ (L x C) product (``classify_latent``). Masks 
 
 Scores: the winning class's probability under ``softmax_c(cos / query.score_temperature)``. A label
 becomes 'unknown' (uint16 65535 in clouds; 255/65535 in label images) when its score is below the
-threshold, or, with canonical negatives on, when a negative phrase beats every class.
+threshold, or, with canonical negatives on, when a negative phrase beats every class. A mask pixel
+with no surface (rendered opacity below ``query.min_surface_opacity``) is unknown as well.
 """
 
 from __future__ import annotations
@@ -84,6 +85,16 @@ def decide(cosines, count: int, temperature: float, score_threshold: float = 0.0
         labels.append(torch.where(unknown, torch.full_like(label, -1), label))
         scores.append(score)
     return Labels(torch.cat(labels), torch.cat(scores))
+
+
+def unknown_without_surface(labels: Labels, opacity: torch.Tensor, min_opacity: float) -> Labels:
+    """``labels`` with rows whose rendered ``opacity`` (N,) is below ``min_opacity`` set to unknown (-1)
+    and their score to 0: no surface, nothing to label (``query.min_surface_opacity``)."""
+    if min_opacity <= 0:
+        return labels
+    empty = opacity.reshape(-1).to(labels.labels.device) < min_opacity
+    return Labels(torch.where(empty, torch.full_like(labels.labels, -1), labels.labels),
+                  torch.where(empty, torch.zeros_like(labels.scores), labels.scores))
 
 
 def classify(features: torch.Tensor, text: torch.Tensor, temperature: float,
@@ -627,7 +638,8 @@ class Segmenter:
             timing["render_s"] = time.perf_counter() - t
             if "fallback" in img:  # the surface renderer: share of pixels the reference had to redo
                 timing["mask_fallback_fraction"] = float(img["fallback"].float().mean())
-            lab = label(img["feature"].reshape(height * width, -1))
+            lab = unknown_without_surface(label(img["feature"].reshape(height * width, -1)), img["opacity"],
+                                          q.min_surface_opacity)
             idx = lab.labels.reshape(height, width).cpu().numpy()
             rendered = (img["rgb"].clamp(0, 1) * 255).round().to(torch.uint8).cpu().numpy()
             if background is not None and background.shape[:2] != (height, width):
@@ -659,6 +671,7 @@ __all__ = [
     "semantic_warning",
     "to_cloud_labels",
     "train_refine_head",
+    "unknown_without_surface",
     "validate_classes",
     "vocabulary_key",
 ]
