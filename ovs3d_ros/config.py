@@ -249,6 +249,11 @@ class SemanticConfig:
     """Feature rays per step (the first of the training rays carry CLIP targets; 3D-OVS: 4096 of 12288).
     Half of the 1024 training rays: held-out mIoU after 500 semantic steps room / clutter seed 1 88.0 /
     66.6 against 88.5 / 66.6 with all 1024, for about half the semantic step's extra cost."""
+    fine_scale_agreement: float = -1.0
+    """Rays whose finest-scale CLIP target has a cosine below this with the coarsest-scale target are
+    distilled (feature and RDA) towards the finest scale alone instead of the selection's mix
+    (``losses.scale_mix_weights``): where the scales disagree only the finest patch saw a small object.
+    -1 = off (the original's selection mix everywhere)."""
     rda_weight: float = 1.0
     """Relevancy-distribution alignment weight (the paper: 1, office_desk 0.1)."""
     fda_pos_weight: float = 20.0

@@ -173,3 +173,24 @@ def test_feature_distillation_matches_reference_values_and_gradients():
     # a rendered feature equal to its target's mix is the optimum, -1
     mix = (logits.softmax(-1).unsqueeze(-1) * targets).sum(1).detach()
     assert abs(float(losses.feature_distillation_loss(3.0 * mix, logits.softmax(-1), targets)) + 1.0) < 1e-5
+
+
+def test_scale_mix_weights_use_the_finest_scale_only_where_the_scales_disagree():
+    e = torch.eye(4)
+    # ray 0: the coarsest and finest scales agree; ray 1: the coarse patch saw the table (e0), the finest
+    # the mug (e1)
+    middle = torch.nn.functional.normalize(e[0] + 0.5 * e[3], dim=0)
+    targets = torch.stack([torch.stack([e[0], middle, e[0]]), torch.stack([e[0], e[0], e[1]])])
+    sel = torch.tensor([[0.5, 0.2, 0.3], [0.6, 0.3, 0.1]])
+    w = losses.scale_mix_weights(sel, targets, fine_agreement=0.5, finest=2)
+    assert torch.equal(w[0], sel[0]) and torch.equal(w[1], torch.tensor([0.0, 0.0, 1.0]))
+    assert torch.equal(losses.scale_mix_weights(sel, targets, fine_agreement=-1.0, finest=2), sel)
+    # the finest scale may come first (divisors in decreasing order): compared with the last one
+    flipped = targets.flip(1)
+    w = losses.scale_mix_weights(sel, flipped, fine_agreement=0.5, finest=0)
+    assert torch.equal(w[1], torch.tensor([1.0, 0.0, 0.0])) and torch.equal(w[0], sel[0])
+    # the selection still learns from the rays where the scales agree
+    sel = sel.clone().requires_grad_(True)
+    losses.feature_distillation_loss(torch.randn(2, 4), losses.scale_mix_weights(sel, targets, 0.5, 2),
+                                     targets).backward()
+    assert sel.grad[0].abs().sum() > 0 and sel.grad[1].abs().sum() == 0

@@ -206,8 +206,11 @@ class SemanticAlignment:
             rel = batch_relevancy(self.relevancy, keyframes, batch.keyframe_uids[:k].cpu(),
                                   batch.pixels[:k].cpu(), outputs.feature.device)
             if rel is not None:
-                terms["rda"] = self.sem.rda_weight * losses.rda_loss(outputs.feature, text, rel,
-                                                                     outputs.selection)
+                from ovs3d_ros.core.trainer import target_scale_weights
+
+                weights = outputs.selection if batch.clip_targets is None else \
+                    target_scale_weights(trainer.cfg, outputs.selection, batch.clip_targets[:k])
+                terms["rda"] = self.sem.rda_weight * losses.rda_loss(outputs.feature, text, rel, weights)
         if self.sem.fda_pos_weight > 0 or self.sem.fda_neg_weight > 0:
             with_dino = [kf for kf in keyframes if kf.dino is not None]
             if with_dino:

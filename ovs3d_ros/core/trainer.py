@@ -191,8 +191,8 @@ class Trainer:
                 self.semantic_step_count += 1
             if feature_rays and self.cfg.semantic.feature_weight > 0:
                 terms["feature"] = self.cfg.semantic.feature_weight * losses.feature_distillation_loss(
-                    out.feature, out.selection, batch.clip_targets
-                )
+                    out.feature, target_scale_weights(self.cfg, out.selection, batch.clip_targets),
+                    batch.clip_targets)
             for hook in self.extra_losses:
                 terms.update(hook(self, batch, out))
             total = sum(terms.values())
@@ -536,3 +536,11 @@ def initial_scene_bounds(frame: Frame, points: np.ndarray, cfg: Config) -> tuple
         center = cam + frame.pose[:3, 2] * 0.5 * cfg.field.scene_radius_m
         reach = 0.5 * cfg.field.scene_radius_m
     return center, max(cfg.field.scene_radius_m, cfg.field.scene_radius_margin * reach)
+
+
+def target_scale_weights(cfg: Config, selection: torch.Tensor, clip_targets: torch.Tensor) -> torch.Tensor:
+    """(N, S) scale weights of the feature rays' targets (``semantic.fine_scale_agreement``)."""
+    divisors = cfg.teacher.clip.scale_divisors
+    finest = max(range(len(divisors)), key=lambda k: divisors[k])  # the largest divisor: smallest patch
+    return losses.scale_mix_weights(selection, clip_targets[:len(selection)],
+                                    cfg.semantic.fine_scale_agreement, finest)
