@@ -263,6 +263,10 @@ class SemanticConfig:
     them (bench/semantic_eval clutter, held-out mIoU: no FDA 48.6, x200 34.9, x20 55.7)."""
     fda_neg_weight: float = 0.2
     """Feature-distribution alignment: weight of DINO-dissimilar pairs (the paper: 0.18-0.35)."""
+    fda_colour_sigma: float = 0.0
+    """FDA: a DINO-similar pair's attraction is scaled by exp(-|c_i - c_j|^2 / (2 sigma^2)) of the colours
+    (0..1) of the pixels its two rays pass through (``losses.fda_colour_affinity``), so pairs across a
+    colour edge, such as a small object's token and the table's, attract little. 0 = off (the original)."""
     dino_shift: float = 0.7
     """DINO cosine minus this gives the pair weight."""
     temperature: float = 0.2

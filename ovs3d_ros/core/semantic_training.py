@@ -118,11 +118,13 @@ def fda_gradient_targets(sem: SemanticConfig) -> tuple[str, ...] | None:
 
 
 def fda_from_windows(rendered: torch.Tensor, text: torch.Tensor, dino: torch.Tensor, sem: SemanticConfig,
-                     generator: torch.Generator | None = None) -> dict[str, torch.Tensor]:
-    """FDA with the config's weights (rendered (B, T, D), dino (B, T, Cd))."""
+                     generator: torch.Generator | None = None, colour: torch.Tensor | None = None
+                     ) -> dict[str, torch.Tensor]:
+    """FDA with the config's weights (rendered (B, T, D), dino (B, T, Cd), ray colours (B, T, 3))."""
     return losses.fda_loss(rendered, text, dino, temperature=sem.temperature, dino_shift=sem.dino_shift,
                            pos_weight=sem.fda_pos_weight, neg_weight=sem.fda_neg_weight,
-                           max_pairs=sem.fda_max_pairs, generator=generator)
+                           max_pairs=sem.fda_max_pairs, generator=generator, pair_colour=colour,
+                           colour_sigma=sem.fda_colour_sigma)
 
 
 
@@ -138,9 +140,10 @@ def keyframe_snapshot(trainer) -> list:
 
 
 def window_rays(kf, window: int, generator: torch.Generator | None, device: torch.device
-                ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
-    """Rays through the token centres of a random DINO window of keyframe ``kf``:
-    (origins (T,3), directions (T,3), depth (T,) from the keyframe's depth or 0, dino (T, Cd))."""
+                ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Rays through the token centres of a random DINO window of keyframe ``kf``: (origins (T,3),
+    directions (T,3), depth (T,) from the keyframe's depth or 0, dino (T, Cd), colour (T, 3) in [0, 1]
+    of the keyframe pixel each ray passes through)."""
     from ovs3d_ros.core.camera import generate_rays
 
     ht, wt = kf.dino.shape[:2]
@@ -148,14 +151,15 @@ def window_rays(kf, window: int, generator: torch.Generator | None, device: torc
     height, width = kf.intrinsics.height, kf.intrinsics.width
     pix = token_pixels(rows, cols, (ht, wt), (height, width))
     origins, directions = generate_rays(kf.intrinsics, kf.pose, pix, device=device)
+    u = (pix[:, 0] + 0.5).long().clamp(0, width - 1)
+    v = (pix[:, 1] + 0.5).long().clamp(0, height - 1)
     if kf.depth is not None:
-        u = (pix[:, 0] + 0.5).long().clamp(0, width - 1).to(kf.depth.device)
-        v = (pix[:, 1] + 0.5).long().clamp(0, height - 1).to(kf.depth.device)
-        depth = kf.depth[v, u].to(device)
+        depth = kf.depth[v.to(kf.depth.device), u.to(kf.depth.device)].to(device)
     else:
         depth = torch.zeros(len(rows), device=device)
     dino = kf.dino[rows.to(kf.dino.device), cols.to(kf.dino.device)].to(device)
-    return origins, directions, depth, dino
+    colour = kf.rgb[v.to(kf.rgb.device), u.to(kf.rgb.device)].to(device).float() / 255.0
+    return origins, directions, depth, dino, colour
 
 
 def batch_relevancy(cache: RelevancyCache, keyframes: list, uids: torch.Tensor, pixels: torch.Tensor,
@@ -223,13 +227,14 @@ class SemanticAlignment:
                 directions = torch.cat([w[1][:size] for w in windows])
                 depth = torch.cat([w[2][:size] for w in windows])
                 dino = torch.stack([w[3][:size] for w in windows])
+                colour = torch.stack([w[4][:size] for w in windows])
                 settings = SamplingSettings.for_training(trainer.cfg)
                 out = render_rays_training_only(trainer.field, self.fda_trainable, origins, directions,
                                                 settings, depth=depth,
                                                 occupancy=getattr(trainer, "occupancy", None),
                                                 semantic_rays=origins.shape[0])
                 feat = out.feature.reshape(len(windows), size, -1)
-                terms["fda"] = fda_from_windows(feat, text, dino, self.sem, self.generator)["fda"]
+                terms["fda"] = fda_from_windows(feat, text, dino, self.sem, self.generator, colour)["fda"]
         return terms
 
 
@@ -277,7 +282,7 @@ def collect_refine_data(trainer, text: torch.Tensor, cfg, generator: torch.Gener
     if with_dino and q.refine_windows > 0 and (sem.fda_pos_weight > 0 or sem.fda_neg_weight > 0):
         wf, wd = [], []
         for i in torch.randint(0, len(with_dino), (q.refine_windows,), generator=generator).tolist():
-            origins, directions, depth, dino = window_rays(with_dino[i], sem.fda_window, generator, device)
+            origins, directions, depth, dino, _ = window_rays(with_dino[i], sem.fda_window, generator, device)
             with _render_lock(trainer):
                 out = render_rays(trainer.field, origins, directions, settings, depth=depth,
                                   occupancy=occupancy, semantic_rays=origins.shape[0])
