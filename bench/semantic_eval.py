@@ -166,8 +166,14 @@ def main() -> int:
     parser.add_argument("--save", help="folder for the trained checkpoints")
     parser.add_argument("--renderers", nargs="+", choices=["reference", "surface"],
                         help="also evaluate each field with these query.mask_renderer values (same field)")
+    parser.add_argument("--from-json", nargs="+", metavar="JSON",
+                        help="train nothing: write the tables from reports that --json runs wrote")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
+    if args.from_json:
+        reports = [r for path in args.from_json for r in json.loads(Path(path).read_text())]
+        return write_tables(reports, "python " + " ".join(sys.argv), f"{len(reports)} runs merged from "
+                            + ", ".join(args.from_json) + "; each run's command is in its JSON", args)
 
     base = cli.build_config(None, [f"{k}={v}" for k, v in BENCH_DEFAULTS.items()] + args.set)
     reports = []
@@ -180,7 +186,9 @@ def main() -> int:
                 figs = Path(args.figures) / f"{scene}_s{seed}" / variant if args.figures else None
                 rep = run_variant(dataset, base, variant, args.steps, figs, args.refine and variant == "full",
                                   Path(args.save) if args.save else None, args.renderers)
-                rep.update(preset=scene, seed=seed, tuning=f"{scene}:{seed}" in args.tuning)
+                rep.update(preset=scene, seed=seed, tuning=f"{scene}:{seed}" in args.tuning,
+                           command="python " + " ".join(sys.argv), steps=args.steps,
+                           resolution=[args.width, args.height], sets=args.set)
                 reports.append(rep)
                 print(f"[{scene} s{seed}/{variant}] 3D {100 * rep['3d']['paper_miou']:.1f} vs 2D "
                       f"{100 * rep['2d_teacher']['paper_miou']:.1f} mIoU (train {rep['train_s']:.0f} s)",
@@ -190,7 +198,11 @@ def main() -> int:
     header = (f"held-out views: {args.test} per scene, {args.width}x{args.height}, {args.steps} steps, "
               f"{args.train} training views, node defaults (config/ovs3d.yaml) + the synthetic benchmark "
               f"teacher{' + ' + ' '.join(args.set) if args.set else ''}; paper mIoU, %")
-    text = markdown(reports, "python " + " ".join(sys.argv), header)
+    return write_tables(reports, "python " + " ".join(sys.argv), header, args)
+
+
+def write_tables(reports: list[dict], command: str, header: str, args) -> int:
+    text = markdown(reports, command, header)
     print(text)
     if args.md:
         Path(args.md).write_text(text)
