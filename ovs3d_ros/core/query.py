@@ -49,8 +49,26 @@ class Labels:
 DECISION_RULES = ("relevancy", "cosine")
 
 
+QUANTILE_ROWS = 65536
+"""Rows (a strided subsample beyond this) from which 'relevancy' estimates its per-class quantiles."""
+
+
+def class_extremes(cosines, count: int, quantile: float) -> tuple[torch.Tensor, torch.Tensor]:
+    """Per-class (lo, hi) of the cosines over all rows: min and max, or with ``quantile`` > 0 the
+    ``quantile`` and ``1 - quantile`` quantiles (over at most ``QUANTILE_ROWS`` strided rows)."""
+    if quantile <= 0:
+        extremes = [(c.amin(dim=0), c.amax(dim=0)) for c, _ in map(cosines, range(count))]
+        return (torch.stack([e[0] for e in extremes]).amin(dim=0),
+                torch.stack([e[1] for e in extremes]).amax(dim=0))
+    rows = []
+    for c, _ in map(cosines, range(count)):
+        rows.append(c[::max(1, -(-len(c) * count // QUANTILE_ROWS))].float())
+    every = torch.cat(rows)
+    return every.quantile(quantile, dim=0), every.quantile(1.0 - quantile, dim=0)
+
+
 def decide(cosines, count: int, temperature: float, score_threshold: float = 0.0,
-           rule: str = "cosine") -> Labels:
+           rule: str = "cosine", quantile: float = 0.0) -> Labels:
     """Labels from class cosines produced chunk by chunk: ``cosines(i)`` -> ((n_i, C) cosine of chunk i,
     (n_i,) best canonical-negative cosine or None), for i < ``count``.
 
@@ -60,6 +78,8 @@ def decide(cosines, count: int, temperature: float, score_threshold: float = 0.0
             or one cloud): the rule by which the 2D teacher itself decides
             (``teachers.relevancy.teacher_labels``), so the 3D answer inherits its per-image calibration.
             Each class reaches 1 somewhere in the set, so it suits a vocabulary of what is in view.
+            With ``quantile`` > 0 (``query.relevancy_quantile``) the extremes are that quantile and its
+            complement instead of the min and max: one outlier pixel then cannot set a class's scale.
     The score is the chosen class's probability under softmax(cos / temperature); a row is unknown (-1)
     below ``score_threshold`` or when its best negative beats its best class. Chunks are computed twice
     under 'relevancy' (extremes, then labels) rather than kept: N x C logits never exist at once.
@@ -70,9 +90,7 @@ def decide(cosines, count: int, temperature: float, score_threshold: float = 0.0
         return Labels(torch.zeros(0, dtype=torch.long), torch.zeros(0))
     lo = hi = None
     if rule == "relevancy":
-        extremes = [(c.amin(dim=0), c.amax(dim=0)) for c, _ in map(cosines, range(count))]
-        lo = torch.stack([e[0] for e in extremes]).amin(dim=0)
-        hi = torch.stack([e[1] for e in extremes]).amax(dim=0)
+        lo, hi = class_extremes(cosines, count, quantile)
     labels, scores = [], []
     for i in range(count):
         cos, best_negative = cosines(i)
@@ -99,7 +117,7 @@ def unknown_without_surface(labels: Labels, opacity: torch.Tensor, min_opacity: 
 
 def classify(features: torch.Tensor, text: torch.Tensor, temperature: float,
              score_threshold: float = 0.0, negatives: torch.Tensor | None = None,
-             chunk: int = 65536, rule: str = "cosine") -> Labels:
+             chunk: int = 65536, rule: str = "cosine", quantile: float = 0.0) -> Labels:
     """Per row of (N, D) CLIP-space features (any norm): a label by ``rule`` (see ``decide``) against
     (C, D) unit text features, its softmax score, and unknowns (-1); ``negatives`` (K, D) are unit
     canonical-negative features. Chunked so a 300k-point cloud never builds more than ``chunk`` x C
@@ -113,13 +131,13 @@ def classify(features: torch.Tensor, text: torch.Tensor, temperature: float,
             neg = (unit @ negatives.t()).max(dim=-1).values
         return unit @ text.t(), neg
 
-    return decide(cosines, len(starts), temperature, score_threshold, rule)
+    return decide(cosines, len(starts), temperature, score_threshold, rule, quantile)
 
 
 def classify_latent(latent: torch.Tensor, norm: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor,
                     text: torch.Tensor, temperature: float, score_threshold: float = 0.0,
                     negatives: torch.Tensor | None = None, chunk: int = 262144,
-                    rule: str = "cosine") -> Labels:
+                    rule: str = "cosine", quantile: float = 0.0) -> Labels:
     """``classify`` of the points' expanded features ``F = latent W^T + b`` without forming them.
 
     The head is affine, so ``cos(F, t) = (latent . W^T t + b . t) / |F|``: the text goes through the
@@ -140,7 +158,7 @@ def classify_latent(latent: torch.Tensor, norm: torch.Tensor, weight: torch.Tens
         best_negative = None if neg is None else (torch.addmm(neg[1], z, neg[0]) * inv).max(dim=-1).values
         return torch.addmm(text_b, z, text_l) * inv, best_negative
 
-    return decide(cosines, len(starts), temperature, score_threshold, rule)
+    return decide(cosines, len(starts), temperature, score_threshold, rule, quantile)
 
 
 @dataclass
@@ -597,7 +615,8 @@ class Segmenter:
                 # (room seed 1, held-out masks; both below the zero-shot 87.0: the refine burst at the
                 # default settings loses to the zero-shot answer, an open problem)
                 rule = "cosine" if head is not None else q.decision_rule
-                return classify(feats, text, q.score_temperature, threshold, negatives, rule=rule)
+                return classify(feats, text, q.score_temperature, threshold, negatives, rule=rule,
+                                quantile=q.relevancy_quantile)
 
         colors = class_colors(names)
         xyz = np.zeros((0, 3), np.float32)
@@ -615,7 +634,8 @@ class Segmenter:
             with torch.no_grad():
                 if head is None:  # affine all the way: one (L x C) product per point
                     lab = classify_latent(points.latent, points.norm, points.weight, points.bias, text,
-                                          q.score_temperature, threshold, negatives, rule=q.decision_rule)
+                                          q.score_temperature, threshold, negatives, rule=q.decision_rule,
+                                          quantile=q.relevancy_quantile)
                 else:
                     lab = label(points.features())
             labels, scores = to_cloud_labels(lab.labels), lab.scores.cpu().numpy().astype(np.float32)
