@@ -4,7 +4,7 @@ For a checkpoint written by ``bench/semantic_eval.py --save`` and its synthetic 
 views, per class (IoU in %, over the views together):
 - the synthetic benchmark teacher per patch scale alone and all scales (its own rule: min-max relevancy
   summed over scales) -- what the targets at the rays hitting the class say;
-- the 3D answer from the same rendered features under each decision rule ('cosine', 'relevancy');
+- the 3D answer from the same rendered features under each decision rule (``RULES``);
 - the mean rendered selection weight per scale on the class's pixels (does the field pick the fine
   scale where the object is small?);
 - the mean rendered opacity on the class's pixels.
@@ -27,8 +27,13 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from ovs3d_ros import cli  # noqa: E402
 from ovs3d_ros.core import metrics  # noqa: E402
-from ovs3d_ros.core.query import DECISION_RULES, Segmenter, classify  # noqa: E402
+from ovs3d_ros.core.query import Segmenter, classify  # noqa: E402
 from ovs3d_ros.core.teachers.relevancy import relevancy_maps  # noqa: E402
+
+RULES = {"cosine": ("cosine", 0.0), "minmax": ("relevancy", 0.0), "q01": ("relevancy", 0.01),
+         "q05": ("relevancy", 0.05)}
+"""Decision rules compared on the same rendered features: plain cosine, the relevancy rule with exact
+min-max (the 2D teacher's), and with 1 % / 5 % quantiles (``query.relevancy_quantile``)."""
 
 
 def class_iou(preds: list[np.ndarray], gts: list[np.ndarray], c: int) -> np.ndarray:
@@ -60,13 +65,13 @@ def main() -> int:
     text = teacher.encode_text(names).float()
     eval_cfg = cli.apply_flat(cfg, {"query.mask_max_side": max(dataset.test_frames[0].width, 640)})
     segmenter = Segmenter(trainer, teacher, eval_cfg)
-    gts, by_rule, by_scale, sel_sum, opa_sum, count = [], {r: [] for r in DECISION_RULES}, [], 0, 0, 0
+    gts, by_rule, by_scale, sel_sum, opa_sum, count = [], {r: [] for r in RULES}, [], 0, 0, 0
     for frame in dataset.test_frames:
         with torch.no_grad():
             img = segmenter.render_mask_view(frame.intrinsics, frame.pose)
         feats = img["feature"].reshape(-1, img["feature"].shape[-1])
-        for rule in DECISION_RULES:
-            lab = classify(feats, text, cfg.query.score_temperature, rule=rule).labels
+        for rule, (name, quantile) in RULES.items():
+            lab = classify(feats, text, cfg.query.score_temperature, rule=name, quantile=quantile).labels
             by_rule[rule].append(lab.reshape(frame.height, frame.width).numpy())
         by_scale.append(teacher_by_scale(teacher, frame, text))
         onehot = np.eye(c)[frame.labels.reshape(-1)]  # (HW, C)
@@ -84,7 +89,7 @@ def main() -> int:
     report["selection"] = (sel_sum / np.maximum(count, 1)[:, None]).tolist()
     report["opacity"] = (opa_sum / np.maximum(count, 1)).tolist()
     cols = [f"teacher_scale{k}" for k in range(scales)] + ["teacher_all_scales"] + \
-        [f"3d_{r}" for r in DECISION_RULES]
+        [f"3d_{r}" for r in RULES]
     print(f"{'class':<16} {'px/view':>7} " + " ".join(f"{h.replace('teacher_', 'T:')[:12]:>12}" for h in cols)
           + "  selection per scale   opacity")
     for i, n in enumerate(names):
