@@ -172,6 +172,8 @@ def main() -> int:
     torch.set_num_threads(args.threads)
     if args.from_json:
         reports = [r for path in args.from_json for r in json.loads(Path(path).read_text())]
+        if args.json:  # the merged reports in one file
+            Path(args.json).write_text(json.dumps(reports, indent=2))
         return write_tables(reports, "python " + " ".join(sys.argv), f"{len(reports)} runs merged from "
                             + ", ".join(args.from_json) + "; each run's command is in its JSON", args)
 
