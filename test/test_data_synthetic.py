@@ -154,3 +154,40 @@ def test_generate_writes_all_three_formats_and_preview(tmp_path):
     out = preview("room", tmp_path / "p.png", n_views=2, width=32, height=24)
     with Image.open(out) as img:
         assert img.size[0] == 3 * 32 and img.size[1] > 2 * 24
+
+
+def test_desk_preset_has_small_objects_on_the_table_seen_from_a_metre():
+    """The robot's everyday query: several 5-20 cm objects standing on a table, cameras ~1 m away."""
+    scene = SyntheticScene("desk", seed=2)
+    table = next(p for p in scene.objects if p.class_name == "wooden table")
+    top = table.center[2] + table.size[2]
+    small = [p for p in scene.objects if p.class_name != "wooden table"]
+    assert {"white mug", "blue book", "green bowl", "red apple"} <= {p.class_name for p in small}
+    for p in small:
+        lo, hi = _extent(p)
+        largest = float(np.max(hi - lo))
+        assert 0.05 - 1e-9 <= largest <= 0.20 + 1e-9, (p.class_name, largest)
+        assert lo[2] == pytest.approx(top, abs=1e-6), f"{p.class_name} stands on the table top"
+        assert np.all(np.abs(np.asarray(p.center[:2])) + 0.1 < np.asarray(table.size[:2])), p.class_name
+    for pose in scene.camera_path(12):
+        assert 0.7 <= np.linalg.norm(pose[:3, 3] - scene.center) <= 1.3
+    # at 160x120 each object covers tens of pixels in a typical view: small, but not sub-pixel
+    intr = intrinsics_for(160, 120)
+    _, _, labels = scene.render(intr, scene.camera_path(3)[1])
+    for p in small:
+        area = int(np.count_nonzero(labels == scene.class_names.index(p.class_name)))
+        assert 5 <= area <= 800, (p.class_name, area)
+
+
+def _extent(prim):
+    """(lo, hi) corners of a primitive in its own frame, in metres (a box's yaw turns it about z and
+    changes none of its dimensions)."""
+    c = np.asarray(prim.center, dtype=float)
+    if prim.kind == "sphere":
+        r = prim.size[0]
+        return c - r, c + r
+    if prim.kind == "box":
+        half = np.asarray(prim.size, dtype=float)
+        return c - half, c + half
+    r, h = prim.size
+    return c - [r, r, 0.0], c + [r, r, h]

@@ -2,6 +2,7 @@
 
 import math
 
+import pytest
 import torch
 import torch.nn.functional as F
 
@@ -173,3 +174,44 @@ def test_feature_distillation_matches_reference_values_and_gradients():
     # a rendered feature equal to its target's mix is the optimum, -1
     mix = (logits.softmax(-1).unsqueeze(-1) * targets).sum(1).detach()
     assert abs(float(losses.feature_distillation_loss(3.0 * mix, logits.softmax(-1), targets)) + 1.0) < 1e-5
+
+
+def test_scale_mix_weights_use_the_finest_scale_only_where_the_scales_disagree():
+    e = torch.eye(4)
+    # ray 0: the coarsest and finest scales agree; ray 1: the coarse patch saw the table (e0), the finest
+    # the mug (e1)
+    middle = torch.nn.functional.normalize(e[0] + 0.5 * e[3], dim=0)
+    targets = torch.stack([torch.stack([e[0], middle, e[0]]), torch.stack([e[0], e[0], e[1]])])
+    sel = torch.tensor([[0.5, 0.2, 0.3], [0.6, 0.3, 0.1]])
+    w = losses.scale_mix_weights(sel, targets, fine_agreement=0.5, finest=2)
+    assert torch.equal(w[0], sel[0]) and torch.equal(w[1], torch.tensor([0.0, 0.0, 1.0]))
+    assert torch.equal(losses.scale_mix_weights(sel, targets, fine_agreement=-1.0, finest=2), sel)
+    # the finest scale may come first (divisors in decreasing order): compared with the last one
+    flipped = targets.flip(1)
+    w = losses.scale_mix_weights(sel, flipped, fine_agreement=0.5, finest=0)
+    assert torch.equal(w[1], torch.tensor([1.0, 0.0, 0.0])) and torch.equal(w[0], sel[0])
+    # the selection still learns from the rays where the scales agree
+    sel = sel.clone().requires_grad_(True)
+    losses.feature_distillation_loss(torch.randn(2, 4), losses.scale_mix_weights(sel, targets, 0.5, 2),
+                                     targets).backward()
+    assert sel.grad[0].abs().sum() > 0 and sel.grad[1].abs().sum() == 0
+
+
+def test_fda_colour_affinity_weakens_attraction_across_a_colour_edge():
+    text = torch.eye(2)
+    kw = {"temperature": 0.2, "dino_shift": 0.7, "pos_weight": 200.0, "neg_weight": 0.2, "max_pairs": 100}
+    # the DINO tokens look alike (a mixed token on a mug and the table's), the rays hit white and brown
+    feat = torch.tensor([[[1.0, 0.2], [0.2, 1.0]]])
+    same = torch.tensor([[[1.0, 0.0], [1.0, 0.0]]])
+    white_brown = torch.tensor([[[0.93, 0.93, 0.9], [0.55, 0.35, 0.18]]])
+    white_white = torch.tensor([[[0.93, 0.93, 0.9], [0.9, 0.92, 0.9]]])
+    i, j = losses.sample_pairs(2, 100)
+    w = losses.fda_colour_affinity(white_brown, i, j, 0.2)
+    assert torch.allclose(w[0, i == j], torch.ones(2)) and float(w[0, i != j].max()) < 0.01
+    plain = losses.fda_loss(feat, text, same, **kw)["fda_pos"]
+    across = losses.fda_loss(feat, text, same, pair_colour=white_brown, colour_sigma=0.2, **kw)["fda_pos"]
+    within = losses.fda_loss(feat, text, same, pair_colour=white_white, colour_sigma=0.2, **kw)["fda_pos"]
+    assert float(across) < 0.01 * float(plain)
+    assert float(within) == pytest.approx(float(plain), rel=0.05)
+    off = losses.fda_loss(feat, text, same, pair_colour=white_brown, colour_sigma=0.0, **kw)["fda_pos"]
+    assert torch.equal(off, plain)

@@ -116,3 +116,18 @@ def test_psnr():
     assert psnr(a, a) == float("inf")
     with pytest.raises(MetricError):
         psnr(a, a[:2])
+
+
+def test_compare_per_class_flags_classes_below_the_teacher():
+    from ovs3d_ros.core.metrics import compare_per_class, format_class_comparison
+
+    rows = compare_per_class(["table", "mug", "book", "ghost"], [0.9, 0.0, 0.295, np.nan],
+                             [0.8, 0.39, 0.30, 0.1])
+    assert [r.below_teacher for r in rows] == [False, True, True, False]
+    assert [r.below_teacher for r in compare_per_class(["book"], [0.295], [0.30], tolerance=0.01)] == [False]
+    text = format_class_comparison(rows)
+    flagged = [line.split()[0] for line in text.splitlines() if line.endswith("< 2D")]
+    assert flagged == ["mug", "book"]
+    assert "39.0" in text and "90.0" in text
+    with pytest.raises(MetricError):
+        compare_per_class(["a", "b"], [0.1], [0.2, 0.3])

@@ -10,9 +10,12 @@ from ovs3d_ros.core.query import (
     RefineCache,
     RefineData,
     RefineHead,
+    class_extremes,
     classify,
+    decide,
     to_cloud_labels,
     train_refine_head,
+    unknown_without_surface,
 )
 
 
@@ -40,6 +43,42 @@ def test_threshold_and_canonical_negatives_make_unknown():
     neg = classify(feats, text, 0.1, negatives=negatives)
     assert neg.labels.tolist()[0] == 0 and neg.labels[2] == -1
     assert to_cloud_labels(neg.labels).tolist()[2] == 65535
+
+
+def test_relevancy_quantiles_keep_one_outlier_from_setting_a_class_scale():
+    """A small object (class 1) on a large surface (class 0); one outlier row (an edge's mixed feature)
+    has the largest class-1 cosine of all. Exact min-max squashes the object under it; 1 % quantiles
+    do not. quantile 0 is exact min-max, and the quantiles are computed from strided rows when many."""
+    torch.manual_seed(0)
+    n = 1000
+    cos = torch.stack([torch.full((n,), 0.8), torch.full((n,), 0.2)], dim=1) + 0.01 * torch.randn(n, 2)
+    cos[:30] = torch.tensor([0.75, 0.4])     # the object: a blurred feature, still mostly surface
+    cos[30:60] = torch.tensor([0.3, 0.25])   # another surface, far from class 0
+    cos[-1] = torch.tensor([0.8, 0.95])      # the outlier
+    chunks = [cos[i:i + 300] for i in range(0, n, 300)]
+
+    def cosines(i):
+        return chunks[i], None
+
+    exact = decide(cosines, len(chunks), 0.1, rule="relevancy")
+    robust = decide(cosines, len(chunks), 0.1, rule="relevancy", quantile=0.01)
+    assert int((exact.labels[:30] == 1).sum()) == 0
+    assert bool((robust.labels[:30] == 1).all()) and bool((robust.labels[60:-1] == 0).all())
+    lo, hi = class_extremes(cosines, len(chunks), 0.0)
+    assert torch.equal(lo, cos.amin(0)) and torch.equal(hi, cos.amax(0))
+    lo, hi = class_extremes(cosines, len(chunks), 0.01)
+    assert torch.allclose(hi, cos.quantile(0.99, dim=0)) and torch.allclose(lo, cos.quantile(0.01, dim=0))
+
+
+def test_pixels_without_surface_are_unknown_not_the_nearest_class():
+    text = torch.eye(3)
+    feats = torch.eye(3)[[0, 1, 2, 2]]
+    opacity = torch.tensor([[0.99, 0.2], [0.5, 0.0]])  # (2, 2) image, flattened row-major like feats
+    labels = classify(feats, text, 0.1)
+    out = unknown_without_surface(labels, opacity, 0.5)
+    assert out.labels.tolist() == [0, -1, 2, -1]
+    assert out.scores[1] == 0 and out.scores[3] == 0 and out.scores[0] == labels.scores[0]
+    assert unknown_without_surface(labels, opacity, 0.0).labels.tolist() == [0, 1, 2, 2]
 
 
 def test_refine_head_starts_as_identity_and_rda_improves():

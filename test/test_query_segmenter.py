@@ -104,6 +104,24 @@ def test_unknown_by_threshold(scene):
     assert np.array_equal(res.overlay, trainer.keyframes.keyframes[0].rgb.numpy())
 
 
+def test_mask_pixels_without_surface_are_unknown(scene):
+    """query.min_surface_opacity: a pixel whose ray meets too little density gets no class."""
+    data, cfg, teacher, trainer, _ = scene
+    pose = np.asarray(trainer.keyframes.keyframes[0].pose)
+    camera = (data.frames[0].intrinsics, pose)
+    labelled = Segmenter(trainer, teacher, apply_flat(cfg, {"query.min_surface_opacity": 0.0}))
+    img = labelled.render_mask_view(data.frames[0].intrinsics, pose)
+    opacity = img["opacity"].numpy()
+    threshold = float(np.median(opacity))  # about half of this barely trained field's pixels fall below
+    strict = Segmenter(trainer, teacher, apply_flat(cfg, {"query.min_surface_opacity": threshold}))
+    a = labelled.segment(data.class_names, camera=camera, cloud=False).label_image
+    b = strict.segment(data.class_names, camera=camera, cloud=False).label_image
+    assert not np.any(a == 255)
+    empty = opacity < threshold
+    assert empty.any() and not empty.all()
+    assert np.all(b[empty] == 255) and np.array_equal(b[~empty], a[~empty])
+
+
 def test_refine_is_cached_and_leaves_other_vocabularies_bit_identical(scene):
     data, cfg, teacher, trainer, _ = scene
     seg = Segmenter(trainer, teacher, cfg)

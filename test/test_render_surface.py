@@ -11,7 +11,7 @@ from tiny_config import tiny_config  # noqa: E402 - test/ is on sys.path
 
 from ovs3d_ros.config import apply_flat
 from ovs3d_ros.core.outputs import label_image
-from ovs3d_ros.core.query import Segmenter, classify, classify_latent, expanded_norm
+from ovs3d_ros.core.query import Segmenter, classify, classify_latent, expanded_norm, unknown_without_surface
 from ovs3d_ros.core.rendering import (
     RenderError,
     SurfaceSettings,
@@ -273,8 +273,10 @@ def test_segmenter_mask_labels_from_latents_are_those_of_the_expanded_features(t
     with torch.no_grad():
         features = trainer.field.expand_feature(img["latent"].reshape(-1, img["latent"].shape[-1]),
                                                 img["opacity"].reshape(-1))
-    ref = classify(features, seg._text(names), cfg.query.score_temperature, cfg.query.score_threshold,
-                   rule=cfg.query.decision_rule)
+    ref = unknown_without_surface(
+        classify(features, seg._text(names), cfg.query.score_temperature, cfg.query.score_threshold,
+                 rule=cfg.query.decision_rule, quantile=cfg.query.relevancy_quantile),
+        img["opacity"], cfg.query.min_surface_opacity)
     labels = label_image(ref.labels.numpy().reshape(result.label_image.shape), len(names))
     np.testing.assert_array_equal(result.label_image, labels)
     np.testing.assert_allclose(result.score_image.reshape(-1), ref.scores.numpy(), atol=1e-5)

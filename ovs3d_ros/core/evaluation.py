@@ -96,15 +96,18 @@ def evaluate(trainer, teacher, cfg: Config, dataset, refine: bool = False, figur
 
 
 def format_report(report: dict) -> str:
-    """A plain-text table: per class then per view, 3D vs the 2D teacher, then the summary rows."""
+    """A plain-text table: per class (classes below the 2D teacher flagged) then per view, 3D vs the 2D
+    teacher, then the summary rows."""
+    from ovs3d_ros.core.metrics import compare_per_class, format_class_comparison
+
     a, b = report["3d"], report["2d_teacher"]
-    width = max([len(n) for n in report["classes"]] + [18])
+    names = report["classes"]
+    width = max([len(n) for n in names] + [18])
+    per_class = compare_per_class(names, [a["per_class_iou"][n] for n in names],
+                                  [b["per_class_iou"][n] for n in names])
     lines = [f"scene {report['scene']} ({len(report['views'])} "
              f"{'held-out' if report['held_out'] else 'annotated'} views)",
-             f"{'class':<{width}}  {'3D IoU':>7}  {'2D IoU':>7}"]
-    for name in report["classes"]:
-        x, y = a["per_class_iou"][name], b["per_class_iou"][name]
-        lines.append(f"{name:<{width}}  {100 * x:7.1f}  {100 * y:7.1f}")
+             format_class_comparison(per_class, width)]
     for k, (x, y) in enumerate(zip(a["per_view_miou"], b["per_view_miou"], strict=True)):
         lines.append(f"{'view ' + str(k):<{width}}  {100 * x:7.1f}  {100 * y:7.1f}")
     for key, label in (("paper_miou", "mIoU (paper)"), ("paper_accuracy", "accuracy (paper)"),

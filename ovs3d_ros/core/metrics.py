@@ -152,6 +152,41 @@ def conventional_miou(
     )
 
 
+@dataclass(frozen=True)
+class ClassComparison:
+    """One class's IoU in 3D and from the 2D teacher on the same views."""
+
+    name: str
+    iou_3d: float
+    iou_2d: float
+    below_teacher: bool
+    """3D IoU below the teacher's: the class the distillation lost (small objects, typically)."""
+
+
+def compare_per_class(names: Sequence[str], iou_3d: Sequence[float], iou_2d: Sequence[float],
+                      tolerance: float = 0.0) -> list[ClassComparison]:
+    """Per-class 3D vs 2D-teacher IoU, flagging classes whose 3D IoU is below the teacher's by more
+    than ``tolerance`` (IoU units, 0..1). NaN (class absent from GT and both predictions under the
+    conventional metric) is never flagged."""
+    if not len(names) == len(iou_3d) == len(iou_2d):
+        raise MetricError(f"{len(names)} names for {len(iou_3d)} 3D and {len(iou_2d)} 2D IoUs")
+    rows = []
+    for name, a, b in zip(names, iou_3d, iou_2d, strict=True):
+        a, b = float(a), float(b)
+        below = bool(np.isfinite(a) and np.isfinite(b) and a < b - tolerance)
+        rows.append(ClassComparison(str(name), a, b, below))
+    return rows
+
+
+def format_class_comparison(rows: Sequence[ClassComparison], min_width: int = 5) -> str:
+    """A plain-text table, IoU in %, classes the teacher beats marked ``< 2D``."""
+    width = max([len(r.name) for r in rows] + [min_width])
+    lines = [f"{'class':<{width}}  {'3D IoU':>7}  {'2D IoU':>7}"]
+    lines += [f"{r.name:<{width}}  {100 * r.iou_3d:7.1f}  {100 * r.iou_2d:7.1f}"
+              + ("  < 2D" if r.below_teacher else "") for r in rows]
+    return "\n".join(lines)
+
+
 def psnr(pred, target, max_value: float = 1.0) -> float:
     """Peak signal-to-noise ratio in dB of images with values in [0, max_value] (numpy or torch)."""
     try:

@@ -16,7 +16,8 @@ asked for, and labelled from their latents and opacity the same way (no (H*W, cl
 
 Scores: the winning class's probability under ``softmax_c(cos / query.score_temperature)``. A label
 becomes 'unknown' (uint16 65535 in clouds; 255/65535 in label images) when its score is below the
-threshold, or, with canonical negatives on, when a negative phrase beats every class.
+threshold, or, with canonical negatives on, when a negative phrase beats every class. A mask pixel
+with no surface (rendered opacity below ``query.min_surface_opacity``) is unknown as well.
 """
 
 from __future__ import annotations
@@ -53,8 +54,26 @@ class Labels:
 DECISION_RULES = choices(DecisionRule)
 
 
+QUANTILE_ROWS = 65536
+"""Rows (a strided subsample beyond this) from which 'relevancy' estimates its per-class quantiles."""
+
+
+def class_extremes(cosines, count: int, quantile: float) -> tuple[torch.Tensor, torch.Tensor]:
+    """Per-class (lo, hi) of the cosines over all rows: min and max, or with ``quantile`` > 0 the
+    ``quantile`` and ``1 - quantile`` quantiles (over at most ``QUANTILE_ROWS`` strided rows)."""
+    if quantile <= 0:
+        extremes = [(c.amin(dim=0), c.amax(dim=0)) for c, _ in map(cosines, range(count))]
+        return (torch.stack([e[0] for e in extremes]).amin(dim=0),
+                torch.stack([e[1] for e in extremes]).amax(dim=0))
+    rows = []
+    for c, _ in map(cosines, range(count)):
+        rows.append(c[::max(1, -(-len(c) * count // QUANTILE_ROWS))].float())
+    every = torch.cat(rows)
+    return every.quantile(quantile, dim=0), every.quantile(1.0 - quantile, dim=0)
+
+
 def decide(cosines, count: int, temperature: float, score_threshold: float = 0.0,
-           rule: str = "cosine") -> Labels:
+           rule: str = "cosine", quantile: float = 0.0) -> Labels:
     """Labels from class cosines produced chunk by chunk: ``cosines(i)`` -> ((n_i, C) cosine of chunk i,
     (n_i,) best canonical-negative cosine or None), for i < ``count``.
 
@@ -64,6 +83,8 @@ def decide(cosines, count: int, temperature: float, score_threshold: float = 0.0
             or one cloud): the rule by which the 2D teacher itself decides
             (``teachers.relevancy.teacher_labels``), so the 3D answer inherits its per-image calibration.
             Each class reaches 1 somewhere in the set, so it suits a vocabulary of what is in view.
+            With ``quantile`` > 0 (``query.relevancy_quantile``) the extremes are that quantile and its
+            complement instead of the min and max: one outlier pixel then cannot set a class's scale.
     The score is the chosen class's probability under softmax(cos / temperature); a row is unknown (-1)
     below ``score_threshold`` or when its best negative beats its best class. Chunks are computed twice
     under 'relevancy' (extremes, then labels) rather than kept: N x C logits never exist at once.
@@ -74,9 +95,7 @@ def decide(cosines, count: int, temperature: float, score_threshold: float = 0.0
         return Labels(torch.zeros(0, dtype=torch.long), torch.zeros(0))
     lo = hi = None
     if rule == "relevancy":
-        extremes = [(c.amin(dim=0), c.amax(dim=0)) for c, _ in map(cosines, range(count))]
-        lo = torch.stack([e[0] for e in extremes]).amin(dim=0)
-        hi = torch.stack([e[1] for e in extremes]).amax(dim=0)
+        lo, hi = class_extremes(cosines, count, quantile)
     labels, scores = [], []
     for i in range(count):
         cos, best_negative = cosines(i)
@@ -91,9 +110,19 @@ def decide(cosines, count: int, temperature: float, score_threshold: float = 0.0
     return Labels(torch.cat(labels), torch.cat(scores))
 
 
+def unknown_without_surface(labels: Labels, opacity: torch.Tensor, min_opacity: float) -> Labels:
+    """``labels`` with rows whose rendered ``opacity`` (N,) is below ``min_opacity`` set to unknown (-1)
+    and their score to 0: no surface, nothing to label (``query.min_surface_opacity``)."""
+    if min_opacity <= 0:
+        return labels
+    empty = opacity.reshape(-1).to(labels.labels.device) < min_opacity
+    return Labels(torch.where(empty, torch.full_like(labels.labels, -1), labels.labels),
+                  torch.where(empty, torch.zeros_like(labels.scores), labels.scores))
+
+
 def classify(features: torch.Tensor, text: torch.Tensor, temperature: float,
              score_threshold: float = 0.0, negatives: torch.Tensor | None = None,
-             chunk: int = 65536, rule: str = "cosine") -> Labels:
+             chunk: int = 65536, rule: str = "cosine", quantile: float = 0.0) -> Labels:
     """Per row of (N, D) CLIP-space features (any norm): a label by ``rule`` (see ``decide``) against
     (C, D) unit text features, its softmax score, and unknowns (-1); ``negatives`` (K, D) are unit
     canonical-negative features. Chunked so a 300k-point cloud never builds more than ``chunk`` x C
@@ -107,13 +136,14 @@ def classify(features: torch.Tensor, text: torch.Tensor, temperature: float,
             neg = (unit @ negatives.t()).max(dim=-1).values
         return unit @ text.t(), neg
 
-    return decide(cosines, len(starts), temperature, score_threshold, rule)
+    return decide(cosines, len(starts), temperature, score_threshold, rule, quantile)
 
 
 def classify_latent(latent: torch.Tensor, norm: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor,
                     text: torch.Tensor, temperature: float, score_threshold: float = 0.0,
                     negatives: torch.Tensor | None = None, chunk: int = 262144,
-                    rule: str = "cosine", opacity: torch.Tensor | None = None) -> Labels:
+                    rule: str = "cosine", opacity: torch.Tensor | None = None,
+                    quantile: float = 0.0) -> Labels:
     """``classify`` of the expanded features ``F = latent W^T + opacity b`` without forming them.
 
     The head is affine, so ``cos(F, t) = (latent . W^T t + opacity b . t) / |F|``: the text goes through
@@ -141,7 +171,7 @@ def classify_latent(latent: torch.Tensor, norm: torch.Tensor, weight: torch.Tens
         best_negative = None if neg is None else (dot(z, op, neg) * inv).max(dim=-1).values
         return dot(z, op, (text_l, text_b)) * inv, best_negative
 
-    return decide(cosines, len(starts), temperature, score_threshold, rule)
+    return decide(cosines, len(starts), temperature, score_threshold, rule, quantile)
 
 
 def expanded_norm(latent: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor,
@@ -625,7 +655,7 @@ class Segmenter:
                     norm = expanded_norm(latent, weight, bias, opacity)
                 return classify_latent(latent, norm, weight, bias, vocab.text, q.score_temperature,
                                        vocab.threshold, vocab.negatives, rule=q.decision_rule,
-                                       opacity=opacity)
+                                       opacity=opacity, quantile=q.relevancy_quantile)
             op = torch.ones(latent.shape[0], device=latent.device) if opacity is None else opacity
             features = vocab.head(F.linear(latent, weight) + op[:, None] * bias)
             # a refine head is trained (RDA) to put the teacher's relevancy calibration into the
@@ -670,7 +700,9 @@ class Segmenter:
         if "fallback" in img:  # the surface renderer: share of pixels the reference had to redo
             timing["mask_fallback_fraction"] = float(img["fallback"].float().mean())
         latent = img["latent"].reshape(height * width, -1)
-        lab = self._labels(vocab, latent, weight, bias, opacity=img["opacity"].reshape(-1))
+        opacity = img["opacity"].reshape(-1)
+        lab = unknown_without_surface(self._labels(vocab, latent, weight, bias, opacity=opacity), opacity,
+                                      q.min_surface_opacity)
         idx = lab.labels.reshape(height, width).cpu().numpy()
         rendered = (img["rgb"].clamp(0, 1) * 255).round().to(torch.uint8).cpu().numpy()
         if background is not None and background.shape[:2] != (height, width):
@@ -713,6 +745,7 @@ __all__ = [
     "semantic_warning",
     "to_cloud_labels",
     "train_refine_head",
+    "unknown_without_surface",
     "validate_classes",
     "vocabulary_key",
 ]

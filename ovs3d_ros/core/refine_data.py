@@ -75,7 +75,7 @@ def collect_refine_data(trainer, text: torch.Tensor, cfg, generator: torch.Gener
     if with_dino and q.refine_windows > 0 and (sem.fda_pos_weight > 0 or sem.fda_neg_weight > 0):
         wf, wd = [], []
         for i in torch.randint(0, len(with_dino), (q.refine_windows,), generator=generator).tolist():
-            origins, directions, depth, dino = window_rays(with_dino[i], sem.fda_window, generator, device)
+            origins, directions, depth, dino, _ = window_rays(with_dino[i], sem.fda_window, generator, device)
             with guard():
                 out = render_rays(trainer.field, origins, directions, settings, depth=depth,
                                   occupancy=occupancy, semantic_rays=origins.shape[0])

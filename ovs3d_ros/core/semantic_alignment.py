@@ -10,7 +10,7 @@ import torch
 from ovs3d_ros.config import FdaGradient, SemanticConfig, choices
 from ovs3d_ros.core import losses
 from ovs3d_ros.core.rendering import SamplingSettings, render_rays
-from ovs3d_ros.core.semantic_targets import RelevancyCache, batch_relevancy, window_rays
+from ovs3d_ros.core.semantic_targets import RelevancyCache, batch_relevancy, target_scale_weights, window_rays
 
 FDA_GRADIENT_TARGETS: dict[str, tuple[str, ...] | None] = {
     "all": None,
@@ -51,11 +51,13 @@ def fda_gradient_targets(sem: SemanticConfig) -> tuple[str, ...] | None:
 
 
 def fda_from_windows(rendered: torch.Tensor, text: torch.Tensor, dino: torch.Tensor, sem: SemanticConfig,
-                     generator: torch.Generator | None = None) -> dict[str, torch.Tensor]:
-    """FDA with the config's weights (rendered (B, T, D), dino (B, T, Cd))."""
+                     generator: torch.Generator | None = None, colour: torch.Tensor | None = None
+                     ) -> dict[str, torch.Tensor]:
+    """FDA with the config's weights (rendered (B, T, D), dino (B, T, Cd), ray colours (B, T, 3))."""
     return losses.fda_loss(rendered, text, dino, temperature=sem.temperature, dino_shift=sem.dino_shift,
                            pos_weight=sem.fda_pos_weight, neg_weight=sem.fda_neg_weight,
-                           max_pairs=sem.fda_max_pairs, generator=generator)
+                           max_pairs=sem.fda_max_pairs, generator=generator, pair_colour=colour,
+                           colour_sigma=sem.fda_colour_sigma)
 
 
 class SemanticAlignment:
@@ -85,8 +87,9 @@ class SemanticAlignment:
             rel = batch_relevancy(self.relevancy, keyframes, batch.keyframe_uids[:k].cpu(),
                                   batch.pixels[:k].cpu(), outputs.feature.device)
             if rel is not None:
-                terms["rda"] = self.sem.rda_weight * losses.rda_loss(outputs.feature, text, rel,
-                                                                     outputs.selection)
+                weights = outputs.selection if batch.clip_targets is None else \
+                    target_scale_weights(trainer.cfg, outputs.selection, batch.clip_targets[:k])
+                terms["rda"] = self.sem.rda_weight * losses.rda_loss(outputs.feature, text, rel, weights)
         if self.sem.fda_pos_weight > 0 or self.sem.fda_neg_weight > 0:
             with_dino = [kf for kf in keyframes if kf.dino is not None]
             if with_dino:
@@ -99,11 +102,12 @@ class SemanticAlignment:
                 directions = torch.cat([w[1][:size] for w in windows])
                 depth = torch.cat([w[2][:size] for w in windows])
                 dino = torch.stack([w[3][:size] for w in windows])
+                colour = torch.stack([w[4][:size] for w in windows])
                 settings = SamplingSettings.for_training(trainer.cfg)
                 out = render_rays_training_only(trainer.field, self.fda_trainable, origins, directions,
                                                 settings, depth=depth,
                                                 occupancy=getattr(trainer, "occupancy", None),
                                                 semantic_rays=origins.shape[0])
                 feat = out.feature.reshape(len(windows), size, -1)
-                terms["fda"] = fda_from_windows(feat, text, dino, self.sem, self.generator)["fda"]
+                terms["fda"] = fda_from_windows(feat, text, dino, self.sem, self.generator, colour)["fda"]
         return terms

@@ -11,6 +11,8 @@ from __future__ import annotations
 
 import torch
 
+from ovs3d_ros.config import Config
+from ovs3d_ros.core import losses
 from ovs3d_ros.core.camera import generate_rays
 from ovs3d_ros.core.teachers.relevancy import relevancy_maps
 
@@ -72,22 +74,24 @@ class RelevancyCache:
 
 
 def window_rays(kf, window: int, generator: torch.Generator | None, device: torch.device
-                ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
-    """Rays through the token centres of a random DINO window of keyframe ``kf``:
-    (origins (T,3), directions (T,3), depth (T,) from the keyframe's depth or 0, dino (T, Cd))."""
+                ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Rays through the token centres of a random DINO window of keyframe ``kf``: (origins (T,3),
+    directions (T,3), depth (T,) from the keyframe's depth or 0, dino (T, Cd), colour (T, 3) in [0, 1]
+    of the keyframe pixel each ray passes through)."""
     ht, wt = kf.dino.shape[:2]
     rows, cols = sample_window((ht, wt), window, generator)
     height, width = kf.intrinsics.height, kf.intrinsics.width
     pix = token_pixels(rows, cols, (ht, wt), (height, width))
     origins, directions = generate_rays(kf.intrinsics, kf.pose, pix, device=device)
+    u = (pix[:, 0] + 0.5).long().clamp(0, width - 1)
+    v = (pix[:, 1] + 0.5).long().clamp(0, height - 1)
     if kf.depth is not None:
-        u = (pix[:, 0] + 0.5).long().clamp(0, width - 1).to(kf.depth.device)
-        v = (pix[:, 1] + 0.5).long().clamp(0, height - 1).to(kf.depth.device)
-        depth = kf.depth[v, u].to(device)
+        depth = kf.depth[v.to(kf.depth.device), u.to(kf.depth.device)].to(device)
     else:
         depth = torch.zeros(len(rows), device=device)
     dino = kf.dino[rows.to(kf.dino.device), cols.to(kf.dino.device)].to(device)
-    return origins, directions, depth, dino
+    colour = kf.rgb[v.to(kf.rgb.device), u.to(kf.rgb.device)].to(device).float() / 255.0
+    return origins, directions, depth, dino, colour
 
 
 def batch_relevancy(cache: RelevancyCache, keyframes: list, uids: torch.Tensor, pixels: torch.Tensor,
@@ -107,3 +111,11 @@ def batch_relevancy(cache: RelevancyCache, keyframes: list, uids: torch.Tensor, 
             out = torch.zeros(len(uids), *vals.shape[1:], device=device)
         out[rows.to(device)] = vals
     return out
+
+
+def target_scale_weights(cfg: Config, selection: torch.Tensor, clip_targets: torch.Tensor) -> torch.Tensor:
+    """(N, S) scale weights of the feature rays' targets (``semantic.fine_scale_agreement``)."""
+    divisors = cfg.teacher.clip.scale_divisors
+    finest = max(range(len(divisors)), key=lambda k: divisors[k])  # the largest divisor: smallest patch
+    return losses.scale_mix_weights(selection, clip_targets[:len(selection)],
+                                    cfg.semantic.fine_scale_agreement, finest)

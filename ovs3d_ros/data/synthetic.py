@@ -21,7 +21,7 @@ from ovs3d_ros.core.camera import camera_directions, look_at, pixel_grid
 from ovs3d_ros.core.frame import Frame, Intrinsics
 from ovs3d_ros.data.dataset import SceneDataset, multi_hot_from_labels
 
-PRESETS = ("room", "table", "clutter")
+PRESETS = ("room", "table", "clutter", "desk")
 
 _EPS = 1e-6
 # Key light from above-front, plus ambient: view-independent shading that still separates faces.
@@ -368,6 +368,43 @@ def _table_preset(rng: np.random.Generator) -> list[Primitive]:
     return prims
 
 
+def _desk_preset(rng: np.random.Generator) -> list[Primitive]:
+    """A small table with six household objects of 5-20 cm, seen from about a metre: the robot's
+    everyday query (10-25 px objects at 160x120), where the table preset's 15-30 cm objects are easy."""
+
+    def j(s=0.03):
+        return float(rng.uniform(-s, s))
+
+    wood = Material((0.6, 0.42, 0.25), (0.45, 0.3, 0.15), "stripes", 0.05)
+    top_z, leg_h = 0.72, 0.70
+    prims = [Primitive("box", "wooden table", (0.0, 0.0, top_z), (0.45, 0.32, 0.02), wood)]
+    for sx in (-1, 1):
+        for sy in (-1, 1):
+            prims.append(Primitive("box", "wooden table", (sx * 0.41, sy * 0.28, leg_h / 2),
+                                   (0.03, 0.03, leg_h / 2), wood))
+    surf = top_z + 0.02
+    return prims + [
+        # mug: 8 cm wide, 10 cm tall
+        Primitive("cylinder", "white mug", (0.22 + j(), 0.13 + j(), surf), (0.04, 0.10),
+                  _mat("white", "stripes", 0.03, rng)),
+        # book: 20 x 15 x 3 cm
+        Primitive("box", "blue book", (0.02 + j(), -0.15 + j(), surf + 0.015), (0.10, 0.075, 0.015),
+                  _mat("blue", "checker", 0.04, rng), yaw=0.4 + j(0.3)),
+        # bowl: 14 cm wide, 5 cm tall
+        Primitive("cylinder", "green bowl", (-0.2 + j(), 0.12 + j(), surf), (0.07, 0.05),
+                  _mat("green", "noise", 0.03, rng)),
+        # apple: 8 cm
+        Primitive("sphere", "red apple", (0.0 + j(), 0.15 + j(), surf + 0.04), (0.04,),
+                  _mat("red", "noise", 0.02, rng)),
+        # bottle: 6 cm wide, 20 cm tall
+        Primitive("cylinder", "yellow bottle", (-0.25 + j(), -0.12 + j(), surf), (0.03, 0.20),
+                  _mat("yellow", "stripes", 0.03, rng)),
+        # ball: 5 cm, the smallest
+        Primitive("sphere", "orange ball", (0.25 + j(), -0.14 + j(), surf + 0.025), (0.025,),
+                  _mat("orange", "plain", 0.05, rng)),
+    ]
+
+
 def _clutter_preset(rng: np.random.Generator, count: int = 8) -> list[Primitive]:
     colours = [c for c in _COLOURS if c not in ("brown",)]
     chosen = rng.permutation(colours)[:count]
@@ -440,6 +477,10 @@ class SyntheticScene:
         elif self.preset == "clutter":
             self.objects = _clutter_preset(rng)
             self.center, self.orbit_radius, self.height_range = np.array([0, 0, 0.25]), 2.7, (0.5, 2.0)
+        elif self.preset == "desk":
+            self.objects = _desk_preset(rng)
+            # about a metre from the objects, looking down at the table top
+            self.center, self.orbit_radius, self.height_range = np.array([0, 0, 0.76]), 1.0, (1.15, 1.55)
         else:
             raise ValueError(f"unknown synthetic preset '{self.preset}' (choose from {', '.join(PRESETS)})")
         names = {self.room.floor_class, self.room.wall_class} | {p.class_name for p in self.objects}

@@ -45,7 +45,7 @@ def demo_params(class_names: list[str], teacher: str, device: str) -> dict:
 
 def parse_args(argv=None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    p.add_argument("--preset", default="room", help="synthetic scene preset (room, table, clutter)")
+    p.add_argument("--preset", default="room", help="synthetic scene preset (room, table, clutter, desk)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--width", type=int, default=160)
     p.add_argument("--height", type=int, default=120)

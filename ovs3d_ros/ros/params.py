@@ -54,6 +54,9 @@ RANGES: dict[str, tuple[float, float]] = {
     "query.mask_max_rays": (1, _INT_MAX),
     "query.request_max_samples": (1, _INT_MAX),
     "query.score_threshold": (0.0, 1.0),  # a softmax probability
+    "query.min_surface_opacity": (0.0, 1.0),  # a rendered opacity
+    "query.relevancy_quantile": (0.0, 0.49),  # below the median: lo < hi
+    "semantic.fine_scale_agreement": (-1.0, 1.0),  # a cosine; -1 = off
     "query.refine_max_time_s": (1e-3, _FLOAT_MAX),
     "query.refine_max_steps": (1, _INT_MAX),
     "query.max_classes": (1, 65535),  # 65535 is the unknown label of uint16 outputs
