@@ -50,7 +50,13 @@ def build_config(config_path: str | None, sets: list[str] | None, teacher: str |
             parsed = value
         # no leaf of the config is a mapping: '{"depth": 2}' is a JSON string field (arch_overrides)
         flat[key.strip()] = value if isinstance(parsed, dict) else parsed
-    if teacher:
+    if teacher == "tiny-clip":
+        from ovs3d_ros.core.teachers.tiny import tiny_teacher_settings
+        from ovs3d_ros.ros.paths import tiny_models_dir
+
+        # the committed tiny CLIP + DINO (models/tiny); --set still overrides any of their keys
+        flat = {**tiny_teacher_settings(tiny_models_dir()), **flat}
+    elif teacher:
         flat["teacher.kind"] = teacher
     return apply_flat(cfg, flat) if flat else cfg
 
@@ -418,7 +424,9 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True)
 
     def common_train(p):
-        p.add_argument("--teacher", choices=("clip", "synthetic"), help="teacher.kind (default: config)")
+        p.add_argument("--teacher", choices=("clip", "synthetic", "tiny-clip"),
+                       help="teacher.kind (default: config); tiny-clip: kind clip with the project's own "
+                            "tiny CLIP + DINO checkpoints (models/tiny, no download)")
         p.add_argument("--config", help="YAML configuration file")
         p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                        help="override a config field, e.g. --set trainer.rays_per_step=1024")
