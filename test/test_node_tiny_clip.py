@@ -32,7 +32,7 @@ def test_node_with_tiny_clip_beats_its_2d_teacher_on_a_held_out_view(tmp_path):
     held_out = scene.frames[scene.test_indices[0]]
     context, node, executor = init_context()
     stream = CameraStreamPublisher(node, namespace="/tiny/camera", publish_labels=False)
-    params = {"device": "cpu", "teacher": tiny_clip_params()["teacher"],
+    params = {"device": "cpu", **tiny_clip_params(),
               "ros": {"pose_source": "pose", "pose_tolerance_s": 0.02},
               "keyframes": {"min_translation_m": 0.02, "min_rotation_deg": 2.0}}
     log = tmp_path / "node.log"

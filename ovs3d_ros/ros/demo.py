@@ -43,12 +43,15 @@ def demo_params(class_names: list[str], teacher: str, device: str, clip_weights:
     if teacher == "synthetic":
         params["teacher"]["synthetic"] = {"class_names": class_names}
     if teacher == "clip" and clip_weights == "tiny":
-        params["teacher"].update(tiny_clip_params()["teacher"])
+        tiny = tiny_clip_params()
+        params["teacher"].update(tiny["teacher"])
+        params["field"] = tiny["field"]
     return params
 
 
 def tiny_clip_params() -> dict:
-    """Nested parameters selecting the project's own tiny CLIP + DINO (models/tiny, no download)."""
+    """Nested parameters (teacher.*, field.clip_dim) selecting the project's own tiny CLIP + DINO
+    (models/tiny, no download)."""
     from ovs3d_ros.core.teachers.tiny import tiny_teacher_settings
     from ovs3d_ros.ros.paths import tiny_models_dir
 

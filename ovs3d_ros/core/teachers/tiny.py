@@ -14,14 +14,20 @@ import json
 from pathlib import Path
 
 from ovs3d_ros.core.teachers.base import TeacherLoadError
-from ovs3d_ros.core.teachers.tiny_training import TINY_CLIP_NAME, TINY_DINO_MODEL, TINY_DINO_OVERRIDES
+from ovs3d_ros.core.teachers.tiny_training import (
+    TINY_CLIP_CONFIG,
+    TINY_CLIP_NAME,
+    TINY_DINO_MODEL,
+    TINY_DINO_OVERRIDES,
+)
 
 CLIP_FILE = "tiny_clip.pt"
 DINO_FILE = "tiny_dino.pt"
 
 
 def tiny_teacher_settings(folder: str | Path) -> dict[str, object]:
-    """Flat config overrides (``apply_flat`` keys) selecting the tiny models in ``folder``."""
+    """Flat config overrides (``apply_flat`` keys) selecting the tiny models in ``folder``, with the
+    field's feature head sized to their 64-d embedding."""
     folder = Path(folder)
     missing = [n for n in (f"{TINY_CLIP_NAME}.json", CLIP_FILE, DINO_FILE) if not (folder / n).is_file()]
     if missing:
@@ -35,4 +41,5 @@ def tiny_teacher_settings(folder: str | Path) -> dict[str, object]:
         "teacher.dino.model": TINY_DINO_MODEL,
         "teacher.dino.arch_overrides": json.dumps(TINY_DINO_OVERRIDES),
         "teacher.dino.checkpoint": str(folder / DINO_FILE),
+        "field.clip_dim": int(TINY_CLIP_CONFIG["embed_dim"]),
     }
