@@ -6,6 +6,8 @@
    zero-shot top-1 over each scene's own class names.
 3. Dense 2D mIoU (the teacher's 3-scale patch relevancy argmax, through the real ClipTeacher) on the
    presets' held-out views, beside the synthetic benchmark teacher on the same views.
+4. The tiny DINO's grouping on the same views: do its tokens separate classes (what FDA relies on)
+   better than the mean colour of the same cells?
 
     .venv/bin/python bench/tiny_clip.py --out bench/results/tiny_clip_eval
 """
@@ -121,11 +123,35 @@ def dense_miou(teacher, views, class_names: list[str]) -> dict:
     return {"paper_miou": round(m.miou, 4), "paper_accuracy": round(m.accuracy, 4)}
 
 
+@torch.no_grad()
+def dino_affinity(dino, views) -> dict:
+    """How well the tiny DINO's tokens group pixels (what FDA uses): AUC of token-pair cosines, pairs of
+    one ground-truth class vs pairs of two, beside the same AUC for the mean colour of each token's
+    pixels (a trivial baseline). Labels/colours are taken over each token's cell of the full image."""
+    scores = {"dino": [], "colour": []}
+    for frame in views:
+        tokens = dino.tokens(frame.rgb).float()
+        ht, wt, _ = tokens.shape
+        ys = (np.arange(ht) + 0.5) * frame.height / ht
+        xs = (np.arange(wt) + 0.5) * frame.width / wt
+        labels = frame.labels[ys.astype(int)[:, None], xs.astype(int)[None, :]].ravel()
+        colour = F.interpolate(torch.from_numpy(frame.rgb).permute(2, 0, 1)[None].float(), size=(ht, wt),
+                               mode="area")[0].permute(1, 2, 0).reshape(-1, 3)
+        same = labels[:, None] == labels[None, :]
+        upper = np.triu(np.ones_like(same), 1)
+        for name, feats in (("dino", tokens.reshape(-1, tokens.shape[-1])), ("colour", colour)):
+            f = F.normalize(feats - feats.mean(0, keepdim=True), dim=-1)
+            cos = (f @ f.T).numpy()
+            scores[name].append(_auc(cos[same & upper], cos[~same & upper]))
+    return {f"{k}_same_vs_other_class_auc": round(float(np.mean(v)), 4) for k, v in scores.items()}
+
+
 def main() -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--models", default=str(Path(__file__).resolve().parents[1] / "models" / "tiny"))
     p.add_argument("--scenes", nargs="+", default=["room", "table", "clutter"])
-    p.add_argument("--seeds", nargs="+", type=int, default=[0, 1])
+    p.add_argument("--seeds", nargs="+", type=int, default=[1, 2])  # seed 0 views were looked at while
+    # choosing the generator's floor/wall materials: not reported
     p.add_argument("--crop-scenes", type=int, default=60)
     p.add_argument("--test", type=int, default=4)
     p.add_argument("--width", type=int, default=160)
@@ -135,8 +161,9 @@ def main() -> int:
     args = p.parse_args()
     torch.set_num_threads(args.threads)
     start = time.perf_counter()
-    cfg = apply_flat(Config(), tiny_teacher_settings(args.models) | {"teacher.dino.enabled": False})
+    cfg = apply_flat(Config(), tiny_teacher_settings(args.models))
     tiny = build_teacher(cfg.teacher, "cpu")
+    dino, tiny.dino = tiny.dino, None  # CLIP features alone for the 2D numbers
     report = {"command": "bench/tiny_clip.py " + " ".join(sys.argv[1:]), "vocabulary_size": len(vocabulary()),
               "openai_vit_b16_published": OPENAI_VIT_B16,
               "held_out_random_crops": crop_metrics(tiny, 3_000_000, args.crop_scenes), "presets": []}
@@ -151,7 +178,8 @@ def main() -> int:
             row = {"scene": preset, "seed": seed, "views": len(views), "size": [args.width, args.height],
                    "crop_zero_shot": preset_crop_accuracy(tiny, views, dataset.class_names, rng),
                    "tiny_clip_2d": dense_miou(tiny, views, dataset.class_names),
-                   "synthetic_teacher_2d": dense_miou(synthetic, views, dataset.class_names)}
+                   "synthetic_teacher_2d": dense_miou(synthetic, views, dataset.class_names),
+                   "tiny_dino_grouping": dino_affinity(dino, views)}
             report["presets"].append(row)
             print(f"[{preset} s{seed}] crops top1 {row['crop_zero_shot']['top1']:.3f}  tiny 2D mIoU "
                   f"{row['tiny_clip_2d']['paper_miou']:.3f}  "
@@ -185,14 +213,16 @@ def markdown(r: dict) -> str:
               f"unmatched {o['unmatched'][0]}-{o['unmatched'][1]}.\n",
               "Preset scenes (never generated in training), held-out views:\n",
               "| scene | seed | crop zero-shot top-1, class-balanced (chance) | tiny-CLIP 2D mIoU | "
-              "synthetic teacher 2D mIoU |",
-              "|---|---|---|---|---|"]
+              "synthetic teacher 2D mIoU | tiny DINO grouping AUC (colour baseline) |",
+              "|---|---|---|---|---|---|"]
     for row in r["presets"]:
         z = row["crop_zero_shot"]
         lines.append(f"| {row['scene']} | {row['seed']} | {z['top1']:.3f}, {z['class_balanced_top1']:.3f} "
                      f"({z['chance']:.3f}) | "
                      f"{100 * row['tiny_clip_2d']['paper_miou']:.1f} | "
-                     f"{100 * row['synthetic_teacher_2d']['paper_miou']:.1f} |")
+                     f"{100 * row['synthetic_teacher_2d']['paper_miou']:.1f} | "
+                     f"{row['tiny_dino_grouping']['dino_same_vs_other_class_auc']:.3f} "
+                     f"({row['tiny_dino_grouping']['colour_same_vs_other_class_auc']:.3f}) |")
     return "\n".join(lines) + "\n"
 
 
