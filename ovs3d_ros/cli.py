@@ -21,7 +21,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ovs3d_ros.config import ConfigError, build_config
+from ovs3d_ros.config import Config, ConfigError, apply_flat, build_config, parse_assignments
 from ovs3d_ros.core.evaluation import evaluate, format_report
 from ovs3d_ros.core.model_files import load_model, write_meta
 from ovs3d_ros.core.scene_training import TrainPlan, train_scene
@@ -31,6 +31,19 @@ from ovs3d_ros.data.scene_spec import open_scene
 class CliError(ValueError):
     """A command-line input that cannot be used (the message says which and why)."""
 
+
+
+def config_of(args) -> Config:
+    """The run's configuration: defaults <- ``--config`` <- ``--teacher`` <- ``--set``. ``--teacher
+    tiny-clip`` is teacher.kind clip with the committed tiny CLIP + DINO (models/tiny, no download); the
+    ``--set`` assignments still override any of its keys."""
+    if args.teacher != "tiny-clip":
+        return build_config(args.config, args.set, args.teacher)
+    from ovs3d_ros.core.teachers.tiny import tiny_teacher_settings
+    from ovs3d_ros.ros.paths import tiny_models_dir
+
+    cfg = apply_flat(build_config(args.config), tiny_teacher_settings(tiny_models_dir()))
+    return apply_flat(cfg, parse_assignments(args.set)) if args.set else cfg
 
 # ----------------------------------------------------------------------------------------------
 # Writing query results
@@ -66,7 +79,7 @@ def summary_of(result, files: dict) -> dict:
 
 
 def cmd_train(args) -> int:
-    cfg = build_config(args.config, args.set, args.teacher)
+    cfg = config_of(args)
     dataset = open_scene(args.data)
     vocabulary = list(dataset.class_names) if args.vocabulary else None
     trainer, _, stats = train_scene(dataset, cfg, TrainPlan(args.steps, args.time), vocabulary,
@@ -112,7 +125,7 @@ def cmd_eval(args) -> int:
     if args.ckpt:
         trainer, teacher, cfg, _ = load_model(args.ckpt)
     else:
-        cfg = build_config(args.config, args.set, args.teacher)
+        cfg = config_of(args)
         vocabulary = None if args.zero_shot else list(dataset.class_names)
         trainer, teacher, stats = train_scene(dataset, cfg, TrainPlan(args.steps, args.time), vocabulary,
                                               progress=not args.quiet)
@@ -172,7 +185,9 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True)
 
     def common_train(p):
-        p.add_argument("--teacher", choices=("clip", "synthetic"), help="teacher.kind (default: config)")
+        p.add_argument("--teacher", choices=("clip", "synthetic", "tiny-clip"),
+                       help="teacher.kind (default: config); tiny-clip: kind clip with the project's own "
+                            "tiny CLIP + DINO checkpoints (models/tiny, no download)")
         p.add_argument("--config", help="YAML configuration file")
         p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                        help="override a config field, e.g. --set trainer.rays_per_step=1024")

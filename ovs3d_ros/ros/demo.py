@@ -6,7 +6,9 @@ mIoU on a held-out view.
 Teacher: the clearly named *synthetic* benchmark teacher (no CLIP weights can be downloaded here). It
 needs the scene's ground-truth labels: they travel on the node's `labels` topic, one mono8 image per
 colour image with the same stamp, and the node hands them to the teacher only (never to training
-targets directly). With `--teacher clip` the node uses real open_clip/timm weights from the config.
+targets directly). With `--teacher clip` the node uses the real open_clip/timm path with the project's
+own tiny CLIP + DINO (models/tiny, trained by scripts/train_tiny_models.py), or with
+`--clip-weights config` the weights config/ovs3d.yaml names.
 """
 
 from __future__ import annotations
@@ -30,7 +32,7 @@ from ovs3d_ros.ros.paths import params_file
 from ovs3d_ros.srv import Query
 
 
-def demo_params(class_names: list[str], teacher: str, device: str) -> dict:
+def demo_params(class_names: list[str], teacher: str, device: str, clip_weights: str = "tiny") -> dict:
     """Node parameters of the demo on top of config/ovs3d.yaml: small, CPU-friendly budgets."""
     params = {
         "device": device,
@@ -40,7 +42,27 @@ def demo_params(class_names: list[str], teacher: str, device: str) -> dict:
     }
     if teacher == "synthetic":
         params["teacher"]["synthetic"] = {"class_names": class_names}
+    if teacher == "clip" and clip_weights == "tiny":
+        tiny = tiny_clip_params()
+        params["teacher"].update(tiny["teacher"])
+        params["field"] = tiny["field"]
     return params
+
+
+def tiny_clip_params() -> dict:
+    """Nested parameters (teacher.*, field.clip_dim) selecting the project's own tiny CLIP + DINO
+    (models/tiny, no download)."""
+    from ovs3d_ros.core.teachers.tiny import tiny_teacher_settings
+    from ovs3d_ros.ros.paths import tiny_models_dir
+
+    nested: dict = {}
+    for key, value in tiny_teacher_settings(tiny_models_dir()).items():
+        *groups, leaf = key.split(".")
+        node = nested
+        for group in groups:
+            node = node.setdefault(group, {})
+        node[leaf] = value
+    return nested
 
 
 def parse_args(argv=None) -> argparse.Namespace:
@@ -60,6 +82,9 @@ def parse_args(argv=None) -> argparse.Namespace:
     )
     p.add_argument("--max-wait", type=float, default=900.0, help="safety net for that wait, seconds")
     p.add_argument("--teacher", default="synthetic", choices=["synthetic", "clip"])
+    p.add_argument("--clip-weights", default="tiny", choices=["tiny", "config"],
+                   help="with --teacher clip: the committed tiny CLIP + DINO (models/tiny), or the "
+                        "weights config/ovs3d.yaml names (teacher.clip.*, teacher.dino.*)")
     p.add_argument("--device", default="auto")
     p.add_argument("--out", default="outputs/demo")
     p.add_argument("--record", default="", help="also write the summary here")
@@ -157,7 +182,7 @@ def main(argv=None) -> int:
     data = scene.make_frames(args.frames, 1, args.width, args.height)
     print(f"[demo] scene '{args.preset}': classes {data.class_names}, {args.frames} views "
           f"{args.width}x{args.height} + 1 held-out view")
-    params = demo_params(data.class_names, args.teacher, args.device)
+    params = demo_params(data.class_names, args.teacher, args.device, args.clip_weights)
     context, node, executor = init_context()
     stream = CameraStreamPublisher(node, namespace="/demo/camera", publish_labels=args.teacher == "synthetic")
     proc = start_node_process(params, remaps=stream.topics(), log_path=out / "node.log",

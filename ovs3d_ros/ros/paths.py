@@ -40,3 +40,8 @@ def _installed_share() -> Path | None:
 def params_file() -> Path:
     """The default ROS parameters file, config/ovs3d.yaml."""
     return share_file("config", "ovs3d.yaml")
+
+
+def tiny_models_dir() -> Path:
+    """models/tiny: the project's own tiny CLIP + DINO checkpoints (scripts/train_tiny_models.py)."""
+    return share_file("models", "tiny", "manifest.json").parent
