@@ -34,7 +34,8 @@ VENDORED_PYTHON = SHARED / "vendor" / "ros2-python" / "src"
 CACHE = ROOT / "build" / "colcon"
 UPSTREAM_PACKAGES = ("tf2", "tf2_msgs", "tf2_py", "tf2_ros_py", "composition_interfaces")
 # what `colcon build` of this package reads (a workspace's src/ovs3d_ros holds these)
-PACKAGE_INPUTS = ("CMakeLists.txt", "package.xml", "msg", "srv", "ovs3d_ros", "scripts", "launch", "config")
+PACKAGE_INPUTS = ("CMakeLists.txt", "package.xml", "msg", "srv", "ovs3d_ros", "scripts", "launch", "config",
+                  "models")
 # copied too (a clone has it; CMake registers it with ament_cmake_pytest) but not hashed: what is built
 # depends only on its path, so editing a test does not rebuild the package
 PACKAGE_COPIED_ONLY = ("test",)
