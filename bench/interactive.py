@@ -17,7 +17,6 @@ then, on that same field, with ``query.mask_renderer=reference`` (today's render
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 import time
 from pathlib import Path
@@ -25,6 +24,8 @@ from pathlib import Path
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from results_files import write_json_and_md  # noqa: E402  (bench/ is this script's folder)
 
 from ovs3d_ros.config import apply_flat, build_config  # noqa: E402
 from ovs3d_ros.core.evaluation import evaluate  # noqa: E402
@@ -86,11 +87,8 @@ def main() -> int:
         print(f"[{renderer}] demo query ({q['points']} points + {q['mask']} mask): {q['first_s']:.2f} s "
               f"fresh, {q['after_step_s']:.2f} s after a training step", flush=True)
     if args.out:
-        out = Path(args.out)
-        out.parent.mkdir(parents=True, exist_ok=True)
-        out.with_suffix(".json").write_text(json.dumps(result, indent=2, default=str))
         command = "python bench/interactive.py " + " ".join(sys.argv[1:])
-        out.with_suffix(".md").write_text(markdown(result, command))
+        write_json_and_md(args.out, result, markdown(result, command))
     return 0
 
 

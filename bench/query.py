@@ -20,7 +20,6 @@ why ``bench/semantic_eval.py --renderers reference surface`` measures mIoU on be
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 import time
 from pathlib import Path
@@ -29,6 +28,8 @@ import numpy as np
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from results_files import write_json_and_md  # noqa: E402  (bench/ is this script's folder)
 
 from ovs3d_ros.config import apply_flat, build_config  # noqa: E402
 from ovs3d_ros.core import metrics  # noqa: E402
@@ -211,11 +212,8 @@ def main() -> int:
             print(f"[{device}] refine burst {f['refine_s']:.2f} s; repeated refined query "
                   f"{f['refined_repeat_s']:.2f} s")
     if args.out:
-        out = Path(args.out)
-        out.parent.mkdir(parents=True, exist_ok=True)
-        out.with_suffix(".json").write_text(json.dumps(results, indent=2, default=str))
         command = "python bench/query.py " + " ".join(sys.argv[1:])
-        out.with_suffix(".md").write_text(markdown(results, command))
+        write_json_and_md(args.out, results, markdown(results, command))
     return 0
 
 

@@ -15,7 +15,6 @@
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 import time
 from pathlib import Path
@@ -26,6 +25,7 @@ import torch.nn.functional as F
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from results_files import write_json_and_md  # noqa: E402  (bench/ is this script's folder)
 from semantic_eval import BENCH_DEFAULTS  # noqa: E402  (bench/ is this script's folder)
 
 from ovs3d_ros.config import Config, apply_flat  # noqa: E402
@@ -186,10 +186,7 @@ def main() -> int:
                   f"synthetic 2D {row['synthetic_teacher_2d']['paper_miou']:.3f}",
                   file=sys.stderr, flush=True)
     report["wall_s"] = round(time.perf_counter() - start, 1)
-    out = Path(args.out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.with_suffix(".json").write_text(json.dumps(report, indent=2) + "\n")
-    out.with_suffix(".md").write_text(markdown(report))
+    write_json_and_md(args.out, report, markdown(report))
     print(markdown(report))
     return 0
 

@@ -9,7 +9,6 @@ same held-out views (bench/semantic_eval.py's runner and CPU settings, the teach
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 import time
 from pathlib import Path
@@ -18,6 +17,7 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from results_files import write_json_and_md  # noqa: E402  (bench/ is this script's folder)
 from semantic_eval import BENCH_DEFAULTS, run_variant  # noqa: E402  (bench/ is this script's folder)
 
 from ovs3d_ros.config import build_config  # noqa: E402
@@ -70,10 +70,7 @@ def main() -> int:
     result = {"command": "bench/tiny_clip_method.py " + " ".join(sys.argv[1:]), "rows": rows,
               "steps": args.steps, "size": [args.width, args.height], "views": [args.train, args.test],
               "wall_s": round(time.perf_counter() - start, 1)}
-    out = Path(args.out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.with_suffix(".json").write_text(json.dumps(result, indent=2) + "\n")
-    out.with_suffix(".md").write_text(markdown(result))
+    write_json_and_md(args.out, result, markdown(result))
     print(markdown(result))
     return 0
 

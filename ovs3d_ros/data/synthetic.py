@@ -319,20 +319,25 @@ def _room_preset(rng: np.random.Generator) -> list[Primitive]:
     ]
 
 
+def _wooden_table(wood: Material, top_z: float, top_half: tuple[float, float, float],
+                  legs_at: tuple[float, float], leg_half: float, leg_h: float = 0.70) -> list[Primitive]:
+    """A "wooden table": a box top of half-extents ``top_half`` centred at height ``top_z`` on four
+    square legs (half-width ``leg_half``, height ``leg_h``) at (+-legs_at[0], +-legs_at[1])."""
+    prims = [Primitive("box", "wooden table", (0.0, 0.0, top_z), top_half, wood)]
+    for sx in (-1, 1):
+        for sy in (-1, 1):
+            prims.append(Primitive("box", "wooden table", (sx * legs_at[0], sy * legs_at[1], leg_h / 2),
+                                   (leg_half, leg_half, leg_h / 2), wood))
+    return prims
+
+
 def _table_preset(rng: np.random.Generator) -> list[Primitive]:
     def j(s=0.05):
         return float(rng.uniform(-s, s))
 
     wood = Material((0.55, 0.35, 0.18), (0.4, 0.24, 0.1), "stripes", 0.06)
-    top_z, leg_h = 0.72, 0.70
-    prims = [Primitive("box", "wooden table", (0.0, 0.0, top_z), (0.8, 0.55, 0.03), wood)]
-    for sx in (-1, 1):
-        for sy in (-1, 1):
-            prims.append(
-                Primitive(
-                    "box", "wooden table", (sx * 0.72, sy * 0.47, leg_h / 2), (0.04, 0.04, leg_h / 2), wood
-                )
-            )
+    top_z = 0.72
+    prims = _wooden_table(wood, top_z, (0.8, 0.55, 0.03), legs_at=(0.72, 0.47), leg_half=0.04)
     surf = top_z + 0.03
     prims += [
         Primitive(
@@ -376,12 +381,8 @@ def _desk_preset(rng: np.random.Generator) -> list[Primitive]:
         return float(rng.uniform(-s, s))
 
     wood = Material((0.6, 0.42, 0.25), (0.45, 0.3, 0.15), "stripes", 0.05)
-    top_z, leg_h = 0.72, 0.70
-    prims = [Primitive("box", "wooden table", (0.0, 0.0, top_z), (0.45, 0.32, 0.02), wood)]
-    for sx in (-1, 1):
-        for sy in (-1, 1):
-            prims.append(Primitive("box", "wooden table", (sx * 0.41, sy * 0.28, leg_h / 2),
-                                   (0.03, 0.03, leg_h / 2), wood))
+    top_z = 0.72
+    prims = _wooden_table(wood, top_z, (0.45, 0.32, 0.02), legs_at=(0.41, 0.28), leg_half=0.03)
     surf = top_z + 0.02
     return prims + [
         # mug: 8 cm wide, 10 cm tall
