@@ -4,6 +4,7 @@ against the colcon install of the package (issue 18). A separate rclpy client th
 would: the node's topics and their QoS, its parameters (params file + launch overrides, with their
 types) and the remaps; SIGINT stops everything cleanly."""
 
+import os
 import signal
 import subprocess
 import sys
@@ -69,6 +70,32 @@ def _wait_for_endpoints(node, executor, lookup, topic, timeout_s=120.0):
             return found
         spin_for(executor, 0.2)
     return []
+
+
+def _processes_in_group(pgid: int) -> list[str]:
+    """`pid command` of every live process in a process group (read from /proc: no ps needed)."""
+    found = []
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+            if int(fields[2]) == pgid:  # fields after the command: state, ppid, pgrp, ...
+                cmdline = (stat.parent / "cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
+                found.append(f"{stat.parent.name} {fields[0]} {cmdline[:160]}")
+        except (OSError, IndexError, ValueError):
+            continue  # the process ended while we looked
+    return found
+
+
+def _wait_or_kill_group(launch: subprocess.Popen, timeout_s: float):
+    """launch's exit status; if it has not exited by then (a safety net, not a timing requirement), what
+    was still running in its session, and the whole session killed so no node outlives the test."""
+    try:
+        return launch.wait(timeout=timeout_s)
+    except subprocess.TimeoutExpired:
+        alive = _processes_in_group(launch.pid)  # start_new_session: the launch pid is the group id
+        os.killpg(launch.pid, signal.SIGKILL)
+        launch.wait()
+        return f"killed after {timeout_s:.0f} s; still running then: {alive}"
 
 
 def test_launch_file_through_upstream_launch_ros(launch_env, tmp_path):
@@ -149,13 +176,9 @@ def test_launch_file_through_upstream_launch_ros(launch_env, tmp_path):
     finally:
         if launch.poll() is None:
             launch.send_signal(signal.SIGINT)  # what Ctrl-C on `ros2 launch` does
-        try:
-            rc = launch.wait(timeout=120)
-        except subprocess.TimeoutExpired:
-            launch.kill()
-            rc = "killed after 120 s"
+        rc = _wait_or_kill_group(launch, timeout_s=120.0)
         node.destroy_node()
         context.try_shutdown()
     text = out_path.read_text()
-    assert rc == 0, text[-3000:]
+    assert rc == 0, (rc, text[-3000:])
     assert "process has finished cleanly" in text, text[-3000:]

@@ -58,6 +58,18 @@ def test_empty_frame_id_is_no_pose_with_the_real_tf2(tf2_env, tmp_path):
     assert done.stdout.startswith("None InvalidArgumentException"), done.stdout
 
 
+# images are best effort (sensor-data QoS, keep last 5), as from a camera: a node starved of CPU may
+# miss a few in transport, which says nothing about poses; this many of the two passes may go missing
+IMAGES_LOST_ALLOWED = 3
+
+
+def _all_frames_handled(status, played: int) -> bool:
+    """Nearly every played image received, and every received one finished with (assembled or dropped)."""
+    ended = status.frames_assembled + status.frames_dropped_no_pose + status.frames_dropped_invalid
+    ended += status.frames_superseded
+    return status.frames_received >= played - IMAGES_LOST_ALLOWED and ended == status.frames_received
+
+
 def test_tf_mode_node_on_a_bag_loop_with_sim_time(tf2_env, tmp_path):
     data = SyntheticScene(preset="table", seed=3).make_frames(VIEWS, 1, 48, 36)
     bag = write_rosbag(
@@ -101,14 +113,15 @@ def test_tf_mode_node_on_a_bag_loop_with_sim_time(tf2_env, tmp_path):
         frames = len(data.frames)  # the held-out view is in the bag too
         end_ns = 1_700_000_000 * 1_000_000_000 + round((frames - 1) * 1e9 / BAG_RATE_HZ)
         status = None
-        for tick in range(1, 2400):  # ~120 s safety net; waits on the frame count, not the clock
+        for tick in range(1, 2400):  # ~120 s safety net; waits on the frame counts, not the clock
             clock.publish(end_ns + tick * 50_000_000)
             spin_for(executor, 0.05)
             status = client.status
-            if status is not None and status.frames_received >= 2 * frames:
+            if status is not None and _all_frames_handled(status, 2 * frames):
                 break
         log = log_path.read_text()
-        assert status is not None and status.frames_received >= 2 * frames, (status, log[-3000:])
+        assert status is not None and _all_frames_handled(status, 2 * frames), (status, log[-3000:])
+        assert status.frames_dropped_invalid == 0, (status, log[-3000:])
         # each pass's first frame may come before its pose (pass 2: before the clear); all others have one
         assert status.frames_dropped_no_pose <= 2, (status, log[-3000:])
         assert status.keyframes >= 1, (status, log[-3000:])

@@ -1,0 +1,66 @@
+"""Joins after the large results were published (so only durability can deliver them), waits for the
+cloud, the mask and the overlay, and checks them against what the publisher built from the same seed.
+Prints `ok`, or what is missing or different, and exits 0 / 1. It runs in its own process so that a
+transport stuck in C code can only hang this process, which the test then kills, never pytest itself.
+
+    python large_result_subscriber.py SEED WAIT_S
+"""
+
+import sys
+import time
+
+import numpy as np
+from large_result_publisher import N_POINTS, make_result
+from sensor_msgs.msg import Image, PointCloud2
+
+from ovs3d_ros.ros import conversions as conv
+from ovs3d_ros.ros.client import init_context
+from ovs3d_ros.ros.qos import LATCHED_QOS
+
+TOPICS = {"cloud": ("big/labeled_cloud", PointCloud2), "mask": ("big/mask", Image),
+          "overlay": ("big/mask_overlay", Image)}  # fmt: skip
+
+
+def receive(wait_s: float) -> dict:
+    context, node, executor = init_context()
+    got = {}
+    try:
+        for key, (topic, kind) in TOPICS.items():
+            node.create_subscription(kind, topic, lambda m, key=key: got.setdefault(key, m), LATCHED_QOS)
+        deadline = time.monotonic() + wait_s  # a safety net: the loop ends when all three are here
+        while len(got) < len(TOPICS) and time.monotonic() < deadline:
+            executor.spin_once(timeout_sec=0.1)
+    finally:
+        node.destroy_node()
+        context.try_shutdown()
+    return got
+
+
+def compare(got: dict, seed: int) -> None:
+    xyz, rgb, labels, scores, mask, overlay = make_result(seed)
+    pts = conv.cloud_to_structured(got["cloud"])
+    assert len(pts) == N_POINTS, len(pts)
+    np.testing.assert_array_equal(np.stack([pts["x"], pts["y"], pts["z"]], 1), xyz)
+    np.testing.assert_array_equal(conv.unpack_rgb_float(pts["rgb"]), rgb)
+    np.testing.assert_array_equal(pts["label"], labels)
+    np.testing.assert_array_equal(pts["score"], scores)
+    np.testing.assert_array_equal(conv.image_to_numpy(got["mask"]), mask)
+    np.testing.assert_array_equal(conv.image_to_numpy(got["overlay"]), overlay)
+
+
+def main(seed: int, wait_s: float) -> int:
+    got = receive(wait_s)
+    if set(got) != set(TOPICS):
+        print(f"received only {sorted(got)} within {wait_s:.0f} s", flush=True)
+        return 1
+    try:
+        compare(got, seed)
+    except AssertionError as exc:
+        print(f"received, but different: {exc}", flush=True)
+        return 1
+    print("ok", flush=True)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(int(sys.argv[1]), float(sys.argv[2])))
