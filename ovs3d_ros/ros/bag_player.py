@@ -18,6 +18,7 @@ from rclpy.executors import ExternalShutdownException
 from rclpy.qos import QoSProfile
 from rclpy.serialization import deserialize_message
 
+from ovs3d_ros.ros.interrupts import ignore_further_interrupts
 from ovs3d_ros.ros.qos import CLOCK_QOS, PLAYBACK_QOS, TF_STATIC_QOS
 
 
@@ -167,6 +168,7 @@ def main(argv=None) -> None:
     except (KeyboardInterrupt, ExternalShutdownException):
         pass
     finally:
+        ignore_further_interrupts()
         node.destroy_node()
         rclpy.try_shutdown()
 

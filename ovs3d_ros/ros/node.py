@@ -46,6 +46,7 @@ from ovs3d_ros.core.plausibility import FrameGate, ImplausibleInput, check_quate
 from ovs3d_ros.core.training_thread import TrainingThread
 from ovs3d_ros.msg import TrainingStatus
 from ovs3d_ros.ros import conversions as conv
+from ovs3d_ros.ros.interrupts import ignore_further_interrupts
 from ovs3d_ros.ros.params import (
     check_parameter_updates,
     config_from_parameters,
@@ -663,7 +664,9 @@ def main(args=None) -> None:
     except (KeyboardInterrupt, ExternalShutdownException):
         pass
     finally:
+        ignore_further_interrupts()  # a second Ctrl-C (terminal + launch) must not break the clean-up
         if node is not None:
+            node.get_logger().info("shutting down")
             node.shutdown()
             executor.shutdown()
             node.destroy_node()
