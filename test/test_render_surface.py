@@ -79,7 +79,8 @@ def test_bilinear_cell_neighbourhood_flags_only_the_pixels_across_an_edge():
     and nothing around them, where the 3x3 neighbourhood flags three low-resolution pixels' worth."""
     v, u = torch.meshgrid(torch.arange(6.0), torch.arange(8.0), indexing="ij")
     plane = 1.0 / (0.3 + 0.01 * u + 0.02 * v)
-    centre, dmin, dmax, _, any_valid, error = neighbourhood_depths(plane, torch.ones(6, 8), 24, 32, support=2)
+    ones = torch.ones(6, 8)
+    centre, dmin, dmax, _, any_valid, error = neighbourhood_depths(plane, ones, 24, 32, support=2)
     torch.testing.assert_close(centre, neighbourhood_depths(plane, torch.ones(6, 8), 24, 32)[0])
     assert bool(any_valid.all()) and float(error.max()) < 1e-5
     assert bool((dmin <= centre + 1e-5).all() and (centre <= dmax + 1e-5).all())
@@ -89,7 +90,8 @@ def test_bilinear_cell_neighbourhood_flags_only_the_pixels_across_an_edge():
     smooth, _, _ = surface_windows(centre, dmin, dmax, error, 0.1)
     flagged = (~smooth).reshape(24, 32)
     assert bool(flagged[:, 14:18].all()) and not bool(flagged[:, :14].any() or flagged[:, 18:].any())
-    assert bool((dmin.reshape(24, 32)[:, 14:18] == 1.0).all() and (dmax.reshape(24, 32)[:, 14:18] == 4.0).all())
+    front, back = dmin.reshape(24, 32)[:, 14:18], dmax.reshape(24, 32)[:, 14:18]
+    assert bool((front == 1.0).all() and (back == 4.0).all())
     wide = neighbourhood_depths(depth, torch.ones(6, 8), 24, 32)
     assert int((~surface_windows(wide[0], wide[1], wide[2], wide[5], 0.1)[0]).sum()) > int(flagged.sum())
     with pytest.raises(RenderError, match="support"):
