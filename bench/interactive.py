@@ -17,6 +17,7 @@ then, on that same field, with ``query.mask_renderer=reference`` (today's render
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 import time
 from pathlib import Path
@@ -72,8 +73,9 @@ def main() -> int:
                              f"width={args.width},height={args.height}")
     t = time.perf_counter()
     trainer, teacher, _ = train_scene(dataset, cfg, TrainPlan(steps=args.steps), None, progress=False)
+    # the machine is shared: the load average says how far absolute seconds are from an idle machine's
     result = {"setup": vars(args).copy(), "train_s": time.perf_counter() - t,
-              "threads": torch.get_num_threads()}
+              "threads": torch.get_num_threads(), "load_average_start": os.getloadavg()}
     for renderer in RENDERERS:
         rcfg = apply_flat(trainer.cfg, {"query.mask_renderer": renderer})
         report = evaluate(trainer, teacher, rcfg, dataset, progress=False)
@@ -86,6 +88,7 @@ def main() -> int:
             trainer, teacher, apply_flat(trainer.cfg, {"query.mask_renderer": renderer}), dataset)
         print(f"[{renderer}] demo query ({q['points']} points + {q['mask']} mask): {q['first_s']:.2f} s "
               f"fresh, {q['after_step_s']:.2f} s after a training step", flush=True)
+    result["load_average_end"] = os.getloadavg()
     if args.out:
         command = "python bench/interactive.py " + " ".join(sys.argv[1:])
         write_json_and_md(args.out, result, markdown(result, command))
@@ -98,6 +101,8 @@ def markdown(r: dict, command: str) -> str:
              f"    {command}", "",
              f"{s['scene']}, {s['frames']} views {s['width']}x{s['height']}, {s['steps']} training steps "
              f"({r['train_s']:.0f} s), {r['threads']} thread(s); one field, both renderers.", "",
+             f"Load average (1, 5, 15 min) after training {_load(r.get('load_average_start'))}, "
+             f"at the end {_load(r.get('load_average_end'))} (2 cores).", "",
              "| renderer | eval s/view | eval paper mIoU | demo query fresh s | demo query after a step s |",
              "|---|---|---|---|---|"]
     for renderer in RENDERERS:
@@ -109,6 +114,10 @@ def markdown(r: dict, command: str) -> str:
     lines += ["", f"Surface, after a step: cloud points {q.get('surface_s', 0):.2f} s (latents recomputed), "
                   f"cloud labels {q.get('cloud_labels_s', 0):.3f} s, mask {q.get('mask_s', 0):.2f} s.", ""]
     return "\n".join(lines)
+
+
+def _load(values) -> str:
+    return "n/a" if values is None else "/".join(f"{v:.1f}" for v in values)
 
 
 if __name__ == "__main__":

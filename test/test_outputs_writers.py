@@ -54,6 +54,20 @@ def test_downsample_caps_and_keeps_attributes_aligned(rng):
         outputs.downsample_cloud(cloud, max_points=0, voxel_size=0.1)
 
 
+def test_voxel_thinning_keeps_the_points_open3d_keeps(rng):
+    """``voxel_first_indices`` against open3d's voxel grid, whose first trace per voxel it replaces."""
+    import open3d as o3d
+
+    xyz = (rng.random((20000, 3)) * np.array([3.0, 2.0, 1.0]) - 1.0).astype(np.float32)
+    xyz[:500] = xyz[500:1000]  # duplicates: the first of them is kept
+    for size in (0.02, 0.1, 0.37):
+        pcd = o3d.geometry.PointCloud(o3d.utility.Vector3dVector(xyz.astype(np.float64)))
+        _, _, traces = pcd.voxel_down_sample_and_trace(size, pcd.get_min_bound(), pcd.get_max_bound())
+        expected = np.sort(np.array([t[0] for t in traces], dtype=np.int64))
+        assert np.array_equal(outputs.voxel_first_indices(xyz, size), expected)
+    assert len(outputs.voxel_first_indices(np.zeros((0, 3)), 0.1)) == 0
+
+
 def test_label_image_dtypes_and_unknown():
     labels = np.array([[0, 1], [-1, 5]])
     img = outputs.label_image(labels, num_classes=3)

@@ -73,6 +73,31 @@ def test_neighbourhood_at_a_depth_edge_offers_both_sides():
     assert bool((halves == 0.1).all())
 
 
+def test_bilinear_cell_neighbourhood_flags_only_the_pixels_across_an_edge():
+    """``support=2``: a plane still interpolates exactly with nothing flagged; a depth edge between two
+    low-resolution pixels flags the full-resolution pixels between their centres (both sides offered)
+    and nothing around them, where the 3x3 neighbourhood flags three low-resolution pixels' worth."""
+    v, u = torch.meshgrid(torch.arange(6.0), torch.arange(8.0), indexing="ij")
+    plane = 1.0 / (0.3 + 0.01 * u + 0.02 * v)
+    ones = torch.ones(6, 8)
+    centre, dmin, dmax, _, any_valid, error = neighbourhood_depths(plane, ones, 24, 32, support=2)
+    torch.testing.assert_close(centre, neighbourhood_depths(plane, torch.ones(6, 8), 24, 32)[0])
+    assert bool(any_valid.all()) and float(error.max()) < 1e-5
+    assert bool((dmin <= centre + 1e-5).all() and (centre <= dmax + 1e-5).all())
+    depth = torch.full((6, 8), 4.0)
+    depth[:, :4] = 1.0  # low-res columns 3 | 4: the edge is between full-res columns 13.5 and 17.5
+    centre, dmin, dmax, _, _, error = neighbourhood_depths(depth, torch.ones(6, 8), 24, 32, support=2)
+    smooth, _, _ = surface_windows(centre, dmin, dmax, error, 0.1)
+    flagged = (~smooth).reshape(24, 32)
+    assert bool(flagged[:, 14:18].all()) and not bool(flagged[:, :14].any() or flagged[:, 18:].any())
+    front, back = dmin.reshape(24, 32)[:, 14:18], dmax.reshape(24, 32)[:, 14:18]
+    assert bool((front == 1.0).all() and (back == 4.0).all())
+    wide = neighbourhood_depths(depth, torch.ones(6, 8), 24, 32)
+    assert int((~surface_windows(wide[0], wide[1], wide[2], wide[5], 0.1)[0]).sum()) > int(flagged.sum())
+    with pytest.raises(RenderError, match="support"):
+        neighbourhood_depths(depth, torch.ones(6, 8), 24, 32, support=4)
+
+
 def test_window_edges_sorted_inside_windows_and_never_before_near():
     centres = torch.tensor([[1.0, 2.0, 3.0], [0.02, 0.5, 0.5]])
     edges = window_edges(centres, torch.full_like(centres, 0.1), 4, near=0.05)
@@ -125,6 +150,8 @@ def test_classify_latent_of_rendered_rays_is_classify_of_their_expanded_features
 def test_surface_settings_are_checked():
     with pytest.raises(RenderError, match="downsample"):
         SurfaceSettings(downsample=0).validate()
+    with pytest.raises(RenderError, match="neighbourhood"):
+        SurfaceSettings(neighbourhood=4).validate()
 
 
 # ---------------------------------------------------------------------------------------------- trained field

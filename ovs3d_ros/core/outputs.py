@@ -93,15 +93,34 @@ def overlay(image: np.ndarray, labels: np.ndarray, colors: np.ndarray, alpha: fl
 # Clouds
 
 
+def voxel_first_indices(xyz: np.ndarray, voxel_size: float) -> np.ndarray:
+    """Sorted indices of the first point of each occupied voxel of side ``voxel_size``.
+
+    The voxels are open3d's (``voxel_down_sample_and_trace`` with the cloud's min bound: index
+    ``floor((p - min) / size)`` in float64), so the kept points are the ones ``[t[0] for t in traces]``
+    picked, in input order; a sort of one int64 key per point instead of open3d's hash map and a
+    Python loop over its traces (2.8 s for 700k points on this CPU, plus 3.4 s to import open3d).
+    """
+    pts = np.asarray(xyz, dtype=np.float64).reshape(-1, 3)
+    if len(pts) == 0:
+        return np.zeros(0, np.int64)
+    cells = np.floor((pts - pts.min(axis=0)) / voxel_size).astype(np.int64)
+    extent = cells.max(axis=0) + 1
+    if float(extent[0]) * float(extent[1]) * float(extent[2]) < 2.0**62:
+        key = cells[:, 0] + extent[0] * (cells[:, 1] + extent[1] * cells[:, 2])
+        _, first = np.unique(key, return_index=True)
+    else:  # a grid too large for one int64 key: rows compared lexicographically (slower, same result)
+        _, first = np.unique(cells, axis=0, return_index=True)
+    return np.sort(first)
+
+
 def downsample_cloud(cloud: LabeledCloud, max_points: int, voxel_size: float,
                      seed: int = 0) -> LabeledCloud:
-    """Voxel-downsample (open3d; one point per voxel, the first) and cap at ``max_points``.
+    """Voxel-downsample (one point per voxel, the first: ``voxel_first_indices``) and cap at ``max_points``.
 
     When the voxel grid still leaves too many points the voxel grows (x1.5 per try, at most 8 tries)
     and a seeded random subset takes the rest, so the cap always holds.
     """
-    import open3d as o3d
-
     cloud.validate()
     if max_points <= 0:
         raise OutputError(f"max_points must be positive, got {max_points}")
@@ -109,12 +128,9 @@ def downsample_cloud(cloud: LabeledCloud, max_points: int, voxel_size: float,
         return cloud
     keep = np.arange(len(cloud))
     if voxel_size > 0:
-        pcd = o3d.geometry.PointCloud(o3d.utility.Vector3dVector(cloud.xyz.astype(np.float64)))
-        lo, hi = pcd.get_min_bound(), pcd.get_max_bound()
         size = voxel_size
         for _ in range(8):
-            _, _, traces = pcd.voxel_down_sample_and_trace(size, lo, hi)
-            keep = np.array([t[0] for t in traces], dtype=np.int64)
+            keep = voxel_first_indices(cloud.xyz, size)
             if len(keep) <= max_points:
                 break
             size *= 1.5

@@ -3,7 +3,7 @@
 ``surface_points`` (the query's cloud): each keyframe's sensor depth back-projected through its
 pixels, or the field's depth rendered at low resolution where a keyframe has none.
 ``extract_surface``: render depth from the keyframe cameras at reduced resolution, back-project
-opaque pixels, fuse, voxel-downsample (open3d) and cap.
+opaque pixels, fuse, voxel-downsample (open3d, imported here only) and cap.
 
 Keyframes with a depth image are rendered with depth-guided sampling around it (a few samples per
 ray instead of a full march; the rendered depth is still the field's). The semantics side labels
@@ -15,7 +15,6 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
-import open3d as o3d
 import torch
 import torch.nn.functional as F
 
@@ -29,8 +28,8 @@ def plausible_point_mask(xyz: np.ndarray, center: np.ndarray, max_distance_m: fl
     """(N,) bool: finite points within ``max_distance_m`` of ``center``.
 
     The query path applies it before the voxel downsample: one poisoned keyframe (a 1e8 m pose, a
-    3e38 m depth) otherwise puts points so far apart that open3d refuses the voxel grid ("voxel_size
-    is too small") and every later query fails.
+    3e38 m depth) otherwise puts points so far apart that their voxel indices overflow (open3d refused
+    such a grid: "voxel_size is too small") and every later query fails.
     """
     xyz = np.asarray(xyz, dtype=np.float64).reshape(-1, 3)
     with np.errstate(over="ignore", invalid="ignore"):
@@ -84,6 +83,9 @@ def extract_surface(
         xyz = origins + directions * out["depth"].reshape(-1, 1)
         points.append(xyz[keep].cpu().numpy())
         colours.append(out["rgb"].reshape(-1, 3)[keep].cpu().numpy())
+    import open3d as o3d  # here, not at module level: the query path imports this module, and open3d
+    #                       takes seconds to import (its visualisation pulls in dash)
+
     xyz = np.concatenate(points).astype(np.float64)
     rgb = np.concatenate(colours).astype(np.float64)
     cloud = o3d.geometry.PointCloud()
