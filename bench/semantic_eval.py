@@ -50,7 +50,9 @@ BENCH_DEFAULTS = {
 
 
 def run_variant(dataset, base_cfg, variant: str, steps: int, out: Path | None, refine: bool = False,
-                save: Path | None = None, renderers: list[str] | None = None) -> dict:
+                save: Path | None = None, renderers: list[str] | None = None, diagnose=None) -> dict:
+    """Train one variant on ``dataset`` and evaluate it; ``diagnose(trainer, teacher, dataset)``, when
+    given, adds its dict as ``report["diagnosis"]`` (extra evaluations of the same field)."""
     spec = VARIANTS[variant]
     cfg = base_cfg if spec == "zero_shot" else apply_flat(base_cfg, spec)
     vocabulary = None if spec == "zero_shot" else list(dataset.class_names)
@@ -72,6 +74,8 @@ def run_variant(dataset, base_cfg, variant: str, steps: int, out: Path | None, r
             "mask_latency_s": other["mask_latency_s"]}
     report["train_s"] = train_s
     report["variant"] = variant
+    if diagnose is not None:
+        report["diagnosis"] = diagnose(trainer, teacher, dataset)
     if refine:
         start = time.perf_counter()
         refined = evaluate(trainer, teacher, trainer.cfg, dataset, refine=True,
