@@ -193,8 +193,9 @@ def summary_markdown(r: dict) -> list[str]:
                else "-")
         rda = (f"{m(reps['full']['3d']) - m(reps['no_rda']['3d']):+.1f}" if {"full", "no_rda"} <= set(reps)
                else "-")
-        out.append(f"| {row['scene']} | {m(fo['2d_teacher']):.1f} | {m(d['train_2d']):.1f} | {m(fo['3d']):.1f} "
-                   f"| {m(d['train_3d']):.1f} | {m(d['other_rule_3d']):.1f} ({d['other_rule']}) | {fda} | {rda} |")
+        out.append(f"| {row['scene']} | {m(fo['2d_teacher']):.1f} | {m(d['train_2d']):.1f} "
+                   f"| {m(fo['3d']):.1f} | {m(d['train_3d']):.1f} "
+                   f"| {m(d['other_rule_3d']):.1f} ({d['other_rule']}) | {fda} | {rda} |")
     return out + ["", "3D = the class-agnostic field (the node's mode), answered zero-shot."]
 
 

@@ -183,6 +183,6 @@ def test_launch_file_through_upstream_launch_ros(launch_env, tmp_path):
         node.destroy_node()
         context.try_shutdown()
     text = out_path.read_text()
-    events = "\n".join(line for line in text.splitlines() if "waiting_for_frames" not in line)  # no status lines
+    events = "\n".join(line for line in text.splitlines() if "waiting_for_frames" not in line)  # not status
     assert rc == 0, (rc, events[-3000:])
     assert "process has finished cleanly" in text, text[-3000:]
