@@ -217,3 +217,80 @@ def test_waiting_images_are_a_bounded_queue_oldest_dropped_first(scene):
         node.shutdown()
         node.destroy_node()
         rclpy.shutdown(context=context)
+
+
+def test_camera_info_depth_and_labels_arriving_after_their_image_are_matched(scene):
+    """Each input has its own topic and callback, and a loaded machine may run the image's callback
+    first: the assembler waits for what is still in flight, as for the pose. Here each one arrives
+    exactly when the assembler first finds it missing (no timer: nothing races the clock)."""
+    from ovs3d_ros.ros.node import Ovs3dNode
+
+    cfg = tiny_config()
+    cfg.teacher.synthetic.class_names = tuple(scene.class_names)
+    cfg.ros.pose_source, cfg.ros.pose_tolerance_s = "pose", TOL
+    context = rclpy.Context()
+    rclpy.init(context=context)
+    node = Ovs3dNode(defaults=cfg, context=context)
+    try:
+        node._training.pause(True)
+        late, found_missing, offered = [], [], []
+        wait_for_input, add_frame = node._wait_for_input, node.trainer.add_frame
+
+        def arrives_while_waited_for(lookup, *args):
+            if lookup() is None and late:
+                name, deliver = late.pop(0)
+                found_missing.append(name)
+                looks = []
+
+                def look_then_arrive():  # missing at the wait's first look, there at its next one
+                    value = lookup()
+                    if not looks:
+                        looks.append(value)
+                        deliver()
+                    return value
+
+                return wait_for_input(look_then_arrive, *args)
+            return wait_for_input(lookup, *args)
+
+        node._wait_for_input = arrives_while_waited_for
+        node.trainer.add_frame = lambda frame: (offered.append(frame), add_frame(frame))[1]
+        for k, (t, frame) in enumerate(((100.0, scene.frames[0]), (101.0, scene.frames[1]))):
+            hdr = Header(frame_id="cam", stamp=conv.sec_to_stamp(t))
+            info = conv.intrinsics_to_camera_info(frame.intrinsics, hdr)
+            depth = conv.numpy_to_image(np.nan_to_num(frame.depth).astype(np.float32), "32FC1", hdr)
+            labels = conv.numpy_to_image(frame.labels.astype(np.uint8), "mono8", hdr)
+            node._on_pose(_pose_msg(frame.pose, t))
+            if k == 0:  # the first image comes before any camera_info (the depth stream starts later)
+                late.append(("camera_info", lambda i=info: node._on_camera_info(i)))
+                node._on_labels(labels)
+            else:  # the second one before its depth and labels
+                late.append(("depth", lambda d=depth: node._on_depth(d)))
+                late.append(("labels", lambda m=labels: node._on_labels(m)))
+            before = _processed(node)
+            node._on_image(conv.numpy_to_image(frame.rgb, "rgb8", hdr))
+            assert wait_until(lambda b=before: _processed(node) > b), "the assembler did not handle the frame"
+            if k == 0:
+                node._on_depth(depth)  # from here on there is a depth stream, which the next image waits for
+        assert found_missing == ["camera_info", "depth", "labels"]
+        assert node.counters["frames_assembled"] == 2, (node.drop_reasons, node.last_error)
+        assert not node.drop_reasons, (node.drop_reasons, node.last_error)
+        assert offered[0].depth is None and offered[1].depth is not None
+        assert all(f.labels is not None for f in offered)
+    finally:
+        node.shutdown()
+        node.destroy_node()
+        rclpy.shutdown(context=context)
+
+
+def test_a_label_image_that_never_comes_is_a_named_drop(node, scene):
+    """Synthetic teacher: an image whose label image never arrives is dropped as no_labels after the
+    bounded wait (not as an anonymous FrameError), and the node goes on."""
+    frame = scene.frames[2]
+    t = 600.0
+    hdr = Header(frame_id="cam", stamp=conv.sec_to_stamp(t))
+    node._on_camera_info(conv.intrinsics_to_camera_info(frame.intrinsics, hdr))
+    node._on_pose(_pose_msg(frame.pose, t))
+    count, before = node.drop_reasons.get("no_labels", 0), _processed(node)
+    node._on_image(conv.numpy_to_image(frame.rgb, "rgb8", hdr))
+    assert wait_until(lambda: _processed(node) > before), "the assembler did not handle the frame"
+    assert node.drop_reasons.get("no_labels", 0) == count + 1, (node.drop_reasons, node.last_error)

@@ -58,16 +58,26 @@ def test_empty_frame_id_is_no_pose_with_the_real_tf2(tf2_env, tmp_path):
     assert done.stdout.startswith("None InvalidArgumentException"), done.stdout
 
 
-# images are best effort (sensor-data QoS, keep last 5), as from a camera: a node starved of CPU may
-# miss a few in transport, which says nothing about poses; this many of the two passes may go missing
+# images, camera_info and label images are best effort (sensor-data QoS, keep last 5), as from a camera:
+# a node starved of CPU may miss a few in transport (a best-effort reader may also match a publisher a
+# moment after the publisher matched it, and miss its first message), which says nothing about poses;
+# this many of the two passes' images may go missing, or arrive without their camera_info or labels
 IMAGES_LOST_ALLOWED = 3
+# the drops such a loss causes: an image whose camera_info or label image never arrived
+TRANSPORT_DROPS = ("no_camera_info", "no_labels")
+
+
+def _transport_drops(status) -> int:
+    reasons = dict(zip(status.drop_reasons, status.drop_counts, strict=True))
+    return sum(reasons.get(reason, 0) for reason in TRANSPORT_DROPS)
 
 
 def _all_frames_handled(status, played: int) -> bool:
     """Nearly every played image received, and every received one finished with (assembled or dropped)."""
     ended = status.frames_assembled + status.frames_dropped_no_pose + status.frames_dropped_invalid
     ended += status.frames_superseded
-    return status.frames_received >= played - IMAGES_LOST_ALLOWED and ended == status.frames_received
+    lost = played - status.frames_received + _transport_drops(status)
+    return lost <= IMAGES_LOST_ALLOWED and ended == status.frames_received
 
 
 def test_tf_mode_node_on_a_bag_loop_with_sim_time(tf2_env, tmp_path):
@@ -121,7 +131,8 @@ def test_tf_mode_node_on_a_bag_loop_with_sim_time(tf2_env, tmp_path):
                 break
         log = log_path.read_text()
         assert status is not None and _all_frames_handled(status, 2 * frames), (status, log[-3000:])
-        assert status.frames_dropped_invalid == 0, (status, log[-3000:])
+        # nothing invalid but frames whose camera_info or labels were lost in transport (within the allowance)
+        assert status.frames_dropped_invalid == _transport_drops(status), (status, log[-3000:])
         # each pass's first frame may come before its pose (pass 2: before the clear); all others have one
         assert status.frames_dropped_no_pose <= 2, (status, log[-3000:])
         assert status.keyframes >= 1, (status, log[-3000:])

@@ -18,7 +18,13 @@ UNLABELLED = 255
 
 
 class FrameError(ValueError):
-    """A frame whose contents are inconsistent or invalid (the message says what and where)."""
+    """A frame whose contents are inconsistent or invalid (the message says what and where).
+
+    ``reason`` is an optional short code for the drop counters (drops by reason)."""
+
+    def __init__(self, message: str, reason: str | None = None):
+        super().__init__(message)
+        self.reason = reason
 
 
 @dataclass(frozen=True)

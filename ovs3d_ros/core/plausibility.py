@@ -25,8 +25,7 @@ class ImplausibleInput(FrameError):
     """A well-formed input with a value outside its plausibility bounds; ``reason`` names the check."""
 
     def __init__(self, reason: str, message: str):
-        super().__init__(message)
-        self.reason = reason
+        super().__init__(message, reason)
 
 
 def check_intrinsics(intr: Intrinsics, cfg: InputConfig) -> None:

@@ -62,6 +62,8 @@ from ovs3d_ros.srv import Checkpoint, Query
 
 # Depth/label images kept for stamp matching against colour images.
 MATCH_HISTORY = 30
+# How much longer than the pose tolerance the frame assembler waits for an image's other inputs.
+INPUT_WAIT_MARGIN_S = 0.1
 # The node's input names (relative, so a launch file or -r remaps them to the robot's topics).
 INPUT_TOPICS = ("image", "camera_info", "depth", "labels", "pose", "odom")
 
@@ -284,7 +286,7 @@ class Ovs3dNode(Node):
             body = conv.pose_msg_to_matrix(pose)
         except FrameError as exc:
             # a refused pose is not a frame: the image it was meant for counts once, as no_pose
-            self._reject_input(f"pose_{getattr(exc, 'reason', 'invalid')}", f"pose rejected: {exc}")
+            self._reject_input(f"pose_{exc.reason or 'invalid'}", f"pose rejected: {exc}")
             return
         self._poses.add(conv.stamp_to_ns(header.stamp), body @ self._camera_in_body)
 
@@ -309,7 +311,7 @@ class Ovs3dNode(Node):
                 self._warn_once(f"implausible:{exc.reason}", f"frame dropped ({exc.reason}): {exc}")
                 self._drop("invalid", str(exc), exc.reason)
             except (FrameError, ImageDecodeError, ValueError) as exc:
-                self._drop("invalid", str(exc), getattr(exc, "reason", type(exc).__name__))
+                self._drop("invalid", str(exc), getattr(exc, "reason", None) or type(exc).__name__)
             except Exception as exc:  # a bug must not kill the node: log it and keep going
                 self._drop("invalid", f"unexpected error: {exc!r}", "unexpected")
                 self.get_logger().error(traceback.format_exc())
@@ -357,9 +359,10 @@ class Ovs3dNode(Node):
             self._gate.reanchor(self._gate.anchor)
 
     def _rectified_camera(self):
-        info = self._camera_info
+        # camera_info comes on its own topic beside the image: the first one may still be in flight
+        info = self._wait_for_input(lambda: self._camera_info)
         if info is None:
-            raise FrameError("no camera_info received yet")
+            raise FrameError("no camera_info received yet", "no_camera_info")
         intrinsics = conv.camera_info_to_intrinsics(info)
         if intrinsics.has_distortion():
             raise FrameError(
@@ -375,7 +378,9 @@ class Ovs3dNode(Node):
         return decode_image(msg.encoding, msg.height, msg.width, msg.step, bytes(msg.data), msg.is_bigendian)
 
     def _matched_depth(self, stamp_ns: int, tol: int, shape: tuple[int, int]) -> np.ndarray | None:
-        depth_msg = self._depths.lookup(stamp_ns, tol)
+        if self._depths.latest_stamp() is None:
+            return None  # no depth stream (depth is optional): nothing to wait for
+        depth_msg = self._matched(self._depths, stamp_ns, tol)
         if depth_msg is None:
             return None
         m = depth_msg
@@ -392,9 +397,9 @@ class Ovs3dNode(Node):
     def _matched_labels(self, stamp_ns: int, tol: int) -> np.ndarray | None:
         if self.cfg.teacher.kind != "synthetic":
             return None
-        label_msg = self._labels.lookup(stamp_ns, tol)
+        label_msg = self._matched(self._labels, stamp_ns, tol)
         if label_msg is None:
-            raise FrameError("synthetic teacher: no ground-truth label image for this frame")
+            raise FrameError("synthetic teacher: no ground-truth label image for this frame", "no_labels")
         if label_msg.encoding != "mono8":
             raise FrameError(f"label images must be mono8, got '{label_msg.encoding}'")
         return decode_mono8(label_msg.height, label_msg.width, label_msg.step, bytes(label_msg.data))
@@ -405,16 +410,41 @@ class Ovs3dNode(Node):
         if self._tf is not None:
             return self._tf.lookup(msg.header.frame_id, msg.header.stamp, timeout_s=tol_s)
         tol = seconds_to_ns(tol_s)
-        pose, final = self._poses.pose_at(stamp_ns, tol)
-        deadline = time.monotonic() + tol_s + 0.1
         # the pose after this image may still be in flight: wait a little for it, so that the pose
         # is interpolated as a bag reader would, not the nearest earlier one (bounded: it may never come)
-        while not (pose is not None and final) and time.monotonic() < deadline:
-            if self._shutdown.is_set():
-                break
-            time.sleep(0.01)
+        def final_pose():
             pose, final = self._poses.pose_at(stamp_ns, tol)
-        return pose
+            return pose if final else None
+
+        pose = self._wait_for_input(final_pose)
+        return pose if pose is not None else self._poses.pose_at(stamp_ns, tol)[0]
+
+    def _matched(self, buffer: StampedBuffer, stamp_ns: int, tol: int):
+        """The buffer's value nearest the image stamp within ``tol``, waited for while its stream has
+        not yet passed the stamp (a depth stream slower than the images does not hold each one up)."""
+
+        def passed() -> bool:
+            latest = buffer.latest_stamp()
+            return latest is not None and latest >= stamp_ns
+
+        return self._wait_for_input(lambda: buffer.lookup(stamp_ns, tol), passed)
+
+    def _wait_for_input(self, lookup, passed=lambda: False):
+        """``lookup()`` once it is not None; None once ``passed()`` (its stream has moved beyond this
+        image: what is missing is not coming) or after the pose tolerance + INPUT_WAIT_MARGIN_S.
+
+        Image, camera_info, depth, labels and poses come on separate topics, each in its own callback,
+        and a loaded machine may run the image's first: what belongs to this image may still be in
+        flight. The wait is bounded (it may never come) and ends early when the node shuts down.
+        """
+        value = lookup()
+        deadline = time.monotonic() + self.cfg.ros.pose_tolerance_s + INPUT_WAIT_MARGIN_S
+        while value is None and time.monotonic() < deadline and not self._shutdown.is_set():
+            if passed():  # what came since the last look may be this image's own: one more look
+                return lookup()
+            time.sleep(0.01)
+            value = lookup()
+        return value
 
     def _drop(self, kind: str, reason: str, code: str | None = None) -> None:
         """Count a dropped frame under ``kind`` (the TrainingStatus counter) and ``code`` (the reason)."""
@@ -609,6 +639,8 @@ class Ovs3dNode(Node):
             psnr=float(stats.get("psnr", 0.0)),
             loss_names=list(losses.keys()),
             loss_values=[float(v) for v in losses.values()],
+            drop_reasons=list(reasons.keys()),
+            drop_counts=[int(v) for v in reasons.values()],
             last_error=last_error,
             **counters,
         )
