@@ -374,6 +374,12 @@ class QueryConfig:
     """Surface renderer: intervals of the window of a pixel whose surface the depth pass interpolates
     well (most pixels); odd puts one sample on the interpolated surface (3 agreed with the reference as
     well as 5 or 6 at half the cost, bench/query.py; 4 did worse)."""
+    training_step_every_s: float = 1.0
+    """While a query is being answered, the training loop waits for it (someone is waiting for the
+    answer; before, a step slipped in between every two chunks of it and the demo's query took 8-12 s
+    instead of ~1-2 s), except for one step let in after every this many seconds of the query, so that a
+    long one (a refine burst, a large mask) does not stop training. 0 = training waits for the whole
+    answer."""
     point_cache_max_age_steps: int = 0
     """The labeled cloud's points and latents are reused while the field is this many training steps old
     at most (0 = only while no training step ran since; a reset, load or new keyframe always recomputes)."""

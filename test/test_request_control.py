@@ -9,6 +9,7 @@ import threading
 
 import pytest
 from tiny_config import tiny_room_trainer  # noqa: E402 - test/ is on sys.path
+from waiting import wait_until  # noqa: E402 - test/ is on sys.path
 
 from ovs3d_ros.config import Config
 from ovs3d_ros.core.field_guard import FieldReplaced
@@ -158,30 +159,39 @@ def test_a_checkpoint_load_between_chunks_fails_the_query_and_the_next_one_answe
     assert res.label_image.shape == (36, 48)
 
 
-def test_training_steps_between_the_chunks_of_a_long_mask():
-    """The render yields: the training loop, stepping in its own thread, takes steps during one mask
-    (long by its size, 31k rays in 16 chunks, not by sleeping; it takes seconds on a CPU, and the guard
-    lets a pending step in every 0.2 s)."""
+@pytest.mark.parametrize("step_every_s", [1e-9, 0.0])
+def test_training_steps_during_a_long_mask_only_when_the_query_lets_them_in(step_every_s):
+    """A query holds training off for its whole duration, gaps between its chunks included (an operator
+    waits for the answer), and lets one pending step in after every query.training_step_every_s of it:
+    here before every chunk (1e-9 s; a mask of 31k rays in 16 chunks, long by its size, not by
+    sleeping), or never (0: at most the step already in flight when the query came finishes)."""
     trainer, teacher, cfg, data = tiny_room_trainer(3, 48, 36)
     trainer.train(3)
     cfg.trainer.render_chunk = 2048
     cfg.query.mask_max_side, cfg.query.mask_max_rays = 1024, 204 * 153
+    cfg.query.training_step_every_s = step_every_s
     kf = data.train_frames[0]
     stop = threading.Event()
     loop = threading.Thread(target=trainer.run, args=(stop,), daemon=True)
     loop.start()
     try:
-        before = trainer.step_count
-        res = Segmenter(trainer, teacher, cfg).segment(data.class_names[:2],
-                                                       camera=(kf.intrinsics.scaled(204, 153), kf.pose),
-                                                       cloud=False)
-        during = trainer.step_count - before
+        with trainer.hold_training():
+            assert wait_until(lambda: trainer._step_pending, 120.0)
+            assert trainer.yield_to_step(timeout_s=120.0)  # one step; the loop now waits: none in flight
+            before = trainer.step_count
+            res = Segmenter(trainer, teacher, cfg).segment(data.class_names[:2],
+                                                           camera=(kf.intrinsics.scaled(204, 153), kf.pose),
+                                                           cloud=False)
+            during = trainer.step_count - before
     finally:
         stop.set()
         loop.join(timeout=120)
     assert res.label_image.shape == (153, 204)
     print(f"{during} training steps during a {res.timing_s['render_s']:.1f} s mask render")
-    assert during >= 1
+    if step_every_s > 0:
+        assert during >= 1  # the first chunk lets the waiting step in (later ones, if one is pending)
+    else:
+        assert during == 0
 
 
 def test_yield_to_step_returns_at_once_without_a_running_loop():

@@ -35,13 +35,16 @@ def exclusive(trainer):
 YIELD_EVERY_S = 0.2
 """A request lets one pending training step in after holding the trainer this long (chunk by chunk): a
 query's chunks re-take the lock within microseconds, and the run loop polls every millisecond, so
-without this a long render would starve training."""
+without this a long render would starve training. A query passes its own (query.training_step_every_s)."""
 
 
 class FieldGuard:
     """Per-chunk exclusive access to ``trainer``'s field as it was when the guard was made. Before each
     chunk it lets those queued for the lock go first (``Trainer.let_waiters_in``: saves, loads), and
-    every ``yield_every_s`` a pending training step (``Trainer.yield_to_step``)."""
+    every ``yield_every_s`` a pending training step (``Trainer.yield_to_step``; <= 0: never).
+
+    ``holding_training()`` spans a whole request: training then steps only when the guard lets it in,
+    not in every gap between chunks (an operator waiting for an answer goes first)."""
 
     def __init__(self, trainer, what: str = "query", yield_every_s: float = YIELD_EVERY_S):
         self.trainer = trainer
@@ -57,9 +60,16 @@ class FieldGuard:
             raise FieldReplaced(f"field was reset during the {self.what} (a reset or checkpoint load "
                                 "replaced it); nothing was answered from a mix of two fields, ask again")
 
+    def holding_training(self):
+        """``Trainer.hold_training`` for the request's duration (nothing for a trainer without one)."""
+        hold = getattr(self.trainer, "hold_training", None)
+        return hold() if hold is not None else contextlib.nullcontext()
+
     def _maybe_yield(self) -> None:
         let_in = getattr(self.trainer, "yield_to_step", None)
-        if let_in is None or time.perf_counter() - self._since < self.yield_every_s:
+        if let_in is None or self.yield_every_s <= 0:
+            return
+        if time.perf_counter() - self._since < self.yield_every_s:
             return
         if let_in():
             self.steps_let_in += 1

@@ -468,7 +468,7 @@ class Segmenter:
                        guard: FieldGuard | None = None) -> tuple[PointFeatures, bool]:
         """The cloud of the current field version (cached, see ``PointFeatureCache``), and whether it
         came from the cache."""
-        guard = guard or FieldGuard(self.trainer)
+        guard = guard or self._guard()
         q = self.cfg.query
         key = self.point_cache.key(self.trainer, keyframes, (max_points, q.voxel_size_m, self.cfg.seed))
         cached = self.point_cache.get(self.trainer, key)
@@ -564,7 +564,7 @@ class Segmenter:
             if budget <= 0:
                 raise QueryError(f"refine time budget must be positive, got {budget}")
             start = time.perf_counter()
-            guard = guard or FieldGuard(self.trainer, "refine")
+            guard = guard or self._guard("refine")
             gen = torch.Generator().manual_seed(self.cfg.seed)
             data = collect_refine_data(self.trainer, text, self.cfg, gen, chunk_guard=guard)
             if data is None:
@@ -597,6 +597,9 @@ class Segmenter:
         check_budget(request_cost(self.cfg, mask_rays, uncached_refine, cloud_points), self.cfg)
         return view
 
+    def _guard(self, what: str = "query") -> FieldGuard:
+        return FieldGuard(self.trainer, what, yield_every_s=self.cfg.query.training_step_every_s)
+
     # ------------------------------------------------------------------ the query
     def segment(self, classes, refine: bool = False, max_time_s: float | None = None,
                 max_points: int | None = None, score_threshold: float | None = None, camera=None,
@@ -616,30 +619,31 @@ class Segmenter:
         threshold = q.score_threshold if score_threshold is None else float(score_threshold)
         if not 0.0 <= threshold <= 1.0:
             raise QueryError(f"score_threshold must be in [0, 1], got {threshold}")
-        guard = FieldGuard(self.trainer)  # before anything is read: a reset from here on ends the query
-        view = self._priced_view(camera, keyframes, names, refine, max_points if cloud else 0)
-        use_negatives = q.use_canonical_negatives if unknown is None else bool(unknown)
-        text = self._text(names)
-        vocab = _Vocabulary(names, text, self._negatives(names) if use_negatives else None, threshold)
-        timing["text_s"] = time.perf_counter() - t0
+        guard = self._guard()  # before anything is read: a reset from here on ends the query
+        with guard.holding_training():  # training waits for the answer, but for guard's steps
+            view = self._priced_view(camera, keyframes, names, refine, max_points if cloud else 0)
+            use_negatives = q.use_canonical_negatives if unknown is None else bool(unknown)
+            text = self._text(names)
+            vocab = _Vocabulary(names, text, self._negatives(names) if use_negatives else None, threshold)
+            timing["text_s"] = time.perf_counter() - t0
 
-        if refine:
-            t = time.perf_counter()
-            vocab.head, stats = self.refine_head(names, text, max_time_s, guard=guard)
-            timing["refine_s"] = time.perf_counter() - t
-            timing.update({f"refine_{k}": float(v) for k, v in stats.items()})
+            if refine:
+                t = time.perf_counter()
+                vocab.head, stats = self.refine_head(names, text, max_time_s, guard=guard)
+                timing["refine_s"] = time.perf_counter() - t
+                timing.update({f"refine_{k}": float(v) for k, v in stats.items()})
 
-        result = SegmentationResult(class_names=names, colors=class_colors(names),
-                                    points=np.zeros((0, 3), np.float32), rgb=np.zeros((0, 3), np.uint8),
-                                    labels=np.zeros(0, np.uint16), scores=np.zeros(0, np.float32),
-                                    refined=vocab.head is not None, timing_s=timing,
-                                    warning=semantic_warning(self.trainer, self.cfg))
-        if cloud:
-            self._cloud_answer(result, vocab, keyframes, max_points, guard)
-        if view is not None:
-            self._mask_answer(result, vocab, camera, keyframes, view, guard)
-        timing["total_s"] = time.perf_counter() - t0
-        return result
+            result = SegmentationResult(class_names=names, colors=class_colors(names),
+                                        points=np.zeros((0, 3), np.float32), rgb=np.zeros((0, 3), np.uint8),
+                                        labels=np.zeros(0, np.uint16), scores=np.zeros(0, np.float32),
+                                        refined=vocab.head is not None, timing_s=timing,
+                                        warning=semantic_warning(self.trainer, self.cfg))
+            if cloud:
+                self._cloud_answer(result, vocab, keyframes, max_points, guard)
+            if view is not None:
+                self._mask_answer(result, vocab, camera, keyframes, view, guard)
+            timing["total_s"] = time.perf_counter() - t0
+            return result
 
     def _labels(self, vocab: "_Vocabulary", latent: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor,
                 opacity: torch.Tensor | None = None, norm: torch.Tensor | None = None) -> Labels:

@@ -118,6 +118,10 @@ class Trainer:
         self._step_pending = False
         self._loop_iterations = 0
         self._step_done = threading.Condition()
+        # requests someone is waiting for (a query) hold the loop off for their whole duration, not only
+        # while they hold the lock: between their chunks a step would otherwise slip in every time
+        self._holding = 0
+        self._let_in_iteration = -1  # the loop iteration yield_to_step let past the hold
 
     # ------------------------------------------------------------------ locking
     @contextlib.contextmanager
@@ -139,6 +143,18 @@ class Trainer:
         self.retired = True
         self.field_version += 1
 
+    @contextlib.contextmanager
+    def hold_training(self):
+        """While held (by a request someone waits for), the run loop takes no step but those let in by
+        ``yield_to_step``. Nests; takes no lock."""
+        with self._waiting_lock:
+            self._holding += 1
+        try:
+            yield
+        finally:
+            with self._waiting_lock:
+                self._holding -= 1
+
     def yield_to_step(self, timeout_s: float = 1.0) -> bool:
         """Let the run loop's pending step go first (called, without the lock, between the chunks of a
         long request, so training keeps stepping during a long render). True if a step was let in;
@@ -147,7 +163,13 @@ class Trainer:
             if not self._step_pending:
                 return False
             before = self._loop_iterations
-            return self._step_done.wait_for(lambda: self._loop_iterations != before, timeout_s)
+            # past hold_training: this iteration's step only (the one in flight, if the loop is stepping
+            # already; not the next one as well)
+            self._let_in_iteration = before
+            stepped = self._step_done.wait_for(lambda: self._loop_iterations != before, timeout_s)
+            if not stepped:
+                self._let_in_iteration = -1
+            return stepped
 
     def let_waiters_in(self, timeout_s: float = 1.0) -> None:
         """Called without the lock between a long request's chunks: whoever is queued for the lock (a
@@ -297,8 +319,8 @@ class Trainer:
                 stop_event.wait(0.05)
                 continue
             self._step_pending = True
-            while self._waiting > 0 and not stop_event.is_set():
-                time.sleep(0.001)  # a render/query is queued: let it take the lock first
+            while self._must_wait() and not stop_event.is_set():
+                time.sleep(0.001)  # a render/query is queued or held: let it go first
             started = time.perf_counter()
             try:
                 guarded_step(self)  # out of memory: the ray budget halves and training goes on
@@ -312,6 +334,11 @@ class Trainer:
                 remaining = 1.0 / rate - (time.perf_counter() - started)
                 if remaining > 0:
                     stop_event.wait(remaining)
+
+    def _must_wait(self) -> bool:
+        """The run loop's next step waits: a request is queued for the lock, or one holds training off
+        and has not let this step in."""
+        return self._waiting > 0 or (self._holding > 0 and self._let_in_iteration != self._loop_iterations)
 
     @torch.no_grad()
     def _quarantine(self, batch: RayBatch, out: RenderOutputs) -> None:

@@ -36,6 +36,7 @@ LIVE_PARAMETERS = frozenset(
         "query.max_points",
         "query.refine_max_time_s",
         "query.use_canonical_negatives",
+        "query.training_step_every_s",
         "ros.status_rate_hz",
         "ros.log_every_s",
     }
