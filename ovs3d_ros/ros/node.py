@@ -527,6 +527,11 @@ class Ovs3dNode(Node):
         res.scene = scene
         res.success = True
         res.latency_s = float(time.perf_counter() - t0)
+        self.get_logger().info(
+            "query answered: "
+            + ", ".join(f"{k} {v:.3f}" for k, v in result.timing_s.items())
+            + f", response {res.latency_s:.3f} s"
+        )
         res.message = (
             f"{len(result.class_names)} classes, {len(result.labels)} points"
             + (", mask rendered" if scene.label_image.width else "")
