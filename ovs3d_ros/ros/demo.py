@@ -88,6 +88,10 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--device", default="auto")
     p.add_argument("--out", default="outputs/demo")
     p.add_argument("--record", default="", help="also write the summary here")
+    p.add_argument("--record-runs", default="", metavar="FILE",
+                   help="also append the summary, labelled with --run-label, to the 'runs' list of this "
+                        "JSON file (bench/results/demo_cpu_runs.json: the README's table of runs)")
+    p.add_argument("--run-label", default="", help="what this run was, for --record-runs")
     return p.parse_args(argv)
 
 
@@ -194,12 +198,23 @@ def main(argv=None) -> int:
         outputs.write_json(out / "summary.json", summary)
         if args.record:
             outputs.write_json(Path(args.record), summary)
+        if args.record_runs:
+            append_run(Path(args.record_runs), summary, args.run_label)
         print("[demo] " + json.dumps(summary))
         return 0
     finally:
         stop_node_process(proc)
         node.destroy_node()
         context.try_shutdown()
+
+
+def append_run(path: Path, summary: dict, label: str) -> None:
+    """Add ``summary`` as ``label`` to the runs file at ``path`` ({"command", "runs": [...]}); a new
+    file is started when there is none. The file is only ever written by demo runs."""
+    runs = json.loads(path.read_text())["runs"] if path.exists() else []
+    runs.append({**summary, "run": label or f"run {len(runs) + 1}"})
+    outputs.write_json(path, {"command": "bash scripts/demo.sh --record-runs <file> --run-label <what>",
+                              "runs": runs})
 
 
 def wait_for_training(client, executor, target: int, max_wait_s: float, proc):
