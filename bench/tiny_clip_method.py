@@ -94,12 +94,14 @@ def main() -> int:
     p.add_argument("--threads", type=int, default=1)
     p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE")
     p.add_argument("--notes", help="markdown file embedded after the tables (the written findings)")
-    p.add_argument("--from-json", help="train nothing: rewrite <out>.md from this result file")
+    p.add_argument("--from-json", nargs="+", metavar="JSON",
+                   help="train nothing: rewrite <out>.md (and with several files, <out>.json) from these "
+                        "result files, rows in the order given (runs of the same steps, size and views)")
     p.add_argument("--out", default="bench/results/tiny_clip_method")
     args = p.parse_args()
     torch.set_num_threads(args.threads)
     if args.from_json:
-        result = json.loads(Path(args.from_json).read_text())
+        result = merge_results([json.loads(Path(f).read_text()) for f in args.from_json])
     else:
         start = time.perf_counter()
         settings = {**BENCH_DEFAULTS, **tiny_teacher_settings(args.models)}
@@ -116,10 +118,24 @@ def main() -> int:
     return 0
 
 
+def merge_results(results: list[dict]) -> dict:
+    """One result of several runs' results (rows concatenated; each run's command kept)."""
+    setting = {(tuple(r["size"]), r["steps"], tuple(r["views"])) for r in results}
+    if len(setting) != 1:
+        raise SystemExit(f"--from-json: the runs differ in size/steps/views: {sorted(setting)}")
+    if len(results) == 1:
+        return results[0]
+    merged = {k: v for k, v in results[0].items() if k not in ("command", "commands", "rows", "wall_s")}
+    merged["commands"] = [c for r in results for c in r.get("commands", [r["command"]])]
+    merged["rows"] = [row for r in results for row in r["rows"]]
+    merged["wall_s"] = round(sum(r.get("wall_s", 0.0) for r in results), 1)
+    return merged
+
+
 def markdown(r: dict) -> str:
     cols = [c for c, _, _ in COLUMNS if any(c in row for row in r["rows"])]
     lines = ["# The method on the tiny CLIP + DINO (paper mIoU, %, held-out views)\n",
-             f"    .venv/bin/python {r['command']}\n",
+             "".join(f"    .venv/bin/python {c}\n" for c in r.get("commands", [r.get("command")])),
              f"{r['views'][0]} training + {r['views'][1]} held-out views per scene at "
              f"{r['size'][0]}x{r['size'][1]}, {r['steps']} steps, CPU; scenes the tiny models never saw "
              "(presets; their training used random scenes). " + " ".join(COLUMNS_DOC.split()) + "\n",

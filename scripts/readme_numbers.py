@@ -97,7 +97,22 @@ def stream() -> str:
     )
 
 
-RENDERERS = {"demo": demo, "demo_runs": demo_runs, "step_cost": step_cost, "stream": stream}
+def tiny_clip_method() -> str:
+    d = _load("tiny_clip_method_node_setting.json")
+    cols = ("tiny-CLIP 2D", "3D zero-shot (class-agnostic)", "3D + refine (class-agnostic)", "no FDA", "no RDA")
+    rows = [f"| {r['scene']} (seed {r['seed']}) | " + " | ".join(f"{r[c]:.1f}" for c in cols) + " |"
+            for r in d["rows"]]
+    w, h = d["size"]
+    return (
+        f"The method on the tiny models at the node's setting ({w}×{h}, {d['steps']} steps, "
+        f"{d['views'][1]} held-out views; `bench/results/tiny_clip_method_node_setting.md`), paper mIoU:\n\n"
+        "| scene | tiny-CLIP 2D | 3D zero-shot | 3D + refine | full, no FDA | full, no RDA |\n"
+        "|---|---|---|---|---|---|\n" + "\n".join(rows) + "\n"
+    )
+
+
+RENDERERS = {"demo": demo, "demo_runs": demo_runs, "step_cost": step_cost, "stream": stream,
+             "tiny_clip_method": tiny_clip_method}
 
 
 def render(text: str) -> str:
