@@ -99,7 +99,8 @@ def stream() -> str:
 
 def tiny_clip_method() -> str:
     d = _load("tiny_clip_method_node_setting.json")
-    cols = ("tiny-CLIP 2D", "3D zero-shot (class-agnostic)", "3D + refine (class-agnostic)", "no FDA", "no RDA")
+    cols = ("tiny-CLIP 2D", "3D zero-shot (class-agnostic)", "3D + refine (class-agnostic)", "no FDA",
+            "no RDA")
     rows = [f"| {r['scene']} (seed {r['seed']}) | " + " | ".join(f"{r[c]:.1f}" for c in cols) + " |"
             for r in d["rows"]]
     w, h = d["size"]
