@@ -105,3 +105,22 @@ def test_committed_models_are_small_and_classify_unseen_crops():
     top1 = float(((img @ text.T).argmax(1).numpy() == data.classes).mean())
     # chance is 1/106 (0.009); bench/results/tiny_clip_eval.md measures 0.32 on 570 other unseen crops
     assert top1 > 0.15, f"zero-shot top-1 {top1:.3f} on {len(data.classes)} unseen crops"
+
+
+def test_local_clip_checkpoint_loads_every_weight_without_claiming_a_random_model(caplog):
+    """open_clip warns "No pretrained weights loaded ... initialized randomly" when the architecture is
+    built; for a local checkpoint the weights follow at once, so that warning would mislead a user."""
+    import logging
+
+    from ovs3d_ros.core.teachers.loading import load_clip, read_state_dict
+
+    cfg = apply_flat(Config(), tiny_teacher_settings(COMMITTED))
+    with caplog.at_level(logging.WARNING):
+        bundle = load_clip(cfg.teacher.clip, "cpu")
+    assert not [r for r in caplog.records if "initialized randomly" in r.getMessage()]
+    state = read_state_dict(cfg.teacher.clip.pretrained, "tiny CLIP")
+    loaded = bundle.model.state_dict()
+    assert set(state) == set(loaded)
+    assert all(torch.equal(loaded[k].float(), v.float()) for k, v in state.items())
+    logging.warning("No pretrained weights loaded for model 'x'. Model initialized randomly.")
+    assert any("initialized randomly" in r.getMessage() for r in caplog.records)  # the filter is gone

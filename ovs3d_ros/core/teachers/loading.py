@@ -6,7 +6,9 @@ TeacherLoadError that names the model and tag (or file) and says how to provide 
 
 from __future__ import annotations
 
+import contextlib
 import json
+import logging
 import os
 from dataclasses import dataclass
 from pathlib import Path
@@ -65,6 +67,22 @@ def read_state_dict(path: str | Path, what: str) -> dict[str, torch.Tensor]:
     return {k.removeprefix("module."): v for k, v in state.items()}
 
 
+@contextlib.contextmanager
+def _quiet_random_init_warning():
+    """Drop open_clip's root-logger warning "No pretrained weights loaded ... initialized randomly" while
+    the architecture is built for a local checkpoint: it would tell a user the opposite of what happens
+    (``_load_into`` then loads every weight, or fails loudly)."""
+    def keep(record: logging.LogRecord) -> bool:
+        return not record.getMessage().startswith("No pretrained weights loaded")
+
+    root = logging.getLogger()
+    root.addFilter(keep)
+    try:
+        yield
+    finally:
+        root.removeFilter(keep)
+
+
 def _load_into(model: torch.nn.Module, state: dict[str, torch.Tensor], path: str, what: str) -> None:
     try:
         model.load_state_dict(state, strict=True)
@@ -92,7 +110,8 @@ def load_clip(cfg: ClipConfig, device: torch.device | str = "cpu") -> ClipBundle
                                f"(e.g. ViT-B-16; a custom one needs teacher.clip.model_config)")
     what = f"CLIP model '{cfg.model}'"
     if _is_local_file(cfg.pretrained):
-        model, _, _ = open_clip.create_model_and_transforms(cfg.model, pretrained=None)
+        with _quiet_random_init_warning():  # the weights are loaded on the next line (strictly)
+            model, _, _ = open_clip.create_model_and_transforms(cfg.model, pretrained=None)
         _load_into(model, read_state_dict(cfg.pretrained, what), cfg.pretrained, what)
     else:
         try:
