@@ -215,3 +215,41 @@ def test_fda_colour_affinity_weakens_attraction_across_a_colour_edge():
     assert float(within) == pytest.approx(float(plain), rel=0.05)
     off = losses.fda_loss(feat, text, same, pair_colour=white_brown, colour_sigma=0.0, **kw)["fda_pos"]
     assert torch.equal(off, plain)
+
+
+def test_surround_subtracted_target_keeps_uniform_surfaces_and_brings_out_a_small_object():
+    e = torch.eye(4)
+    table, apple = e[0], e[1]
+    # ray 0 on a uniform table (all scales agree); ray 1 on a small apple: even the finest patch is
+    # mostly table, the coarsest almost only table
+    fine = torch.nn.functional.normalize(0.9 * table + 0.4 * apple, dim=0)
+    coarse = torch.nn.functional.normalize(0.99 * table + 0.1 * apple, dim=0)
+    targets = torch.stack([torch.stack([table, table, table]), torch.stack([coarse, coarse, fine])])
+    w = torch.tensor([[0.5, 0.2, 0.3], [0.0, 0.0, 1.0]])
+    out = losses.surround_subtracted_weights(w, coarsest=0, surround=0.7)
+    assert torch.allclose(out, torch.tensor([[-0.2, 0.2, 0.3], [-0.7, 0.0, 1.0]]))
+    assert torch.equal(w, torch.tensor([[0.5, 0.2, 0.3], [0.0, 0.0, 1.0]]))  # not modified in place
+    assert losses.surround_subtracted_weights(w, 0, 0.0) is w
+    with pytest.raises(ValueError, match="below 1"):
+        losses.surround_subtracted_weights(w, 0, 1.0)
+    mixed = torch.bmm(out.unsqueeze(1), targets).squeeze(1)
+    unit = torch.nn.functional.normalize(mixed, dim=-1)
+    assert torch.allclose(unit[0], table)  # the uniform surface's target direction is unchanged
+    assert float(unit[1] @ apple) > float(unit[1] @ table)  # the apple now dominates its own target
+    assert float(fine @ apple) < float(fine @ table)
+    # the loss: a rendered apple feature beats a rendered table feature only with the subtraction
+    plain = [float(losses.feature_distillation_loss(f[None], w[1:], targets[1:])) for f in (apple, table)]
+    sharp = [float(losses.feature_distillation_loss(f[None], out[1:], targets[1:])) for f in (apple, table)]
+    assert plain[0] > plain[1] and sharp[0] < sharp[1]
+
+
+def test_feature_target_weights_subtract_the_coarsest_scale_and_leave_rda_weights_alone():
+    from ovs3d_ros.config import Config, apply_flat
+    from ovs3d_ros.core.semantic_targets import feature_target_weights, target_scale_weights
+
+    cfg = apply_flat(Config(), {"semantic.target_surround_weight": 0.5, "semantic.fine_scale_agreement": -1.0,
+                                "teacher.clip.scale_divisors": [5, 7, 10]})
+    sel = torch.tensor([[0.5, 0.2, 0.3]])
+    targets = torch.nn.functional.normalize(torch.randn(1, 3, 8), dim=-1)
+    assert torch.allclose(feature_target_weights(cfg, sel, targets), torch.tensor([[0.0, 0.2, 0.3]]))
+    assert torch.equal(target_scale_weights(cfg, sel, targets), sel)

@@ -119,3 +119,13 @@ def target_scale_weights(cfg: Config, selection: torch.Tensor, clip_targets: tor
     finest = max(range(len(divisors)), key=lambda k: divisors[k])  # the largest divisor: smallest patch
     return losses.scale_mix_weights(selection, clip_targets[:len(selection)],
                                     cfg.semantic.fine_scale_agreement, finest)
+
+
+def feature_target_weights(cfg: Config, selection: torch.Tensor, clip_targets: torch.Tensor) -> torch.Tensor:
+    """(N, S) weights of the feature loss's target: ``target_scale_weights`` minus
+    ``semantic.target_surround_weight`` on the coarsest scale (``losses.surround_subtracted_weights``).
+    RDA keeps ``target_scale_weights``: its relevancy mix must stay a convex combination."""
+    divisors = cfg.teacher.clip.scale_divisors
+    coarsest = min(range(len(divisors)), key=lambda k: divisors[k])  # the smallest divisor: largest patch
+    return losses.surround_subtracted_weights(target_scale_weights(cfg, selection, clip_targets), coarsest,
+                                              cfg.semantic.target_surround_weight)

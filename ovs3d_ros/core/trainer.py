@@ -40,7 +40,7 @@ from ovs3d_ros.core.frame import Frame, Intrinsics
 from ovs3d_ros.core.keyframes import KeyframeBuffer, KeyframeError, RayBatch
 from ovs3d_ros.core.oom import MemoryBudget, guarded_step
 from ovs3d_ros.core.rendering import RenderOutputs, SamplingSettings, render_image, render_rays
-from ovs3d_ros.core.semantic_targets import target_scale_weights
+from ovs3d_ros.core.semantic_targets import feature_target_weights
 
 ExtraLoss = Callable[["Trainer", RayBatch, RenderOutputs], dict[str, torch.Tensor]]
 
@@ -253,7 +253,7 @@ class Trainer:
                 self.semantic_step_count += 1
             if feature_rays and self.cfg.semantic.feature_weight > 0:
                 terms["feature"] = self.cfg.semantic.feature_weight * losses.feature_distillation_loss(
-                    out.feature, target_scale_weights(self.cfg, out.selection, batch.clip_targets),
+                    out.feature, feature_target_weights(self.cfg, out.selection, batch.clip_targets),
                     batch.clip_targets)
             for hook in self.extra_losses:
                 terms.update(hook(self, batch, out))
