@@ -398,6 +398,11 @@ class QueryConfig:
     point_cache_max_age_steps: int = 0
     """The labeled cloud's points and latents are reused while the field is this many training steps old
     at most (0 = only while no training step ran since; a reset, load or new keyframe always recomputes)."""
+    prepare_cloud_geometry: bool = True
+    """When the node's frame queue runs empty after a new keyframe, build the cloud's points (sensor depth
+    back-projected and thinned) on the frame thread, so the next query pays only their latents. That
+    share took 0.2 s of the demo's query idle but 1.6-2.2 s beside a busy core, where the query then
+    missed its 2 s (issue 15). Costs one such build per keyframe, off the query and training threads."""
     overlay_alpha: float = 0.65
     """Class colour opacity in the overlay."""
     score_temperature: float = 0.1

@@ -86,6 +86,20 @@ def test_good_frames_become_keyframes(node, scene):
     assert _keyframes(node) == 2 and not node.drop_reasons, node.last_error
 
 
+def test_the_cloud_geometry_is_prepared_when_the_frame_queue_runs_empty(node, scene):
+    """query.prepare_cloud_geometry: after a new keyframe, once no image waits, the assembler builds the
+    next query's cloud points (the demo's first query paid 1.6-2.2 s for them beside a busy core)."""
+    _feed(node, scene.frames[2], 10.4)
+    seg = node.segmenter
+
+    def prepared_for_these_keyframes() -> bool:
+        ready = seg._geometry
+        key = seg._cloud_key(seg._keyframes(), node.cfg.query.max_points)
+        return ready is not None and ready[0][0] == key
+
+    assert wait_until(prepared_for_these_keyframes), "no cloud geometry prepared for the new keyframe"
+
+
 @pytest.mark.parametrize("k, what, reason", [
     (0, "cx", "principal_point"), (1, "fx", "focal_length"), (2, "depth", "depth_range"),
     (3, "far_pose", "pose_position"), (4, "jump_pose", "pose_speed"),

@@ -381,3 +381,29 @@ def test_cloud_geometry_kept_across_training_steps_latents_recomputed(trained):
         names, max_points=400).labels)
     seg.segment(names, max_points=300)
     assert seg._geometry is not geometry
+
+
+def test_prepared_cloud_geometry_is_what_the_next_query_uses(trained):
+    """``prepare_cloud_geometry`` builds the points the next query would (the node calls it when its
+    frame queue runs empty): that query reuses them, and they equal a cold query's. Without sensor
+    depth on every keyframe nothing is prepared (a rendered cloud belongs to one field version)."""
+    data, cfg, teacher, trainer = trained
+    names = data.class_names
+    seg = Segmenter(trainer, teacher, cfg)
+    assert seg.prepare_cloud_geometry(max_points=400)
+    prepared = seg._geometry
+    assert prepared is not None
+    answer = seg.segment(names, max_points=400)
+    assert seg._geometry is prepared  # used, not rebuilt
+    cold = Segmenter(trainer, teacher, cfg).segment(names, max_points=400)
+    np.testing.assert_array_equal(answer.points, cold.points)
+    np.testing.assert_array_equal(answer.labels, cold.labels)
+
+    keyframes = seg._keyframes()
+    depthless = [dataclasses.replace(kf, depth=None) for kf in keyframes]
+    seg._geometry = None
+    seg._keyframes = lambda: depthless
+    assert not seg.prepare_cloud_geometry(max_points=400)
+    assert seg._geometry is None
+    seg._keyframes = lambda: []
+    assert not seg.prepare_cloud_geometry()

@@ -6,13 +6,14 @@ query or refine fail cleanly (FieldReplaced) instead of answering from two field
 import contextlib
 import math
 import threading
+import time
 
 import pytest
 from tiny_config import tiny_room_trainer  # noqa: E402 - test/ is on sys.path
 from waiting import wait_until  # noqa: E402 - test/ is on sys.path
 
 from ovs3d_ros.config import Config
-from ovs3d_ros.core.field_guard import FieldReplaced
+from ovs3d_ros.core.field_guard import FieldGuard, FieldReplaced
 from ovs3d_ros.core.frame import Intrinsics
 from ovs3d_ros.core.query import QueryError, Segmenter
 from ovs3d_ros.core.request_budget import (
@@ -190,8 +191,49 @@ def test_training_steps_during_a_long_mask_only_when_the_query_lets_them_in(step
     print(f"{during} training steps during a {res.timing_s['render_s']:.1f} s mask render")
     if step_every_s > 0:
         assert during >= 1  # the first chunk lets the waiting step in (later ones, if one is pending)
+        assert res.timing_s["steps_let_in"] >= 1
     else:
         assert during == 0
+        assert res.timing_s["steps_let_in"] == 0
+    assert 0.0 <= res.timing_s["guard_wait_s"] <= res.timing_s["total_s"]
+
+
+def test_field_guard_counts_the_time_it_waited_for_the_trainer():
+    """``FieldGuard.wait_s`` (the query's ``guard_wait_s``) includes the time another holder kept the
+    trainer after the guard asked for it: the holder releases only once the guard is queued, and
+    measures how long it still held on."""
+
+    class Trainer:
+        def __init__(self):
+            self.lock = threading.Lock()
+            self.queued = threading.Event()
+
+        @contextlib.contextmanager
+        def exclusive(self):
+            self.queued.set()
+            with self.lock:
+                yield
+
+    trainer = Trainer()
+    guard = FieldGuard(trainer, yield_every_s=0.0)
+    held = {}
+
+    def holder(acquired):
+        with trainer.lock:
+            acquired.set()
+            assert trainer.queued.wait(120.0)
+            t = time.perf_counter()
+            time.sleep(0.05)
+            held["s"] = time.perf_counter() - t
+
+    acquired = threading.Event()
+    thread = threading.Thread(target=holder, args=(acquired,))
+    thread.start()
+    assert acquired.wait(120.0)
+    with guard():
+        pass
+    thread.join(120.0)
+    assert guard.wait_s >= held["s"] > 0.0
 
 
 def test_yield_to_step_returns_at_once_without_a_running_loop():

@@ -52,6 +52,7 @@ class FieldGuard:
         self.version = field_version(trainer)
         self.yield_every_s = yield_every_s
         self.steps_let_in = 0
+        self.wait_s = 0.0  # spent waiting: for the lock, for queued waiters and for steps let in
         self._since = time.perf_counter()
 
     def check(self) -> None:
@@ -77,10 +78,12 @@ class FieldGuard:
 
     @contextlib.contextmanager
     def __call__(self):
+        t = time.perf_counter()
         self._maybe_yield()
         let_waiters_in = getattr(self.trainer, "let_waiters_in", None)
         if let_waiters_in is not None:
             let_waiters_in()
         with exclusive(self.trainer):
+            self.wait_s += time.perf_counter() - t
             self.check()
             yield

@@ -464,25 +464,52 @@ class Segmenter:
                     torch.zeros(0, device=self.trainer.device))
         return torch.cat(latents), torch.cat(norms)
 
-    def point_features(self, keyframes: list, max_points: int,
-                       guard: FieldGuard | None = None) -> tuple[PointFeatures, bool]:
+    def point_features(self, keyframes: list, max_points: int, guard: FieldGuard | None = None,
+                       timing: dict | None = None) -> tuple[PointFeatures, bool]:
         """The cloud of the current field version (cached, see ``PointFeatureCache``), and whether it
-        came from the cache."""
+        came from the cache; ``timing`` gets the seconds of its geometry and latents when built."""
         guard = guard or self._guard()
-        q = self.cfg.query
-        key = self.point_cache.key(self.trainer, keyframes, (max_points, q.voxel_size_m, self.cfg.seed))
+        timing = {} if timing is None else timing
+        key = self._cloud_key(keyframes, max_points)
         cached = self.point_cache.get(self.trainer, key)
         if cached is not None:
             return cached, True
         step = int(getattr(self.trainer, "step_count", 0))  # before: a step during the build makes it stale
+        t = time.perf_counter()
         xyz, rgb, excluded = self._cloud_geometry(keyframes, max_points, key, guard)
+        timing["cloud_geometry_s"] = time.perf_counter() - t
+        t = time.perf_counter()
         latent, norm = self._point_latents(xyz, guard)
+        timing["cloud_latents_s"] = time.perf_counter() - t
         with guard():  # the head of the field the latents came from (FieldReplaced after a reset)
             head = self.trainer.field.feature_head
             weight, bias = head.weight.detach().clone(), head.bias.detach().clone()
         value = PointFeatures(xyz, rgb, latent, norm, weight, bias, excluded)
         self.point_cache.put(self.trainer, step, key, value)
         return value, False
+
+    def _cloud_key(self, keyframes: list, max_points: int) -> tuple:
+        return self.point_cache.key(self.trainer, keyframes,
+                                    (max_points, self.cfg.query.voxel_size_m, self.cfg.seed))
+
+    @staticmethod
+    def _sensor_only(keyframes: list) -> bool:
+        """Every keyframe has a sensor depth: the cloud's points are then the keyframes' alone."""
+        return all(kf.depth is not None and bool((kf.depth > 0).any()) for kf in keyframes)
+
+    def prepare_cloud_geometry(self, max_points: int | None = None) -> bool:
+        """Build the cloud's points for the current keyframes now, ahead of the next query, which then
+        pays only the latents (the node calls this when its frame queue runs empty after a new keyframe).
+
+        Only a sensor-depth cloud is kept across training steps (``_cloud_geometry``); a rendered one
+        belongs to one field version, so nothing is built for it. True if the points are ready."""
+        keyframes = self._keyframes()
+        if not keyframes or not self._sensor_only(keyframes):
+            return False
+        max_points = self.cfg.query.max_points if max_points is None else int(max_points)
+        self._cloud_geometry(keyframes, max_points, self._cloud_key(keyframes, max_points),
+                             self._guard("cloud preparation"))
+        return True
 
     def _cloud_geometry(self, keyframes: list, max_points: int, key: tuple,
                         guard: FieldGuard) -> tuple[np.ndarray, np.ndarray, int]:
@@ -496,7 +523,7 @@ class Segmenter:
 
         q, field_ = self.cfg.query, self.trainer.field
         key = (key, tuple(field_.scene_center.tolist()), float(field_.scene_radius), bool(field_.bounds_set))
-        sensor_only = all(kf.depth is not None and bool((kf.depth > 0).any()) for kf in keyframes)
+        sensor_only = self._sensor_only(keyframes)
         cached = self._geometry
         if sensor_only and cached is not None and cached[0] == key:
             return cached[1]
@@ -606,7 +633,7 @@ class Segmenter:
                 unknown: bool | None = None, cloud: bool = True) -> SegmentationResult:
         from ovs3d_ros.core.vocabulary import class_colors
 
-        t0 = time.perf_counter()
+        t0, cpu0 = time.perf_counter(), time.thread_time()
         timing: dict[str, float] = {}
         q = self.cfg.query
         names = validate_classes(classes, q.max_classes, q.max_class_name_chars)
@@ -642,6 +669,11 @@ class Segmenter:
                 self._cloud_answer(result, vocab, keyframes, max_points, guard)
             if view is not None:
                 self._mask_answer(result, vocab, camera, keyframes, view, guard)
+            # the part of the above spent waiting for the trainer (its lock, steps let in)
+            timing["guard_wait_s"] = guard.wait_s
+            timing["steps_let_in"] = float(guard.steps_let_in)
+            # this thread's CPU time: far below total_s means it waited (the lock, the GIL, a busy CPU)
+            timing["thread_cpu_s"] = time.thread_time() - cpu0
             timing["total_s"] = time.perf_counter() - t0
             return result
 
@@ -674,7 +706,7 @@ class Segmenter:
         """The labeled cloud into ``result``: cached points and latents of this field version, labelled."""
         timing = result.timing_s
         t = time.perf_counter()
-        points, hit = self.point_features(keyframes, max_points, guard)
+        points, hit = self.point_features(keyframes, max_points, guard, timing)
         result.points, result.rgb = points.xyz.astype(np.float32), points.rgb.astype(np.uint8)
         result.points_excluded = points.excluded
         timing["surface_s"] = time.perf_counter() - t

@@ -293,17 +293,21 @@ class Ovs3dNode(Node):
     # ------------------------------------------------------------------ frame assembly (own thread)
 
     def _assemble_frames(self) -> None:
+        keyframes_changed = False  # since the query's cloud geometry was last prepared
         while not self._shutdown.is_set():
             with self._frame_ready:
-                while not self._pending_images and not self._shutdown.is_set():
+                while not self._pending_images and not keyframes_changed and not self._shutdown.is_set():
                     self._frame_ready.wait(timeout=0.2)
                 msg = self._pending_images.popleft() if self._pending_images else None
             if msg is None:
+                if keyframes_changed:  # the queue ran empty: a good moment, nothing waits on this thread
+                    keyframes_changed = False
+                    self._prepare_cloud_geometry()
                 continue
             try:
                 frame = self._frame_from(msg)
                 if frame is not None:
-                    self.trainer.add_frame(frame)
+                    keyframes_changed |= bool(self.trainer.add_frame(frame))
                     with self._lock:  # every received frame ends in exactly one counter
                         self.counters["frames_assembled"] += 1
             except ImplausibleInput as exc:
@@ -315,6 +319,16 @@ class Ovs3dNode(Node):
             except Exception as exc:  # a bug must not kill the node: log it and keep going
                 self._drop("invalid", f"unexpected error: {exc!r}", "unexpected")
                 self.get_logger().error(traceback.format_exc())
+
+    def _prepare_cloud_geometry(self) -> None:
+        """``Segmenter.prepare_cloud_geometry`` (query.prepare_cloud_geometry): a failure only means the
+        next query builds the points itself, so it is logged, never raised into frame assembly."""
+        if not self.cfg.query.prepare_cloud_geometry:
+            return
+        try:
+            self.segmenter.prepare_cloud_geometry()
+        except Exception as exc:
+            self.get_logger().warning(f"cloud geometry not prepared ahead of the next query: {exc!r}")
 
     def _frame_from(self, msg) -> Frame | None:
         """Image message -> Frame with the matched pose, depth and labels (None: no pose, counted)."""
