@@ -183,18 +183,29 @@ def test_scale_mix_weights_use_the_finest_scale_only_where_the_scales_disagree()
     middle = torch.nn.functional.normalize(e[0] + 0.5 * e[3], dim=0)
     targets = torch.stack([torch.stack([e[0], middle, e[0]]), torch.stack([e[0], e[0], e[1]])])
     sel = torch.tensor([[0.5, 0.2, 0.3], [0.6, 0.3, 0.1]])
-    w = losses.scale_mix_weights(sel, targets, fine_agreement=0.5, finest=2)
+    w = losses.scale_mix_weights(sel, targets, fine_agreement=0.5, finest=2, coarsest=0)
     assert torch.equal(w[0], sel[0]) and torch.equal(w[1], torch.tensor([0.0, 0.0, 1.0]))
-    assert torch.equal(losses.scale_mix_weights(sel, targets, fine_agreement=-1.0, finest=2), sel)
+    assert torch.equal(losses.scale_mix_weights(sel, targets, fine_agreement=-1.0, finest=2, coarsest=0), sel)
     # the finest scale may come first (divisors in decreasing order): compared with the last one
     flipped = targets.flip(1)
-    w = losses.scale_mix_weights(sel, flipped, fine_agreement=0.5, finest=0)
+    w = losses.scale_mix_weights(sel, flipped, fine_agreement=0.5, finest=0, coarsest=2)
     assert torch.equal(w[1], torch.tensor([1.0, 0.0, 0.0])) and torch.equal(w[0], sel[0])
     # the selection still learns from the rays where the scales agree
     sel = sel.clone().requires_grad_(True)
-    losses.feature_distillation_loss(torch.randn(2, 4), losses.scale_mix_weights(sel, targets, 0.5, 2),
+    losses.feature_distillation_loss(torch.randn(2, 4), losses.scale_mix_weights(sel, targets, 0.5, 2, 0),
                                      targets).backward()
     assert sel.grad[0].abs().sum() > 0 and sel.grad[1].abs().sum() == 0
+
+
+@pytest.mark.parametrize("divisors, finest, coarsest", [
+    ((1, 2, 4), 2, 0), ((4, 2, 1), 0, 2), ((2, 4, 1), 1, 2), ((3,), 0, 0),
+])
+def test_scale_extremes_follow_the_divisors_not_their_order(divisors, finest, coarsest):
+    """The largest divisor is the smallest patch (finest), the smallest divisor the largest (coarsest):
+    the agreement rule and the surround subtraction use the same two scales in any listed order."""
+    from ovs3d_ros.core.semantic_targets import scale_extremes
+
+    assert scale_extremes(divisors) == (finest, coarsest)
 
 
 def test_fda_colour_affinity_weakens_attraction_across_a_colour_edge():

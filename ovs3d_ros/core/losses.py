@@ -39,7 +39,7 @@ def free_space_loss(weights: torch.Tensor, t_mid: torch.Tensor, depth: torch.Ten
 
 
 def scale_mix_weights(selection: torch.Tensor, targets: torch.Tensor, fine_agreement: float,
-                      finest: int) -> torch.Tensor:
+                      finest: int, coarsest: int) -> torch.Tensor:
     """(N, S) weights of the patch scales in a ray's distillation target: the rendered selection,
     except on rays where the finest scale's target disagrees with the coarsest one's (cosine below
     ``fine_agreement``); there the finest scale alone.
@@ -47,11 +47,11 @@ def scale_mix_weights(selection: torch.Tensor, targets: torch.Tensor, fine_agree
     Why: a coarse patch over a small object is mostly the surface around it, so where the scales
     disagree the coarse target says "table" on the mug; only the finest patch saw the mug. Where they
     agree the selection mixes them as before (the coarse scales are the less noisy ones on large
-    surfaces). ``fine_agreement <= -1`` switches the rule off. ``targets`` (N, S, D) are unit vectors.
+    surfaces). ``fine_agreement <= -1`` switches the rule off. ``targets`` (N, S, D) are unit vectors;
+    ``finest`` and ``coarsest`` index their scales (``semantic_targets.scale_extremes``).
     """
     if fine_agreement <= -1.0:
         return selection
-    coarsest = 0 if finest != 0 else targets.shape[1] - 1
     agree = (targets[:, coarsest].float() * targets[:, finest].float()).sum(-1)
     fine = torch.zeros_like(selection)
     fine[:, finest] = 1.0

@@ -113,19 +113,24 @@ def batch_relevancy(cache: RelevancyCache, keyframes: list, uids: torch.Tensor, 
     return out
 
 
+def scale_extremes(divisors) -> tuple[int, int]:
+    """(finest, coarsest) indices of the CLIP patch scales: the largest image divisor gives the smallest
+    patch, the smallest divisor the largest, in whatever order ``teacher.clip.scale_divisors`` lists them."""
+    order = sorted(range(len(divisors)), key=lambda k: divisors[k])
+    return order[-1], order[0]
+
+
 def target_scale_weights(cfg: Config, selection: torch.Tensor, clip_targets: torch.Tensor) -> torch.Tensor:
     """(N, S) scale weights of the feature rays' targets (``semantic.fine_scale_agreement``)."""
-    divisors = cfg.teacher.clip.scale_divisors
-    finest = max(range(len(divisors)), key=lambda k: divisors[k])  # the largest divisor: smallest patch
+    finest, coarsest = scale_extremes(cfg.teacher.clip.scale_divisors)
     return losses.scale_mix_weights(selection, clip_targets[:len(selection)],
-                                    cfg.semantic.fine_scale_agreement, finest)
+                                    cfg.semantic.fine_scale_agreement, finest, coarsest)
 
 
 def feature_target_weights(cfg: Config, selection: torch.Tensor, clip_targets: torch.Tensor) -> torch.Tensor:
     """(N, S) weights of the feature loss's target: ``target_scale_weights`` minus
     ``semantic.target_surround_weight`` on the coarsest scale (``losses.surround_subtracted_weights``).
     RDA keeps ``target_scale_weights``: its relevancy mix must stay a convex combination."""
-    divisors = cfg.teacher.clip.scale_divisors
-    coarsest = min(range(len(divisors)), key=lambda k: divisors[k])  # the smallest divisor: largest patch
+    _finest, coarsest = scale_extremes(cfg.teacher.clip.scale_divisors)
     return losses.surround_subtracted_weights(target_scale_weights(cfg, selection, clip_targets), coarsest,
                                               cfg.semantic.target_surround_weight)
