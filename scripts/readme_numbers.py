@@ -39,8 +39,8 @@ def demo() -> str:
     minutes, seconds = divmod(round(d["total_s"]), 60)
     return (
         "One run from a fresh clone on the 2-core CPU (`bash scripts/demo.sh --record "
-        f"bench/results/demo_cpu.json`, 1-minute load average {d['loadavg_1min'][0]:.1f} at the start, "
-        "about 1 when another process kept one core busy): "
+        f"bench/results/demo_cpu.json`, 1-minute load average {d['loadavg_1min'][0]:.1f} at the start; "
+        "above 1 means other work shared the two cores): "
         f"{d['frames_sent']} "
         f"frames at {w}×{h} streamed at 3 Hz, {d['keyframes']} keyframes, {d['iterations']} training "
         f"iterations ({d['semantic_iterations']} with the feature distillation), held-out PSNR "
