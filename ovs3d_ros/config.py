@@ -347,6 +347,16 @@ class QueryConfig:
     exact max is one pixel, often a mixed feature at an edge, and it squashed the small objects' scale
     (desk seed 1 held-out, three fields: min-max 43.5 / 46.8 / 36.1 -> 1 % quantiles 53.3 / 55.1 / 48.1
     mIoU, mug 0 / 20 / 2 -> 51 / 55 / 34; 5 % quantiles 32.8 on the first)."""
+    relevancy_quantile_area: float = 0.5
+    """'relevancy' rule: per class the quantile is min(relevancy_quantile, this x the class's share of
+    keyframe pixels under the 2D teacher's own labels; ``query.class_quantiles``; the teacher's areas on
+    at most 16 strided keyframes, ``teachers.relevancy.teacher_class_areas``). A class smaller than the
+    quantile had its top set by pixels that are not its own and won about 1 % of every image (desk seed
+    1: apple 867 px predicted for 378 true, most on the floor behind it). The teacher's areas were
+    within 2x of the held-out truth (apple 0.58 vs 0.49 %, ball 0.46 vs 0.22 %). Tuning scenes' saved
+    fields, held-out mIoU with 1 % / this 1.0 / 0.5 / 0.25: desk seed 1 63.6 / 65.5 / 65.7 / 61.5,
+    desk seed 3 57.5 / 57.9 / 57.8 / 58.0, table seed 2 71.0 / 73.4 / 74.6 / 73.1. Classes above
+    2 x relevancy_quantile of the image are unchanged. 0 = off (one quantile for every class)."""
     use_canonical_negatives: bool = False
     """Also call a point unknown when a canonical negative scores higher than every class."""
     max_classes: int = 1000
@@ -383,6 +393,22 @@ class QueryConfig:
     mask_depth_downsample: int = 8
     """Surface renderer: the depth pass renders 1/this of each side (objects thinner than this many
     pixels can be missed)."""
+    mask_depth_pass_samples: int = 128
+    """Surface renderer: uniform samples per ray of the depth pass (0 = mask_samples_per_ray). With the
+    mask's 32 over a 7.5 m far plane they are 23 cm apart: a 6 cm bottle or 5 cm ball falls between two
+    of them, the importance samples follow the floor behind, and every window then samples only the
+    floor (desk seed 3, training views: the bottle's rendered depth 0.9-1.3 m behind its surface, 0.015 m
+    with depth-guided samples; the field had the bottle, the query stepped over it). 128 puts them ~6 cm
+    apart at the cost of the 1/64-size pass only. Held-out mIoU on the tuning scenes' saved fields,
+    32 -> 128: desk seed 1 57.5 -> 61.9 (bottle 36.6 -> 54.5), desk seed 3 51.2 -> 55.9, table seed 2
+    64.5 -> 67.2 (bench/results/issue14/tuning_s7/REEVAL_*.json)."""
+    mask_depth_min_short_side: int = 30
+    """Surface renderer: the depth pass's short side is at least this many pixels (mask_depth_downsample
+    shrinks for small masks, ``rendering.depth_pass_size``). A depth-pass pixel as wide as an object
+    lets it slip between the pass's rays: at 160x120 the 1/8 pass is 20x15 and a 6-8 px bottle or mug is
+    one pass pixel. 30 keeps 1/8 at 640x480 (60 rows) and gives 1/4 at 160x120. Same saved fields, with
+    ``mask_depth_pass_samples`` 128: desk 1 61.9 -> 63.6, desk 3 55.9 -> 57.5, table 2 67.2 -> 71.0
+    (+0.2-0.4 s per 160x120 mask on this CPU). 0 = mask_depth_downsample alone."""
     mask_window_m: float = 0.15
     """Surface renderer: half width (m, along the optical axis) of the sample window around the surface."""
     mask_smooth_samples: int = 3

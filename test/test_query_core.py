@@ -11,7 +11,9 @@ from ovs3d_ros.core.query import (
     RefineData,
     RefineHead,
     class_extremes,
+    class_quantiles,
     classify,
+    column_quantiles,
     decide,
     to_cloud_labels,
     train_refine_head,
@@ -68,6 +70,41 @@ def test_relevancy_quantiles_keep_one_outlier_from_setting_a_class_scale():
     assert torch.equal(lo, cos.amin(0)) and torch.equal(hi, cos.amax(0))
     lo, hi = class_extremes(cosines, len(chunks), 0.01)
     assert torch.allclose(hi, cos.quantile(0.99, dim=0)) and torch.allclose(lo, cos.quantile(0.01, dim=0))
+
+
+def test_column_quantiles_match_torch_quantile_per_column():
+    torch.manual_seed(1)
+    x = torch.randn(257, 4)
+    q = torch.tensor([0.0, 0.003, 0.5, 1.0])
+    expected = torch.stack([x[:, c].quantile(float(q[c])) for c in range(4)])
+    torch.testing.assert_close(column_quantiles(x, q), expected)
+
+
+def test_class_quantiles_shrink_only_for_classes_smaller_than_the_quantile():
+    areas = torch.tensor([0.5, 0.02, 0.004, 0.0])
+    # min(0.01, 0.5 x area): the large classes keep 1 %, the 0.4 % class gets 0.2 %, an absent one min/max
+    torch.testing.assert_close(class_quantiles(0.01, areas, 0.5), torch.tensor([0.01, 0.01, 0.002, 0.0]))
+
+
+def test_area_aware_quantiles_keep_a_tiny_class_to_its_own_pixels():
+    """A class covering 0.3 % of the rows (the ball, class 1) on a table (class 0) beside a wall (class 2).
+    With one 1 % quantile the ball's top is set by rows of its blur on the table, which then normalise to
+    ~1 and beat the table; with its own quantile (0.5 x its 0.3 % area) it wins its own rows only."""
+    torch.manual_seed(0)
+    n = 2000
+    cos = torch.tensor([0.8, 0.1, 0.3]).repeat(n, 1) + 0.005 * torch.randn(n, 3)
+    cos[1500:] = torch.tensor([0.3, 0.1, 0.8]) + 0.005 * torch.randn(500, 3)   # the wall
+    cos[:6] = torch.tensor([0.78, 0.35, 0.3])                                  # the ball: 6 rows
+    cos[6:40, 1] = torch.linspace(0.3, 0.2, 34)                                # its blur on the table
+
+    def cosines(i):
+        return cos, None
+
+    one = decide(cosines, 1, 0.1, rule="relevancy", quantile=0.01)
+    own = decide(cosines, 1, 0.1, rule="relevancy",
+                 quantile=class_quantiles(0.01, torch.tensor([0.7, 0.003, 0.25]), 0.5))
+    assert int((one.labels[6:] == 1).sum()) >= 8               # the blur wins
+    assert bool((own.labels[:6] == 1).all()) and int((own.labels[6:] == 1).sum()) == 0
 
 
 def test_pixels_without_surface_are_unknown_not_the_nearest_class():

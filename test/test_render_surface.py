@@ -14,7 +14,9 @@ from ovs3d_ros.core.outputs import label_image
 from ovs3d_ros.core.query import Segmenter, classify, classify_latent, expanded_norm, unknown_without_surface
 from ovs3d_ros.core.rendering import (
     RenderError,
+    SamplingSettings,
     SurfaceSettings,
+    depth_pass_size,
     median_depth,
     neighbourhood_depths,
     render_image,
@@ -24,7 +26,7 @@ from ovs3d_ros.core.rendering import (
 )
 from ovs3d_ros.core.teachers import build_teacher
 from ovs3d_ros.core.trainer import Trainer
-from ovs3d_ros.data.synthetic import SyntheticScene
+from ovs3d_ros.data.synthetic import SyntheticScene, intrinsics_for
 
 # ---------------------------------------------------------------------------------------------- pure pieces
 
@@ -152,6 +154,45 @@ def test_surface_settings_are_checked():
         SurfaceSettings(downsample=0).validate()
     with pytest.raises(RenderError, match="neighbourhood"):
         SurfaceSettings(neighbourhood=4).validate()
+    with pytest.raises(RenderError, match="depth_pass_samples"):
+        SurfaceSettings(depth_pass_samples=-1).validate()
+    with pytest.raises(RenderError, match="min_short_side"):
+        SurfaceSettings(min_short_side=-1).validate()
+
+
+def test_depth_pass_size_keeps_a_minimum_short_side():
+    # 640x480 at 1/8: 80x60, already above 30 rows: unchanged
+    assert depth_pass_size(640, 480, 8, 30) == (80, 60)
+    # 160x120 at 1/8 would be 20x15 (a 6 cm bottle ~8 px wide is one pass pixel): the divisor drops to 4
+    assert depth_pass_size(160, 120, 8, 30) == (40, 30)
+    assert depth_pass_size(160, 120, 8, 0) == (20, 15)
+    # a tiny mask: never upsampled, never below 1
+    assert depth_pass_size(20, 10, 8, 30) == (20, 10)
+    assert depth_pass_size(1, 1, 8, 30) == (1, 1)
+
+
+def test_depth_pass_uses_its_own_sample_count(monkeypatch):
+    """The low-resolution depth pass marches depth_pass_samples uniform samples (a thin object between
+    two of the mask's coarse samples is otherwise never found); the windows keep the mask's settings."""
+    import ovs3d_ros.core.rendering as rendering
+
+    seen = []
+
+    def fake_depth(field, intrinsics, c2w, settings, **kwargs):
+        seen.append((intrinsics.width, intrinsics.height, settings.uniform_samples))
+        return torch.full((intrinsics.height, intrinsics.width), 2.0), torch.ones(intrinsics.height,
+                                                                                  intrinsics.width)
+
+    monkeypatch.setattr(rendering, "render_surface_depth", fake_depth)
+    intr = intrinsics_for(160, 120)
+    settings = SamplingSettings(near=0.05, far=6.0, uniform_samples=32, importance_samples=32, depth_samples=8,
+                                depth_uniform_samples=8, depth_sigma_m=0.05, depth_sample_sigmas=3.0,
+                                jitter=False)
+    field = torch.nn.Linear(1, 1)
+    for surface, expected in ((SurfaceSettings(), (20, 15, 32)),
+                              (SurfaceSettings(depth_pass_samples=128, min_short_side=30), (40, 30, 128))):
+        rendering._surface_guess(field, intr, np.eye(4), settings, surface, None, None, 1024, None)
+        assert seen[-1] == expected
 
 
 # ---------------------------------------------------------------------------------------------- trained field

@@ -4,6 +4,7 @@ import pytest
 import torch
 
 from ovs3d_ros.core.teachers import TeacherError, relevancy_maps, teacher_labels, unknown_mask
+from ovs3d_ros.core.teachers.relevancy import teacher_class_areas
 
 
 def unit(*v):
@@ -50,3 +51,14 @@ def test_teacher_labels_and_unknown_mask():
     # Negative along y: the right column is claimed by it when only class 0 is asked for.
     mask = unknown_mask(clip, text[:1], torch.stack([unit(0, 1)]))
     assert mask.tolist() == [[False, True], [False, True]]
+
+
+def test_teacher_class_areas_are_the_teachers_own_label_shares():
+    # map 1: 3 of 4 cells class 0; map 2: 2 of 4 -> mean shares (0.625, 0.375); class 2 never wins
+    text = torch.stack([unit(1, 0), unit(0, 1), unit(-1, -1)])
+    x, y = unit(1, 0), unit(0, 1)
+    a = torch.stack([x, x, x, y], dim=1).view(2, 2, 2)[None]
+    b = torch.stack([x, y, x, y], dim=1).view(2, 2, 2)[None]
+    areas = teacher_class_areas([a, b], text)
+    torch.testing.assert_close(areas, torch.tensor([0.625, 0.375, 0.0]))
+    assert teacher_class_areas([], text) is None

@@ -58,9 +58,37 @@ QUANTILE_ROWS = 65536
 """Rows (a strided subsample beyond this) from which 'relevancy' estimates its per-class quantiles."""
 
 
-def class_extremes(cosines, count: int, quantile: float) -> tuple[torch.Tensor, torch.Tensor]:
+AREA_KEYFRAMES = 16
+"""Keyframes (strided) over which ``query.relevancy_quantile_area`` estimates the teacher's class areas."""
+
+
+def column_quantiles(x: torch.Tensor, q: torch.Tensor) -> torch.Tensor:
+    """(C,) the ``q[c]`` quantile of column c of (N, C) ``x``, interpolated linearly between order
+    statistics as ``torch.quantile`` does (one sort instead of a (C, C) quantile table)."""
+    xs = x.sort(dim=0).values
+    pos = q.to(xs.device, xs.dtype).clamp(0, 1) * (xs.shape[0] - 1)
+    below = pos.floor().long()
+    above = (below + 1).clamp(max=xs.shape[0] - 1)
+    cols = torch.arange(xs.shape[1], device=xs.device)
+    frac = pos - below.to(pos.dtype)
+    return xs[below, cols] + frac * (xs[above, cols] - xs[below, cols])
+
+
+def class_quantiles(quantile: float, areas: torch.Tensor, area_factor: float) -> torch.Tensor:
+    """(C,) per-class quantiles of the 'relevancy' rule: ``min(quantile, area_factor * area_c)``
+    (``query.relevancy_quantile_area``). A class smaller than the quantile otherwise has its top
+    normalised to a cosine its own pixels do not reach, and wins about ``quantile`` of every image."""
+    return torch.minimum(torch.full_like(areas.float(), quantile), area_factor * areas.float())
+
+
+def class_extremes(cosines, count: int, quantile) -> tuple[torch.Tensor, torch.Tensor]:
     """Per-class (lo, hi) of the cosines over all rows: min and max, or with ``quantile`` > 0 the
-    ``quantile`` and ``1 - quantile`` quantiles (over at most ``QUANTILE_ROWS`` strided rows)."""
+    ``quantile`` and ``1 - quantile`` quantiles (over at most ``QUANTILE_ROWS`` strided rows).
+    ``quantile`` may be a (C,) tensor: one quantile per class (``class_quantiles``)."""
+    if torch.is_tensor(quantile):
+        rows = [c[::max(1, -(-len(c) * count // QUANTILE_ROWS))].float() for c, _ in map(cosines, range(count))]
+        every = torch.cat(rows)
+        return column_quantiles(every, quantile), column_quantiles(every, 1.0 - quantile)
     if quantile <= 0:
         extremes = [(c.amin(dim=0), c.amax(dim=0)) for c, _ in map(cosines, range(count))]
         return (torch.stack([e[0] for e in extremes]).amin(dim=0),
@@ -73,7 +101,7 @@ def class_extremes(cosines, count: int, quantile: float) -> tuple[torch.Tensor, 
 
 
 def decide(cosines, count: int, temperature: float, score_threshold: float = 0.0,
-           rule: str = "cosine", quantile: float = 0.0) -> Labels:
+           rule: str = "cosine", quantile: float | torch.Tensor = 0.0) -> Labels:
     """Labels from class cosines produced chunk by chunk: ``cosines(i)`` -> ((n_i, C) cosine of chunk i,
     (n_i,) best canonical-negative cosine or None), for i < ``count``.
 
@@ -84,7 +112,8 @@ def decide(cosines, count: int, temperature: float, score_threshold: float = 0.0
             (``teachers.relevancy.teacher_labels``), so the 3D answer inherits its per-image calibration.
             Each class reaches 1 somewhere in the set, so it suits a vocabulary of what is in view.
             With ``quantile`` > 0 (``query.relevancy_quantile``) the extremes are that quantile and its
-            complement instead of the min and max: one outlier pixel then cannot set a class's scale.
+            complement instead of the min and max: one outlier pixel then cannot set a class's scale;
+            a (C,) tensor gives each class its own (``class_quantiles``).
     The score is the chosen class's probability under softmax(cos / temperature); a row is unknown (-1)
     below ``score_threshold`` or when its best negative beats its best class. Chunks are computed twice
     under 'relevancy' (extremes, then labels) rather than kept: N x C logits never exist at once.
@@ -122,7 +151,7 @@ def unknown_without_surface(labels: Labels, opacity: torch.Tensor, min_opacity: 
 
 def classify(features: torch.Tensor, text: torch.Tensor, temperature: float,
              score_threshold: float = 0.0, negatives: torch.Tensor | None = None,
-             chunk: int = 65536, rule: str = "cosine", quantile: float = 0.0) -> Labels:
+             chunk: int = 65536, rule: str = "cosine", quantile: float | torch.Tensor = 0.0) -> Labels:
     """Per row of (N, D) CLIP-space features (any norm): a label by ``rule`` (see ``decide``) against
     (C, D) unit text features, its softmax score, and unknowns (-1); ``negatives`` (K, D) are unit
     canonical-negative features. Chunked so a 300k-point cloud never builds more than ``chunk`` x C
@@ -143,7 +172,7 @@ def classify_latent(latent: torch.Tensor, norm: torch.Tensor, weight: torch.Tens
                     text: torch.Tensor, temperature: float, score_threshold: float = 0.0,
                     negatives: torch.Tensor | None = None, chunk: int = 262144,
                     rule: str = "cosine", opacity: torch.Tensor | None = None,
-                    quantile: float = 0.0) -> Labels:
+                    quantile: float | torch.Tensor = 0.0) -> Labels:
     """``classify`` of the expanded features ``F = latent W^T + opacity b`` without forming them.
 
     The head is affine, so ``cos(F, t) = (latent . W^T t + opacity b . t) / |F|``: the text goes through
@@ -391,6 +420,7 @@ class Segmenter:
         self.points_excluded = 0  # over all queries: a non-zero count means a poisoned keyframe
         self.point_cache = PointFeatureCache(cfg.query.point_cache_max_age_steps)
         self._geometry: tuple | None = None  # (key, (xyz, rgb, excluded)), see _cloud_geometry
+        self._areas: dict[tuple, torch.Tensor | None] = {}  # the teacher's class areas, see _quantiles
 
     # ------------------------------------------------------------------ helpers
     def _text(self, names: list[str]) -> torch.Tensor:
@@ -568,7 +598,9 @@ class Segmenter:
             return render_image(self.trainer.field, intr, c2w, settings, **common)
         if renderer == "surface":
             surface = SurfaceSettings(downsample=q.mask_depth_downsample, window_m=q.mask_window_m,
-                                      smooth_samples=q.mask_smooth_samples)
+                                      smooth_samples=q.mask_smooth_samples,
+                                      depth_pass_samples=q.mask_depth_pass_samples,
+                                      min_short_side=q.mask_depth_min_short_side)
             return render_image_surface(self.trainer.field, intr, c2w, settings, surface, depth=measured,
                                         **common)
         raise QueryError(f"query.mask_renderer must be 'surface' or 'reference', got '{renderer}'")
@@ -652,6 +684,7 @@ class Segmenter:
             use_negatives = q.use_canonical_negatives if unknown is None else bool(unknown)
             text = self._text(names)
             vocab = _Vocabulary(names, text, self._negatives(names) if use_negatives else None, threshold)
+            vocab.quantile = self._quantiles(names, text, keyframes)
             timing["text_s"] = time.perf_counter() - t0
 
             if refine:
@@ -677,6 +710,25 @@ class Segmenter:
             timing["total_s"] = time.perf_counter() - t0
             return result
 
+    def _quantiles(self, names: list[str], text: torch.Tensor, keyframes: list) -> float | torch.Tensor:
+        """``query.relevancy_quantile``, or per class ``class_quantiles`` with the 2D teacher's class areas
+        on (at most ``AREA_KEYFRAMES`` strided) keyframes when ``query.relevancy_quantile_area`` > 0."""
+        from ovs3d_ros.core.teachers.relevancy import teacher_class_areas
+
+        q = self.cfg.query
+        if q.decision_rule != "relevancy" or q.relevancy_quantile <= 0 or q.relevancy_quantile_area <= 0:
+            return q.relevancy_quantile
+        with_clip = [kf for kf in keyframes if kf.clip is not None]
+        picked = with_clip[::max(1, -(-len(with_clip) // AREA_KEYFRAMES))]
+        key = (self._teacher_id, tuple(names), tuple(kf.uid for kf in picked))
+        areas = self._areas.get(key)
+        if areas is None:
+            areas = teacher_class_areas([kf.clip for kf in picked], text)
+            self._areas = {key: areas}  # the last vocabulary and keyframe set only
+        if areas is None:
+            return q.relevancy_quantile
+        return class_quantiles(q.relevancy_quantile, areas, q.relevancy_quantile_area).to(text.device)
+
     def _labels(self, vocab: "_Vocabulary", latent: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor,
                 opacity: torch.Tensor | None = None, norm: torch.Tensor | None = None) -> Labels:
         """Labels of (N, L) latents (points: ``opacity`` None; rendered rays: their opacity).
@@ -691,7 +743,7 @@ class Segmenter:
                     norm = expanded_norm(latent, weight, bias, opacity)
                 return classify_latent(latent, norm, weight, bias, vocab.text, q.score_temperature,
                                        vocab.threshold, vocab.negatives, rule=q.decision_rule,
-                                       opacity=opacity, quantile=q.relevancy_quantile)
+                                       opacity=opacity, quantile=vocab.quantile)
             op = torch.ones(latent.shape[0], device=latent.device) if opacity is None else opacity
             features = vocab.head(F.linear(latent, weight) + op[:, None] * bias)
             # a refine head is trained (RDA) to put the teacher's relevancy calibration into the
@@ -764,6 +816,7 @@ class _Vocabulary:
     negatives: torch.Tensor | None
     threshold: float
     head: RefineHead | None = None
+    quantile: float | torch.Tensor = 0.0  # the 'relevancy' rule's quantile(s) (Segmenter._quantiles)
 
 __all__ = [
     "FieldReplaced",

@@ -46,6 +46,18 @@ def teacher_labels(clip: torch.Tensor, text: torch.Tensor, height: int, width: i
     return score[0].argmax(dim=0)
 
 
+def teacher_class_areas(clips: list[torch.Tensor], text: torch.Tensor) -> torch.Tensor | None:
+    """(C,) mean share of pixels the 2D teacher's own rule (``teacher_labels`` at each map's resolution)
+    gives each class over the (S, D, h, w) CLIP maps ``clips``; None when there are none."""
+    if not clips:
+        return None
+    total = torch.zeros(text.shape[0], dtype=torch.float64)
+    for clip in clips:
+        labels = teacher_labels(clip.float(), text.to(clip.device).float(), clip.shape[2], clip.shape[3])
+        total += torch.bincount(labels.reshape(-1).cpu(), minlength=text.shape[0]).double() / labels.numel()
+    return (total / len(clips)).float()
+
+
 def unknown_mask(clip: torch.Tensor, text: torch.Tensor, negatives: torch.Tensor,
                  margin: float = 0.0) -> torch.Tensor:
     """(h, w) bool: pixels that no class claims against the canonical negatives.
