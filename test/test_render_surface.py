@@ -21,6 +21,7 @@ from ovs3d_ros.core.rendering import (
     neighbourhood_depths,
     render_image,
     render_image_surface,
+    render_surface_depth,
     surface_windows,
     window_edges,
 )
@@ -448,3 +449,27 @@ def test_prepared_cloud_geometry_is_what_the_next_query_uses(trained):
     assert seg._geometry is None
     seg._keyframes = lambda: []
     assert not seg.prepare_cloud_geometry()
+
+
+@pytest.mark.parametrize("uniform, importance", [(128, 32), (32, 32), (64, 0)])
+def test_marched_depth_pass_matches_the_reference_render(trained, uniform, importance):
+    """The depth pass's early ray termination (``march_weights``) against ``render_rays`` on the trained
+    field, from a held-out camera: every weight it leaves out is below MARCH_MIN_TRANSMITTANCE (1e-4),
+    so the opacity agrees to that bound (plus float rounding) and the median depth of every opaque
+    pixel to a millimetre (the importance samples may move a little; measured identical on a desk
+    field, where the marched pass was 4-8x faster at 128 samples)."""
+    from ovs3d_ros.core.rendering import MARCH_MIN_TRANSMITTANCE
+
+    data, cfg, teacher, trainer = trained
+    frame = data.test_frames[0]
+    settings = dataclasses.replace(trainer.current_render_settings(), uniform_samples=uniform,
+                                   importance_samples=importance)
+    intr = frame.intrinsics.scaled(24, 18)
+    ref_depth, ref_opacity = render_surface_depth(trainer.field, intr, frame.pose, settings,
+                                                  occupancy=trainer.occupancy, march=False)
+    depth, opacity = render_surface_depth(trainer.field, intr, frame.pose, settings,
+                                          occupancy=trainer.occupancy, march=True)
+    assert float((opacity - ref_opacity).abs().max()) <= MARCH_MIN_TRANSMITTANCE + 1e-5
+    opaque = ref_opacity > 0.5
+    assert int(opaque.sum()) > 0.5 * opaque.numel()  # a surface to compare on most pixels
+    assert float((depth - ref_depth)[opaque].abs().max()) <= 1e-3
