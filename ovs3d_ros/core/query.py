@@ -85,18 +85,14 @@ def class_extremes(cosines, count: int, quantile) -> tuple[torch.Tensor, torch.T
     """Per-class (lo, hi) of the cosines over all rows: min and max, or with ``quantile`` > 0 the
     ``quantile`` and ``1 - quantile`` quantiles (over at most ``QUANTILE_ROWS`` strided rows).
     ``quantile`` may be a (C,) tensor: one quantile per class (``class_quantiles``)."""
-    if torch.is_tensor(quantile):
-        rows = [c[::max(1, -(-len(c) * count // QUANTILE_ROWS))].float() for c, _ in map(cosines, range(count))]
-        every = torch.cat(rows)
-        return column_quantiles(every, quantile), column_quantiles(every, 1.0 - quantile)
-    if quantile <= 0:
+    if not torch.is_tensor(quantile) and quantile <= 0:
         extremes = [(c.amin(dim=0), c.amax(dim=0)) for c, _ in map(cosines, range(count))]
         return (torch.stack([e[0] for e in extremes]).amin(dim=0),
                 torch.stack([e[1] for e in extremes]).amax(dim=0))
-    rows = []
-    for c, _ in map(cosines, range(count)):
-        rows.append(c[::max(1, -(-len(c) * count // QUANTILE_ROWS))].float())
-    every = torch.cat(rows)
+    every = torch.cat([c[::max(1, -(-len(c) * count // QUANTILE_ROWS))].float()
+                       for c, _ in map(cosines, range(count))])
+    if torch.is_tensor(quantile):
+        return column_quantiles(every, quantile), column_quantiles(every, 1.0 - quantile)
     return every.quantile(quantile, dim=0), every.quantile(1.0 - quantile, dim=0)
 
 
