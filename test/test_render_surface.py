@@ -186,9 +186,9 @@ def test_depth_pass_uses_its_own_sample_count(monkeypatch):
 
     monkeypatch.setattr(rendering, "render_surface_depth", fake_depth)
     intr = intrinsics_for(160, 120)
-    settings = SamplingSettings(near=0.05, far=6.0, uniform_samples=32, importance_samples=32, depth_samples=8,
-                                depth_uniform_samples=8, depth_sigma_m=0.05, depth_sample_sigmas=3.0,
-                                jitter=False)
+    settings = SamplingSettings(near=0.05, far=6.0, uniform_samples=32, importance_samples=32,
+                                depth_samples=8, depth_uniform_samples=8, depth_sigma_m=0.05,
+                                depth_sample_sigmas=3.0, jitter=False)
     field = torch.nn.Linear(1, 1)
     for surface, expected in ((SurfaceSettings(), (20, 15, 32)),
                               (SurfaceSettings(depth_pass_samples=128, min_short_side=30), (40, 30, 128))):

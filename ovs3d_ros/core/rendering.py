@@ -407,8 +407,10 @@ MARCH_MIN_TRANSMITTANCE = 1e-4
 """``march_weights`` stops a ray once this little light gets through (weights behind it are below it)."""
 
 
-def _marched_densities(field, origins: torch.Tensor, directions: torch.Tensor, edges: torch.Tensor, occupancy,
-                       segment: int, max_optical_depth: float) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+def _marched_densities(
+    field, origins: torch.Tensor, directions: torch.Tensor, edges: torch.Tensor, occupancy, segment: int,
+    max_optical_depth: float,
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """(N, S) densities, sample depths and interval lengths of sorted (N, S+1) ``edges``, evaluated
     ``segment`` samples at a time and only for the rays whose optical depth so far is below
     ``max_optical_depth`` (zero behind where a ray stopped)."""
