@@ -192,6 +192,14 @@ class FieldConfig:
     """Random fraction of cells re-evaluated per update (plus all occupied cells after warm-up)."""
     occupancy_ema_decay: float = 0.95
     """Decay of the occupancy opacity estimate."""
+    occupancy_keep_measured: bool = True
+    """Cells holding a keyframe's measured depth points (``OccupancyGrid.mark_measured``, the strided
+    points of each keyframe) are never skipped. The estimate tests one random point per cell (25 cm in a
+    4 m scene radius) per update, which almost never lands on a 5-6 cm object: its cell decayed to empty,
+    training never noticed (depth-window samples are always evaluated) but a query's mask rays skipped
+    it and saw the floor behind (desk seed 3: 'yellow bottle' density present over 5-12 cm along its
+    held-out rays, its cells marked empty). Same saved field, held-out mIoU 55.8 -> 59.5 (bottle 35.0 ->
+    60.7), as much as marking every cell occupied. Costs only evaluations in those cells."""
     occupancy_warmup_steps: int = 128
     """Before this many steps every cell counts as occupied."""
     surface_image_downsample: int = 4

@@ -48,3 +48,33 @@ def test_cell_index_and_centres_agree():
     grid = OccupancyGrid(resolution=4, threshold=0.01, ema_decay=0.9, warmup_steps=0, update_fraction=1.0)
     cells = torch.arange(64)
     assert torch.equal(grid.cell_index(grid.cell_centers(cells)), cells)
+
+
+def test_measured_cells_stay_occupied_when_random_points_miss_a_small_object():
+    """A 'ball' far smaller than a cell: the one random point per cell never lands in it, so its cell
+    decays to empty; a cell marked as holding a measured surface point stays occupied."""
+    def tiny_ball(c: torch.Tensor) -> torch.Tensor:
+        return torch.where((c - torch.tensor([0.1, 0.1, 0.1])).norm(dim=-1) < 0.001, 1e4, 0.0)
+
+    grid = OccupancyGrid(resolution=8, threshold=0.01, ema_decay=0.5, warmup_steps=0, update_fraction=1.0)
+    gen = torch.Generator().manual_seed(0)
+    for step in range(12):
+        grid.update(step, tiny_ball, step_size=0.1, generator=gen)
+    ball = torch.tensor([[0.1, 0.1, 0.1]])
+    assert not bool(grid.is_occupied(ball))   # the estimate alone loses it
+    grid.mark_measured(ball)
+    for step in range(12, 24):
+        grid.update(step, tiny_ball, step_size=0.1, generator=gen)
+    assert bool(grid.is_occupied(ball)) and grid.occupied_fraction() == 1 / 8**3
+
+
+def test_state_without_measured_cells_loads():
+    """Checkpoints written before measured cells existed load with none marked."""
+    grid = OccupancyGrid(resolution=4, threshold=0.01, ema_decay=0.9, warmup_steps=0, update_fraction=1.0)
+    grid.mark_measured(torch.zeros(1, 3))
+    old = {k: v for k, v in grid.state_dict().items() if k != "measured"}
+    other = OccupancyGrid(resolution=4, threshold=0.01, ema_decay=0.9, warmup_steps=0, update_fraction=1.0)
+    other.load_state_dict(old)
+    assert not bool(other.measured.any())
+    other.load_state_dict(grid.state_dict())
+    assert bool(other.measured.any())

@@ -98,6 +98,24 @@ def test_scene_bounds_from_first_keyframe(scene):
     assert far < trainer.cfg.field.far_m and deepest < far <= 1.25 * deepest + 1e-6
 
 
+def test_keyframe_depth_marks_its_occupancy_cells(scene):
+    """The cells of a keyframe's measured depth points stay occupied (field.occupancy_keep_measured)."""
+    from ovs3d_ros.core.trainer import _depth_points
+
+    frame = scene.train_frames[0]
+    trainer = Trainer(tiny_config(), "cpu")
+    trainer.add_frame(frame)
+    pts = torch.as_tensor(_depth_points(frame), dtype=torch.float32)
+    cells = trainer.occupancy.cell_index(trainer.field.contract(pts))
+    assert bool(trainer.occupancy.measured[cells].all())
+    assert int(trainer.occupancy.measured.sum()) == int(cells.unique().numel())
+    cfg = tiny_config()
+    cfg.field.occupancy_keep_measured = False
+    off = Trainer(cfg, "cpu")
+    off.add_frame(frame)
+    assert not bool(off.occupancy.measured.any())
+
+
 def test_semantic_distillation_and_extra_loss_hook(scene):
     trainer = Trainer(tiny_config(), "cpu", teacher=RandomTeacherDouble())
     for f in scene.train_frames[:3]:

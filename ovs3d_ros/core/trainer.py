@@ -209,6 +209,10 @@ class Trainer:
             if not bool(self.field.bounds_set):
                 center, radius = initial_scene_bounds(frame, points, self.cfg)
                 self.field.set_scene_bounds(torch.as_tensor(center, dtype=torch.float32), radius)
+            if self.cfg.field.occupancy_keep_measured and len(points):
+                with torch.no_grad():
+                    self.occupancy.mark_measured(self.field.contract(
+                        torch.as_tensor(points, dtype=torch.float32, device=self.device)))
         self.keyframes.insert(frame, clip, dino)
         observed = np.vstack([frame.pose[None, :3, 3], points]) if len(points) else frame.pose[None, :3, 3]
         self.observed_min = np.minimum(self.observed_min, observed.min(axis=0))

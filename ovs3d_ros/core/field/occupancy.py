@@ -2,6 +2,9 @@
 
 The grid covers the contracted cube [-2, 2]^3. Each cell keeps an exponential moving average of the
 opacity a reference step would have at a random point inside it; cells above a threshold are occupied.
+Cells where a depth sensor measured a surface (``mark_measured``) stay occupied whatever the estimate says:
+one random point per 25 cm cell almost never lands on a 5 cm object, so its cell decayed to "empty" and
+every ray without measured depth (a query's mask) skipped the object.
 The field is passed in as a callback (``density_fn(contracted points) -> density``), so the grid never
 owns the network, and its state lives in buffers so ``state_dict()`` checkpoints it.
 """
@@ -32,6 +35,20 @@ class OccupancyGrid(nn.Module):
         self.register_buffer("opacity", torch.zeros(n))
         self.register_buffer("occupied", torch.ones(n, dtype=torch.bool))
         self.register_buffer("updates", torch.zeros((), dtype=torch.long))
+        self.register_buffer("measured", torch.zeros(n, dtype=torch.bool))
+
+    def _load_from_state_dict(self, state_dict, prefix, *args, **kwargs):
+        # checkpoints written before ``measured`` existed: no cell marked
+        state_dict.setdefault(prefix + "measured", torch.zeros_like(self.measured))
+        super()._load_from_state_dict(state_dict, prefix, *args, **kwargs)
+
+    @torch.no_grad()
+    def mark_measured(self, contracted: torch.Tensor) -> None:
+        """Keep the cells of (N, 3) contracted measured surface points occupied from now on."""
+        if contracted.numel():
+            cells = self.cell_index(contracted.to(self.measured.device))
+            self.measured[cells] = True
+            self.occupied[cells] = True
 
     def cell_index(self, contracted: torch.Tensor) -> torch.Tensor:
         """(N, 3) contracted points -> (N,) flat cell indices (x major)."""
@@ -83,4 +100,4 @@ class OccupancyGrid(nn.Module):
         else:
             # the mean guards against a scene whose every cell is below the fixed threshold
             threshold = min(self.threshold, float(self.opacity.mean()))
-            self.occupied.copy_(self.opacity > threshold)
+            self.occupied.copy_((self.opacity > threshold) | self.measured)
