@@ -10,12 +10,12 @@ checkpoint written by ``bench/semantic_eval.py --save``:
   best other class (the field's answer before any calibration);
 - ``teacher_auc``: the same AUC for the synthetic benchmark teacher's finest scale on the same views.
 
-    .venv/bin/python bench/small_object_trace.py CKPT synthetic:desk,train=16,test=4,width=160,height=120,seed=3
+    .venv/bin/python bench/small_object_trace.py CKPT \
+        synthetic:desk,train=16,test=4,width=160,height=120,seed=3
 """
 
 from __future__ import annotations
 
-import argparse
 import json
 import sys
 from pathlib import Path
@@ -26,11 +26,11 @@ import torch.nn.functional as F
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from saved_field import parse_and_load  # noqa: E402  (bench/ is this script's folder)
+
 from ovs3d_ros.config import apply_flat  # noqa: E402
-from ovs3d_ros.core.model_files import load_model  # noqa: E402
 from ovs3d_ros.core.query import Segmenter, classify  # noqa: E402
 from ovs3d_ros.core.teachers.relevancy import cosine_maps  # noqa: E402
-from ovs3d_ros.data.scene_spec import open_scene  # noqa: E402
 
 
 def auc(score: np.ndarray, positive: np.ndarray) -> float:
@@ -56,14 +56,7 @@ def best_threshold_iou(score: np.ndarray, positive: np.ndarray) -> float:
 
 
 def main() -> int:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("ckpt")
-    parser.add_argument("scene")
-    parser.add_argument("--json")
-    args = parser.parse_args()
-    torch.set_num_threads(1)
-    dataset = open_scene(args.scene)
-    trainer, teacher, cfg, _ = load_model(args.ckpt, device="cpu")
+    args, dataset, trainer, teacher, cfg = parse_and_load(__doc__.split("\n\n")[0])
     names = list(dataset.class_names)
     text = teacher.encode_text(names).float()
     segmenter = Segmenter(trainer, teacher, apply_flat(cfg, {"query.mask_max_side": 640}))
@@ -96,7 +89,8 @@ def main() -> int:
         if not pos.any():
             continue
         other = np.delete(cos3d[pos], c, axis=1)
-        which = np.delete(np.arange(len(names)), c)[np.bincount(other.argmax(1), minlength=len(names) - 1).argmax()]
+        votes = np.bincount(other.argmax(1), minlength=len(names) - 1)
+        which = np.delete(np.arange(len(names)), c)[votes.argmax()]
         pred = lab == c
         row = {"pixels": int(pos.sum()), "auc": auc(cos3d[:, c], pos), "teacher_auc": auc(cos2d[:, c], pos),
                "best_thr_iou": best_threshold_iou(cos3d[:, c], pos),
@@ -147,10 +141,12 @@ def training_view_fit(trainer, teacher, cfg, segmenter, dataset, names, text, vi
                                                                             float(pos.sum())]])
                 sums[n] = sums.get(n, 0) + vals * np.array([pos.sum(), pos.sum(), pos.sum(), 1])
     out = {}
-    print(f"training views: {'class':<16} {'px':>6} {'target.t_c':>10} {'render.t_c':>10} {'cos(render,target)':>18}")
+    print(f"training views: {'class':<16} {'px':>6} {'target.t_c':>10} {'render.t_c':>10} "
+          f"{'cos(render,target)':>18}")
     for n, v in sums.items():
         px = v[3]
-        out[n] = {"pixels": px, "target_cos": v[0] / px, "render_cos": v[1] / px, "render_target_cos": v[2] / px}
+        out[n] = {"pixels": px, "target_cos": v[0] / px, "render_cos": v[1] / px,
+                  "render_target_cos": v[2] / px}
         print(f"training views: {n:<16} {px:6.0f} {v[0] / px:10.3f} {v[1] / px:10.3f} {v[2] / px:18.3f}")
     return out
 

@@ -14,7 +14,6 @@ views, per class (IoU in %, over the views together):
 
 from __future__ import annotations
 
-import argparse
 import json
 import sys
 from pathlib import Path
@@ -25,12 +24,12 @@ import torch.nn.functional as F
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from saved_field import parse_and_load  # noqa: E402  (bench/ is this script's folder)
+
 from ovs3d_ros.config import apply_flat  # noqa: E402
 from ovs3d_ros.core import metrics  # noqa: E402
-from ovs3d_ros.core.model_files import load_model  # noqa: E402
 from ovs3d_ros.core.query import Segmenter, classify  # noqa: E402
 from ovs3d_ros.core.teachers.relevancy import relevancy_maps  # noqa: E402
-from ovs3d_ros.data.scene_spec import open_scene  # noqa: E402
 
 RULES = {"cosine": ("cosine", 0.0), "minmax": ("relevancy", 0.0), "q01": ("relevancy", 0.01),
          "q05": ("relevancy", 0.05)}
@@ -54,14 +53,7 @@ def teacher_by_scale(teacher, frame, text: torch.Tensor) -> list[np.ndarray]:
 
 
 def main() -> int:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("ckpt")
-    parser.add_argument("scene")
-    parser.add_argument("--json")
-    args = parser.parse_args()
-    torch.set_num_threads(1)
-    dataset = open_scene(args.scene)
-    trainer, teacher, cfg, _ = load_model(args.ckpt, device="cpu")
+    args, dataset, trainer, teacher, cfg = parse_and_load(__doc__.split("\n\n")[0])
     names = list(dataset.class_names)
     c = len(names)
     text = teacher.encode_text(names).float()
