@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
+from waiting import wait_until  # noqa: E402 - test/ is on sys.path
 
 from ovs3d_ros.config import Config
 from ovs3d_ros.core.frame import FrameError
@@ -161,6 +162,7 @@ def test_add_frame_and_render_while_training_thread_runs(scene):
         for frame in scene.train_frames[1:]:
             trainer.add_frame(frame)
             time.sleep(0.05)
+        assert wait_until(lambda: trainer.stats()["iterations"] > 0, 120.0)  # the loop has stepped
         steps_before = trainer.stats()["iterations"]
         test = scene.frames[scene.test_indices[0]]
         out = trainer.render(test.intrinsics, test.pose, width=8, height=6, semantics=False)
@@ -172,6 +174,8 @@ def test_add_frame_and_render_while_training_thread_runs(scene):
         time.sleep(0.3)
         assert trainer.stats()["iterations"] == frozen  # paused: no steps
         paused.clear()
+        # resumed: it steps again (waited for, not assumed to happen before the stop below)
+        assert wait_until(lambda: trainer.stats()["iterations"] > frozen, 120.0)
     finally:
         stop.set()
         thread.join(timeout=30)
