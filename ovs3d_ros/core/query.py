@@ -91,9 +91,9 @@ def class_extremes(cosines, count: int, quantile) -> tuple[torch.Tensor, torch.T
                 torch.stack([e[1] for e in extremes]).amax(dim=0))
     every = torch.cat([c[::max(1, -(-len(c) * count // QUANTILE_ROWS))].float()
                        for c, _ in map(cosines, range(count))])
-    if torch.is_tensor(quantile):
-        return column_quantiles(every, quantile), column_quantiles(every, 1.0 - quantile)
-    return every.quantile(quantile, dim=0), every.quantile(1.0 - quantile, dim=0)
+    if not torch.is_tensor(quantile):
+        quantile = torch.full((every.shape[1],), float(quantile))
+    return column_quantiles(every, quantile), column_quantiles(every, 1.0 - quantile)
 
 
 def decide(cosines, count: int, temperature: float, score_threshold: float = 0.0,

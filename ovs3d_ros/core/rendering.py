@@ -159,6 +159,14 @@ def sample_pdf(
     return torch.sort(e_lo + t * (e_hi - e_lo), dim=-1).values
 
 
+def with_importance_edges(edges: torch.Tensor, weights: torch.Tensor, settings: SamplingSettings,
+                          generator: torch.Generator | None = None) -> torch.Tensor:
+    """(N, S+1) edges plus ``settings.importance_samples`` drawn from the (N, S) coarse ``weights``
+    (``sample_pdf``), sorted: the second pass of ``render_rays`` and ``march_weights``."""
+    fine = sample_pdf(edges, weights, settings.importance_samples, settings.jitter, generator)
+    return torch.sort(torch.cat((edges, fine), dim=-1), dim=-1).values
+
+
 def depth_guided_edges(
     near: torch.Tensor,
     depth: torch.Tensor,
@@ -240,8 +248,7 @@ def render_rays(
                 keep = _occupied(field, occupancy, positions)
                 sigmas, _, _ = _densities(field, positions, keep)
                 weights = render_weights(sigmas, edges.diff(dim=-1) * directions.norm(dim=-1, keepdim=True))
-                fine = sample_pdf(edges, weights, settings.importance_samples, settings.jitter, generator)
-            edges = torch.sort(torch.cat((edges, fine), dim=-1), dim=-1).values
+                edges = with_importance_edges(edges, weights, settings, generator)
     return render_edges(field, origins, directions, edges, lo, hi, occupancy, semantic_rays, feature=feature)
 
 
@@ -450,8 +457,7 @@ def march_weights(field, origins: torch.Tensor, directions: torch.Tensor, settin
     if settings.importance_samples > 0:
         sigmas, _, deltas = _marched_densities(field, origins, directions, edges, occupancy, segment,
                                                max_optical_depth)
-        fine = sample_pdf(edges, render_weights(sigmas, deltas), settings.importance_samples, settings.jitter)
-        edges = torch.sort(torch.cat((edges, fine), dim=-1), dim=-1).values
+        edges = with_importance_edges(edges, render_weights(sigmas, deltas), settings)
     sigmas, t_mid, deltas = _marched_densities(field, origins, directions, edges, occupancy, segment,
                                                max_optical_depth)
     return render_weights(sigmas, deltas), t_mid
