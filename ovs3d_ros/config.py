@@ -274,6 +274,16 @@ class SemanticConfig:
     """Feature rays per step (the first of the training rays carry CLIP targets; 3D-OVS: 4096 of 12288).
     Half of the 1024 training rays: held-out mIoU after 500 semantic steps room / clutter seed 1 88.0 /
     66.6 against 88.5 / 66.6 with all 1024, for about half the semantic step's extra cost."""
+    rare_ray_fraction: float = 0.25
+    """Share of the feature rays drawn by colour rarity instead of uniformly (``rare_rays``): each colour
+    bin of a keyframe gets about the same number of these rays, so a 5 cm ball (0.15 % of the pixels,
+    ~7 % of the rare rays on desk seed 3) is distilled as often as larger things. Tuning scenes only
+    (bench/results/issue14/tuning_s8), held-out mIoU 0 -> 0.25: desk 1 63.9 -> 67.6 (ball 0.0 -> 14.9,
+    apple 35.8 -> 59.7), desk 3 61.2 -> 67.0 (apple 17.1 -> 43.9), table 2 77.6 -> 80.2; 0.5 on desk 3:
+    64.3. DINO-token rarity instead of colour lost (desk 3 58.0): a token is as large as the object.
+    0 = uniform (the original)."""
+    rare_colour_bins: int = 8
+    """Colour bins per RGB channel for ``rare_ray_fraction``."""
     fine_scale_agreement: float = 0.9
     """Rays whose finest-scale CLIP target has a cosine below this with the coarsest-scale target are
     distilled (feature and RDA) towards the finest scale alone instead of the selection's mix

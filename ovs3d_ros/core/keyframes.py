@@ -21,6 +21,7 @@ from scipy import ndimage
 from ovs3d_ros.config import KeyframeConfig
 from ovs3d_ros.core.camera import generate_rays
 from ovs3d_ros.core.frame import Frame, Intrinsics
+from ovs3d_ros.core.rare_rays import colour_rarity, sample_rare_pixels
 
 
 class KeyframeError(ValueError):
@@ -50,6 +51,13 @@ class Keyframe:
     dino: torch.Tensor | None = None  # (Ht, Wt, Cd) fp16
     sharpness: float = 0.0
     stamp: float = 0.0
+    rarity: tuple[int, torch.Tensor] | None = None  # (bins, rare_rays.colour_rarity), made when first drawn
+
+    def colour_rarity(self, bins: int) -> torch.Tensor:
+        """This keyframe's rare-colour sampling distribution (``rare_rays.colour_rarity``)."""
+        if self.rarity is None or self.rarity[0] != bins:
+            self.rarity = (bins, colour_rarity(self.rgb.cpu(), bins))
+        return self.rarity[1]
 
     def nbytes(self) -> int:
         tensors = [self.rgb, self.depth, self.clip, self.dino]
@@ -196,10 +204,13 @@ class KeyframeBuffer:
         chosen = torch.cat((recent, anywhere))
         return chosen[torch.randperm(n, generator=generator)]
 
-    def sample(self, n: int, generator: torch.Generator, feature_rays: int = 0) -> RayBatch:
+    def sample(self, n: int, generator: torch.Generator, feature_rays: int = 0, rare_rays: int = 0,
+               rare_colour_bins: int = 8) -> RayBatch:
         """``n`` training rays (never held-out pixels); CLIP targets for the first ``feature_rays`` rays
-        when every keyframe drawn for them has teacher features."""
-        return self._sample(n, generator, feature_rays, holdout=False)
+        when every keyframe drawn for them has teacher features. The first ``rare_rays`` rays fall on
+        pixels drawn by colour rarity (``rare_rays.colour_rarity`` with ``rare_colour_bins``)."""
+        return self._sample(n, generator, feature_rays, holdout=False, rare_rays=rare_rays,
+                            rare_colour_bins=rare_colour_bins)
 
     def holdout_batch(self, n: int, generator: torch.Generator) -> RayBatch:
         """``n`` rays on held-out pixels of random keyframes (for the running PSNR)."""
@@ -207,7 +218,8 @@ class KeyframeBuffer:
             raise KeyframeError("keyframes.holdout_every is 0: no held-out pixels")
         return self._sample(n, generator, 0, holdout=True)
 
-    def _sample(self, n: int, generator: torch.Generator, feature_rays: int, holdout: bool) -> RayBatch:
+    def _sample(self, n: int, generator: torch.Generator, feature_rays: int, holdout: bool,
+                rare_rays: int = 0, rare_colour_bins: int = 8) -> RayBatch:
         if n <= 0:
             raise KeyframeError(f"ray count must be positive, got {n}")
         with self._lock:
@@ -234,6 +246,10 @@ class KeyframeBuffer:
                 else:
                     u = torch.randint(0, w, (m,), generator=generator)
                     v = torch.randint(0, h, (m,), generator=generator)
+                    rare = (rows < rare_rays).nonzero().squeeze(1)
+                    if rare.numel():
+                        u[rare], v[rare] = sample_rare_pixels(kf.colour_rarity(rare_colour_bins), w,
+                                                              rare.numel(), generator)
                     # a held-out pixel moves to its right neighbour (left at the image edge)
                     shift = torch.where(u + 1 < w, 1, -1)
                     u = torch.where(self._is_holdout(u, v), u + shift, u)

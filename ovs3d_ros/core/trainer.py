@@ -230,7 +230,10 @@ class Trainer:
             semantic_on = self.semantics_started() and self.keyframes.has_features()
             rays = self.memory_budget.rays(self.cfg)
             feature_rays = self.memory_budget.feature_rays(self.cfg) if semantic_on else 0
-            batch = self.keyframes.sample(rays, self.sample_generator, feature_rays=feature_rays)
+            sem = self.cfg.semantic
+            rare_rays = min(feature_rays, max(0, round(feature_rays * sem.rare_ray_fraction)))
+            batch = self.keyframes.sample(rays, self.sample_generator, feature_rays=feature_rays,
+                                          rare_rays=rare_rays, rare_colour_bins=sem.rare_colour_bins)
             if batch.clip_targets is None:
                 feature_rays = 0
             self.field.train()
