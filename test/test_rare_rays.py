@@ -11,7 +11,7 @@ from ovs3d_ros.config import KeyframeConfig
 from ovs3d_ros.core.camera import look_at
 from ovs3d_ros.core.frame import Frame, Intrinsics
 from ovs3d_ros.core.keyframes import KeyframeBuffer
-from ovs3d_ros.core.rare_rays import colour_rarity, sample_rare_pixels
+from ovs3d_ros.core.rare_rays import colour_bins, sample_rare_pixels
 
 INTR = Intrinsics(fx=30.0, fy=30.0, cx=16.0, cy=12.0, width=32, height=24)
 
@@ -30,26 +30,26 @@ def on_ball(pixels: torch.Tensor) -> float:
 
 
 def test_each_colour_bin_gets_the_same_mass_whatever_its_size():
-    cdf = colour_rarity(torch.from_numpy(table_with_ball()), bins=8)
-    assert cdf.shape == (24 * 32,)
-    torch.testing.assert_close(cdf[-1], torch.tensor(1.0, dtype=torch.float64))
-    weights = torch.diff(cdf, prepend=cdf.new_zeros(1)).float()
-    ball = torch.zeros(24, 32, dtype=torch.bool)
-    ball[10:12, 20:23] = True
-    torch.testing.assert_close(weights[ball.reshape(-1)].sum(), torch.tensor(0.5))
-    torch.testing.assert_close(weights[ball.reshape(-1)], torch.full((6,), 0.5 / 6))
+    groups = colour_bins(torch.from_numpy(table_with_ball()), bins=8)
+    assert groups.counts.tolist() == [6, 762] or groups.counts.tolist() == [762, 6]
+    assert sorted(groups.order.tolist()) == list(range(24 * 32))  # every pixel once
+    u, v = sample_rare_pixels(groups, 32, 4000, torch.Generator().manual_seed(0))
+    assert 0.46 < on_ball(torch.stack([u, v], 1)) < 0.54
+    ball = [(int(a), int(b)) for a, b in zip(u, v) if 20 <= a <= 22 and 10 <= b <= 11]
+    assert len(set(ball)) == 6  # every pixel of the small bin is drawn
+    assert groups.nbytes() == 24 * 32 * 4 + 2 * 2 * 8
     with pytest.raises(ValueError, match="rare_colour_bins"):
-        colour_rarity(torch.from_numpy(table_with_ball()), bins=0)
+        colour_bins(torch.from_numpy(table_with_ball()), bins=0)
 
 
-def test_rare_pixels_follow_the_distribution():
-    weights = torch.zeros(24 * 32, dtype=torch.float64)
-    weights[10 * 32 + 21] = 0.75  # row 10, column 21
-    weights[3 * 32 + 5] = 0.25
-    u, v = sample_rare_pixels(torch.cumsum(weights, 0), 32, 4000, torch.Generator().manual_seed(0))
-    first = ((u == 21) & (v == 10)).float().mean().item()
-    second = ((u == 5) & (v == 3)).float().mean().item()
-    assert abs(first + second - 1.0) < 1e-6 and abs(first - 0.75) < 0.03
+def test_pixels_of_a_bin_are_drawn_uniformly():
+    rgb = np.zeros((24, 32, 3), np.uint8)
+    rgb[:, 16:] = 255  # two bins of 384 pixels each
+    groups = colour_bins(torch.from_numpy(rgb), bins=4)
+    u, v = sample_rare_pixels(groups, 32, 20000, torch.Generator().manual_seed(3))
+    hits = torch.bincount(v * 32 + u, minlength=24 * 32).float()
+    assert bool((hits > 0).all())
+    assert float(hits.std() / hits.mean()) < 0.25  # ~26 draws per pixel: Poisson spread 0.2
 
 
 def frame(rgb: np.ndarray) -> Frame:
@@ -69,6 +69,7 @@ def test_rare_rays_hit_a_small_object_far_more_often_and_zero_changes_nothing():
     u, v = rare.pixels[:, 0], rare.pixels[:, 1]
     assert not bool(((u % 4 == 0) & (v % 4 == 0)).any())  # held-out pixels stay held out
     assert rare.clip_targets.shape == (2000, 3, 8)
+    assert buf.nbytes() == 24 * 32 * 7 + clip.numel() * 2 + buf.keyframes[0].colour_bins(8).nbytes()
     expected = torch.from_numpy(table_with_ball())[v[:1000], u[:1000]].float() / 255
     torch.testing.assert_close(rare.rgb[:1000], expected)
     again = buf.sample(4000, torch.Generator().manual_seed(1), feature_rays=2000, rare_rays=0)

@@ -21,7 +21,7 @@ from scipy import ndimage
 from ovs3d_ros.config import KeyframeConfig
 from ovs3d_ros.core.camera import generate_rays
 from ovs3d_ros.core.frame import Frame, Intrinsics
-from ovs3d_ros.core.rare_rays import colour_rarity, sample_rare_pixels
+from ovs3d_ros.core.rare_rays import ColourBins, colour_bins, sample_rare_pixels
 
 
 class KeyframeError(ValueError):
@@ -51,17 +51,18 @@ class Keyframe:
     dino: torch.Tensor | None = None  # (Ht, Wt, Cd) fp16
     sharpness: float = 0.0
     stamp: float = 0.0
-    rarity: tuple[int, torch.Tensor] | None = None  # (bins, rare_rays.colour_rarity), made when first drawn
+    colour_groups: tuple[int, ColourBins] | None = None  # (bins, its pixels by colour), made when first drawn
 
-    def colour_rarity(self, bins: int) -> torch.Tensor:
-        """This keyframe's rare-colour sampling distribution (``rare_rays.colour_rarity``)."""
-        if self.rarity is None or self.rarity[0] != bins:
-            self.rarity = (bins, colour_rarity(self.rgb.cpu(), bins))
-        return self.rarity[1]
+    def colour_bins(self, bins: int) -> ColourBins:
+        """This keyframe's pixels grouped by colour (``rare_rays.colour_bins``), for rare-colour rays."""
+        if self.colour_groups is None or self.colour_groups[0] != bins:
+            self.colour_groups = (bins, colour_bins(self.rgb.cpu(), bins))
+        return self.colour_groups[1]
 
     def nbytes(self) -> int:
         tensors = [self.rgb, self.depth, self.clip, self.dino]
-        return int(sum(t.numel() * t.element_size() for t in tensors if t is not None))
+        groups = self.colour_groups[1].nbytes() if self.colour_groups is not None else 0
+        return int(sum(t.numel() * t.element_size() for t in tensors if t is not None)) + groups
 
 
 @dataclass
@@ -208,7 +209,7 @@ class KeyframeBuffer:
                rare_colour_bins: int = 8) -> RayBatch:
         """``n`` training rays (never held-out pixels); CLIP targets for the first ``feature_rays`` rays
         when every keyframe drawn for them has teacher features. The first ``rare_rays`` rays fall on
-        pixels drawn by colour rarity (``rare_rays.colour_rarity`` with ``rare_colour_bins``)."""
+        pixels drawn by colour rarity (``rare_rays.sample_rare_pixels`` over ``rare_colour_bins`` bins)."""
         return self._sample(n, generator, feature_rays, holdout=False, rare_rays=rare_rays,
                             rare_colour_bins=rare_colour_bins)
 
@@ -248,7 +249,7 @@ class KeyframeBuffer:
                     v = torch.randint(0, h, (m,), generator=generator)
                     rare = (rows < rare_rays).nonzero().squeeze(1)
                     if rare.numel():
-                        u[rare], v[rare] = sample_rare_pixels(kf.colour_rarity(rare_colour_bins), w,
+                        u[rare], v[rare] = sample_rare_pixels(kf.colour_bins(rare_colour_bins), w,
                                                               rare.numel(), generator)
                     # a held-out pixel moves to its right neighbour (left at the image edge)
                     shift = torch.where(u + 1 < w, 1, -1)

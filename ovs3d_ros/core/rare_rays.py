@@ -12,28 +12,41 @@ token (8-16 px) is as large as the small object, so its token is mostly table (m
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import torch
 
 
-def colour_rarity(rgb: torch.Tensor, bins: int) -> torch.Tensor:
-    """(H, W, 3) uint8 -> (H * W,) float64 cumulative sampling distribution, row-major, ending at 1.
+@dataclass(frozen=True)
+class ColourBins:
+    """A keyframe's pixels grouped by colour bin: ``order`` (H*W,) int32 row-major pixel indices sorted by
+    bin, and per occupied bin its ``starts`` and ``counts`` in ``order``. 4 bytes per pixel."""
+    order: torch.Tensor
+    starts: torch.Tensor
+    counts: torch.Tensor
 
-    Each pixel's weight is 1 / (pixels of the image in its colour bin; ``bins`` per channel), so every
-    colour bin present holds the same mass however many pixels fall in it. Cumulative, so drawing is a
-    binary search per ray (``sample_rare_pixels``) rather than a pass over the image per draw."""
+    def nbytes(self) -> int:
+        return sum(t.numel() * t.element_size() for t in (self.order, self.starts, self.counts))
+
+
+def colour_bins(rgb: torch.Tensor, bins: int) -> ColourBins:
+    """(H, W, 3) uint8 -> its pixels grouped into ``bins`` per channel colour bins."""
     if bins < 1 or bins > 256:
         raise ValueError(f"semantic.rare_colour_bins must be in [1, 256], got {bins}")
     q = (rgb.reshape(-1, 3).long() * bins) // 256
     key = (q[:, 0] * bins + q[:, 1]) * bins + q[:, 2]
+    order = torch.argsort(key, stable=True)
     counts = torch.bincount(key, minlength=bins ** 3)
-    cdf = torch.cumsum(1.0 / counts[key].double(), dim=0)
-    return cdf / cdf[-1]
+    starts = torch.cumsum(counts, 0) - counts
+    occupied = counts > 0
+    return ColourBins(order.int(), starts[occupied], counts[occupied])
 
 
-def sample_rare_pixels(cdf: torch.Tensor, width: int, count: int, generator: torch.Generator
+def sample_rare_pixels(groups: ColourBins, width: int, count: int, generator: torch.Generator
                        ) -> tuple[torch.Tensor, torch.Tensor]:
-    """``count`` pixels (u, v) long drawn from the row-major cumulative distribution ``cdf``
-    (``colour_rarity``)."""
-    draw = torch.rand(count, generator=generator, dtype=torch.float64)
-    index = torch.searchsorted(cdf, draw, right=True).clamp_max(len(cdf) - 1)
+    """``count`` pixels (u, v) long: an occupied colour bin drawn uniformly, then a uniform pixel of it,
+    i.e. each pixel with probability 1 / (occupied bins x pixels in its bin)."""
+    b = torch.randint(0, len(groups.counts), (count,), generator=generator)
+    offset = (torch.rand(count, generator=generator, dtype=torch.float64) * groups.counts[b]).long()
+    index = groups.order[groups.starts[b] + offset.clamp_max(groups.counts[b] - 1)].long()
     return index % width, index // width
