@@ -35,7 +35,7 @@ def test_each_colour_bin_gets_the_same_mass_whatever_its_size():
     assert sorted(groups.order.tolist()) == list(range(24 * 32))  # every pixel once
     u, v = sample_rare_pixels(groups, 32, 4000, torch.Generator().manual_seed(0))
     assert 0.46 < on_ball(torch.stack([u, v], 1)) < 0.54
-    ball = [(int(a), int(b)) for a, b in zip(u, v) if 20 <= a <= 22 and 10 <= b <= 11]
+    ball = [(int(a), int(b)) for a, b in zip(u, v, strict=True) if 20 <= a <= 22 and 10 <= b <= 11]
     assert len(set(ball)) == 6  # every pixel of the small bin is drawn
     assert groups.nbytes() == 24 * 32 * 4 + 2 * 2 * 8
     with pytest.raises(ValueError, match="rare_colour_bins"):
