@@ -307,10 +307,6 @@ class SemanticConfig:
     In [0, 1); 0 = off (the original's target). A real CLIP's crops are not linear mixtures: re-measure."""
     rda_weight: float = 1.0
     """Relevancy-distribution alignment weight (the paper: 1, office_desk 0.1)."""
-    rda_temperature: float = 1.0
-    """Temperature of RDA's target softmax over the classes' min-max relevancies (``losses.rda_loss``).
-    1 = the original's: relevancies lie in [0, 1], so at a small object's pixels (its own relevancy ~1,
-    the table's ~0.9) the target is nearly uniform and says little."""
     fda_pos_weight: float = 20.0
     """Feature-distribution alignment: weight of DINO-similar pairs. The paper uses 200, but its feature
     head trains at lr 1e-4 and its run is 15k iterations; here, with every semantic parameter at the grid

@@ -66,26 +66,6 @@ def test_rda_gradient_moves_prediction_toward_relevant_class():
     assert not torch.isclose(l1, l5)
 
 
-def test_rda_temperature_sharpens_the_target_it_matches():
-    torch.manual_seed(2)
-    text = F.normalize(torch.randn(3, 8), dim=-1)
-    feat = torch.randn(4, 8)
-    rel = torch.rand(4, 2, 3)
-    sel = torch.rand(4, 2).softmax(-1)
-    for t in (1.0, 0.1):
-        target = ((sel.unsqueeze(-1) * rel).sum(1) / t).softmax(-1)
-        ref = _js_reference((feat @ text.t()).softmax(-1), target).mean()
-        torch.testing.assert_close(losses.rda_loss(feat, text, rel, sel, temperature=t), ref)
-    # a small object's pixel: its own relevancy 1, the table's 0.9: nearly uniform at T = 1, decided at 0.1
-    small = torch.tensor([[[1.0, 0.9, 0.2]]])
-    one = torch.ones(1, 1)
-    logits_for = {t: torch.log(losses.relevancy_target_logits(small, one).div(t).softmax(-1))
-                  for t in (1.0, 0.1)}
-    assert logits_for[1.0].exp()[0, 0] < 0.45 < 0.7 < logits_for[0.1].exp()[0, 0]
-    with pytest.raises(ValueError, match="rda_temperature"):
-        losses.rda_loss(feat, text, rel, sel, temperature=0.0)
-
-
 def test_sample_pairs_full_and_bounded():
     i, j = losses.sample_pairs(4, 100)
     pairs = set(zip(i.tolist(), j.tolist(), strict=True))

@@ -117,8 +117,8 @@ def relevancy_target_logits(relevancy: torch.Tensor, selection: torch.Tensor) ->
 
 
 def rda_loss(rendered: torch.Tensor, text: torch.Tensor, relevancy: torch.Tensor,
-             selection: torch.Tensor, temperature: float = 1.0) -> torch.Tensor:
-    """Relevancy-distribution alignment: mean JS(softmax_c(F.t_c) || softmax_c(sum_k s_k R_k,c / T)).
+             selection: torch.Tensor) -> torch.Tensor:
+    """Relevancy-distribution alignment: mean JS(softmax_c(F.t_c) || softmax_c(sum_k s_k R_k,c)).
 
     Args:
         rendered: (N, D) rendered CLIP-space feature, deliberately NOT normalised (as the original):
@@ -126,13 +126,10 @@ def rda_loss(rendered: torch.Tensor, text: torch.Tensor, relevancy: torch.Tensor
         text: (C, D) unit text features.
         relevancy: (N, S, C) per-image, per-scale, per-class min-max relevancy of the ray's pixel.
         selection: (N, S) per-ray softmax over scales.
-        temperature: T of the target's softmax (``semantic.rda_temperature``); 1 is the original's.
     Neither side is detached: the selection also learns from this term (notes §5.2).
     """
-    if temperature <= 0:
-        raise ValueError(f"semantic.rda_temperature must be positive, got {temperature}")
     log_p = torch.log_softmax(rendered @ text.t(), dim=-1)
-    log_q = torch.log_softmax(relevancy_target_logits(relevancy, selection) / temperature, dim=-1)
+    log_q = torch.log_softmax(relevancy_target_logits(relevancy, selection), dim=-1)
     return js_divergence(log_p, log_q).mean()
 
 

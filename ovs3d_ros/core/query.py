@@ -301,7 +301,7 @@ def train_refine_head(head: RefineHead, data: RefineData, text: torch.Tensor, se
                             device=generator.device if generator is not None else "cpu")
         idx = idx.to(data.features.device)
         loss = sem.rda_weight * losses.rda_loss(head(data.features[idx]), text, data.relevancy[idx],
-                                                data.selection[idx], sem.rda_temperature)
+                                                data.selection[idx])
         terms = {"rda": loss.item()}
         if data.window_features is not None and data.window_dino is not None and \
                 (sem.fda_pos_weight > 0 or sem.fda_neg_weight > 0):

@@ -89,8 +89,7 @@ class SemanticAlignment:
             if rel is not None:
                 weights = outputs.selection if batch.clip_targets is None else \
                     target_scale_weights(trainer.cfg, outputs.selection, batch.clip_targets[:k])
-                terms["rda"] = self.sem.rda_weight * losses.rda_loss(outputs.feature, text, rel, weights,
-                                                                    self.sem.rda_temperature)
+                terms["rda"] = self.sem.rda_weight * losses.rda_loss(outputs.feature, text, rel, weights)
         if self.sem.fda_pos_weight > 0 or self.sem.fda_neg_weight > 0:
             with_dino = [kf for kf in keyframes if kf.dino is not None]
             if with_dino:

@@ -61,7 +61,6 @@ RANGES: dict[str, tuple[float, float]] = {
     "semantic.target_surround_weight": (0.0, 0.95),  # 1 would cancel a uniform surface's target
     "semantic.rare_ray_fraction": (0.0, 1.0),
     "semantic.rare_colour_bins": (1, 256),
-    "semantic.rda_temperature": (1e-3, _FLOAT_MAX),
     "query.refine_max_time_s": (1e-3, _FLOAT_MAX),
     "query.refine_max_steps": (1, _INT_MAX),
     "query.max_classes": (1, 65535),  # 65535 is the unknown label of uint16 outputs
