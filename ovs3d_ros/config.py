@@ -279,9 +279,9 @@ class SemanticConfig:
     bin of a keyframe gets about the same number of these rays, so a 5 cm ball (0.15 % of the pixels,
     ~7 % of the rare rays on desk seed 3) is distilled as often as larger things. Tuning scenes only
     (bench/results/issue14/tuning_s8), held-out mIoU 0 -> 0.25: desk 1 63.9 -> 67.6 (ball 0.0 -> 14.9,
-    apple 35.8 -> 59.7), desk 3 61.2 -> 67.0 (apple 17.1 -> 43.9), table 2 77.6 -> 80.2; 0.5 on desk 3:
-    64.3. DINO-token rarity instead of colour lost (desk 3 58.0): a token is as large as the object.
-    0 = uniform (the original)."""
+    apple 35.8 -> 59.7), desk 3 61.2 -> 67.0 (apple 17.1 -> 43.9), table 2 77.6 -> 80.2; over three
+    trainer seeds desk 1 / 3 65.5 / 66.3; 0.5 on desk 3: 64.3. DINO-token rarity instead of colour lost
+    (desk 3 58.0): at 160x120 a token is as large as the object. 0 = uniform (the original)."""
     rare_colour_bins: int = 8
     """Colour bins per RGB channel for ``rare_ray_fraction``."""
     fine_scale_agreement: float = 0.9
