@@ -114,8 +114,39 @@ def tiny_clip_method() -> str:
     )
 
 
-RENDERERS = {"demo": demo, "demo_runs": demo_runs, "step_cost": step_cost, "stream": stream,
-             "tiny_clip_method": tiny_clip_method}
+HELDOUT = "issue14/heldout_s8/heldout_summary.json"
+
+
+def heldout() -> str:
+    """Issue 14's held-out table: per scene and seed, the 2D teacher, the three variants, and the
+    classes the teacher finds (IoU >= 20) that the full 3D answer leaves below it."""
+    reports = _load(HELDOUT)
+    runs: dict[tuple, dict] = {}
+    for r in reports:
+        runs.setdefault((r["preset"], r["seed"]), {})[r["variant"]] = r
+    rows = []
+    for (scene, seed), by in runs.items():
+        full = by["full"]
+        teacher, ours = full["2d_teacher"], full["3d"]
+        below = [c for c, t in teacher["per_class_iou"].items()
+                 if t is not None and t >= 0.2 and (ours["per_class_iou"].get(c) or 0.0) < t]
+        cells = [_pct(by[v]["3d"]["paper_miou"]) if v in by else "-" for v in ("full", "no_fda", "no_rda")]
+        below_text = ", ".join(f"{c} {_pct(ours['per_class_iou'].get(c) or 0.0)} vs "
+                               f"{_pct(teacher['per_class_iou'][c])}" for c in below) or "none"
+        rows.append(f"| {scene} | {seed} | {'yes' if full['tuning'] else 'no'} | "
+                    f"{_pct(teacher['paper_miou'])} | " + " | ".join(cells) + f" | {below_text} |")
+    steps, (w, h) = reports[0]["steps"], reports[0]["resolution"]
+    return (
+        f"Held-out views at the shipped defaults ({w}×{h}, {steps} steps, synthetic benchmark teacher; "
+        f"`bench/results/{HELDOUT.replace('.json', '.md')}`, per-class tables there), paper mIoU:\n\n"
+        "| scene | seed | used for tuning | 2D teacher | 3D zero-shot | no FDA | no RDA | "
+        "classes the teacher finds (IoU >= 20) below it in 3D |\n"
+        "|---|---|---|---|---|---|---|---|\n" + "\n".join(rows) + "\n"
+    )
+
+
+RENDERERS = {"demo": demo, "demo_runs": demo_runs, "heldout": heldout, "step_cost": step_cost,
+             "stream": stream, "tiny_clip_method": tiny_clip_method}
 
 
 def render(text: str) -> str:
