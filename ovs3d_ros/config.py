@@ -281,7 +281,10 @@ class SemanticConfig:
     (bench/results/issue14/tuning_s8), held-out mIoU 0 -> 0.25: desk 1 63.9 -> 67.6 (ball 0.0 -> 14.9,
     apple 35.8 -> 59.7), desk 3 61.2 -> 67.0 (apple 17.1 -> 43.9), table 2 77.6 -> 80.2; over three
     trainer seeds desk 1 / 3 65.5 / 66.3; 0.5 on desk 3: 64.3. DINO-token rarity instead of colour lost
-    (desk 3 58.0): at 160x120 a token is as large as the object. 0 = uniform (the original)."""
+    (desk 3 58.0): at 160x120 a token is as large as the object. With the tiny CLIP + DINO, which do
+    not see the small objects at all, it costs ~2 points (seed 5 zero-shot mean over table / clutter /
+    room: 0.25 51.2, 0.1 51.8, 0 53.0; bench/results/issue14/README.md, session 9): re-measure with a
+    real CLIP. 0 = uniform (the original)."""
     rare_colour_bins: int = 8
     """Colour bins per RGB channel for ``rare_ray_fraction``."""
     fine_scale_agreement: float = 0.9
