@@ -61,7 +61,7 @@ def main() -> int:
     text = teacher.encode_text(names).float()
     segmenter = Segmenter(trainer, teacher, apply_flat(cfg, {"query.mask_max_side": 640}))
     cos3d, cos2d, gts, q_labels = [], [], [], []
-    head = trainer.field.feature_head
+    head = trainer.query_field.feature_head  # the head the mask latents were rendered with
     for frame in dataset.test_frames:
         with torch.no_grad():
             img = segmenter.render_mask_view(frame.intrinsics, frame.pose)
@@ -113,7 +113,7 @@ def training_view_fit(trainer, teacher, cfg, segmenter, dataset, names, text, vi
     feature loss's target (``feature_target_weights``) and of the rendered feature, and their agreement."""
     from ovs3d_ros.core.semantic_targets import feature_target_weights
 
-    head = trainer.field.feature_head
+    head = trainer.query_field.feature_head  # the head the mask latents were rendered with
     sums: dict[str, np.ndarray] = {}
     frames = dataset.train_frames[:: max(1, len(dataset.train_frames) // views)]
     for frame in frames:

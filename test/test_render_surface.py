@@ -340,8 +340,8 @@ def test_segmenter_mask_labels_from_latents_are_those_of_the_expanded_features(t
     img = seg.render_mask_view(intr, c2w, measured)
     assert "feature" not in img  # the query never asks for the expansion
     with torch.no_grad():
-        features = trainer.field.expand_feature(img["latent"].reshape(-1, img["latent"].shape[-1]),
-                                                img["opacity"].reshape(-1))
+        features = trainer.query_field.expand_feature(
+            img["latent"].reshape(-1, img["latent"].shape[-1]), img["opacity"].reshape(-1))
     ref = unknown_without_surface(
         classify(features, seg._text(names), cfg.query.score_temperature, cfg.query.score_threshold,
                  rule=cfg.query.decision_rule, quantile=cfg.query.relevancy_quantile),
@@ -416,7 +416,7 @@ def test_cloud_geometry_kept_across_training_steps_latents_recomputed(trained):
     np.testing.assert_array_equal(after.points, first.points)
     latent = seg.point_features(seg._keyframes(), 400)[0].latent
     with torch.no_grad():
-        now = trainer.field.semantic_at(torch.as_tensor(after.points))
+        now = trainer.query_field.semantic_at(torch.as_tensor(after.points))
     torch.testing.assert_close(latent, now)
     assert not torch.allclose(old_latent, now)  # the step did move the semantic field
     np.testing.assert_array_equal(after.labels, Segmenter(trainer, teacher, cfg).segment(

@@ -476,7 +476,7 @@ class Segmenter:
     def _point_latents(self, xyz: np.ndarray, guard: FieldGuard,
                        chunk: int = 65536) -> tuple[torch.Tensor, torch.Tensor]:
         """(N, L) latents and (N,) expanded-feature norms of world points (``guard`` per chunk)."""
-        field_ = self.trainer.field
+        field_ = self.trainer.query_field
         latents, norms = [], []
         for start in range(0, len(xyz), chunk):
             pts = torch.as_tensor(xyz[start:start + chunk], dtype=torch.float32, device=self.trainer.device)
@@ -508,7 +508,7 @@ class Segmenter:
         latent, norm = self._point_latents(xyz, guard)
         timing["cloud_latents_s"] = time.perf_counter() - t
         with guard():  # the head of the field the latents came from (FieldReplaced after a reset)
-            head = self.trainer.field.feature_head
+            head = self.trainer.query_field.feature_head
             weight, bias = head.weight.detach().clone(), head.bias.detach().clone()
         value = PointFeatures(xyz, rgb, latent, norm, weight, bias, excluded)
         self.point_cache.put(self.trainer, step, key, value)
@@ -591,14 +591,14 @@ class Segmenter:
         common = dict(occupancy=getattr(self.trainer, "occupancy", None), chunk=chunk,
                       chunk_guard=chunk_guard, feature=False)
         if renderer == "reference":
-            return render_image(self.trainer.field, intr, c2w, settings, **common)
+            return render_image(self.trainer.query_field, intr, c2w, settings, **common)
         if renderer == "surface":
             surface = SurfaceSettings(downsample=q.mask_depth_downsample, window_m=q.mask_window_m,
                                       smooth_samples=q.mask_smooth_samples,
                                       depth_pass_samples=q.mask_depth_pass_samples,
                                       min_short_side=q.mask_depth_min_short_side)
-            return render_image_surface(self.trainer.field, intr, c2w, settings, surface, depth=measured,
-                                        **common)
+            return render_image_surface(self.trainer.query_field, intr, c2w, settings, surface,
+                                        depth=measured, **common)
         raise QueryError(f"query.mask_renderer must be 'surface' or 'reference', got '{renderer}'")
 
     def refine_head(self, names: list[str], text: torch.Tensor, max_time_s: float | None,
@@ -778,7 +778,7 @@ class Segmenter:
         measured = self._measured_depth(camera, keyframes, width, height)
         img = self.render_mask_view(intr, c2w, measured, chunk_guard=guard)
         with guard():  # the head the latents were rendered for (a reset since raises FieldReplaced)
-            head = self.trainer.field.feature_head
+            head = self.trainer.query_field.feature_head
             weight, bias = head.weight.detach().clone(), head.bias.detach().clone()
         timing["render_s"] = time.perf_counter() - t
         if "fallback" in img:  # the surface renderer: share of pixels the reference had to redo

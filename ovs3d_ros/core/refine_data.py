@@ -61,8 +61,8 @@ def collect_refine_data(trainer, text: torch.Tensor, cfg, generator: torch.Gener
             batch = _subset(batch, ok)
             rel = batch_relevancy(cache, keyframes, batch.keyframe_uids, batch.pixels, device)
         with guard():
-            out = render_rays(trainer.field, batch.origins, batch.directions, settings, depth=batch.depth,
-                              occupancy=occupancy, semantic_rays=len(batch))
+            out = render_rays(trainer.query_field, batch.origins, batch.directions, settings,
+                              depth=batch.depth, occupancy=occupancy, semantic_rays=len(batch))
         feats.append(out.feature)
         sels.append(out.selection)
         rels.append(rel)
@@ -77,7 +77,7 @@ def collect_refine_data(trainer, text: torch.Tensor, cfg, generator: torch.Gener
         for i in torch.randint(0, len(with_dino), (q.refine_windows,), generator=generator).tolist():
             origins, directions, depth, dino, _ = window_rays(with_dino[i], sem.fda_window, generator, device)
             with guard():
-                out = render_rays(trainer.field, origins, directions, settings, depth=depth,
+                out = render_rays(trainer.query_field, origins, directions, settings, depth=depth,
                                   occupancy=occupancy, semantic_rays=origins.shape[0])
             wf.append(out.feature)
             wd.append(dino.float())

@@ -36,6 +36,7 @@ from ovs3d_ros.core.checkpoint import (
     save_checkpoint,
 )
 from ovs3d_ros.core.field import OccupancyGrid, SemanticField
+from ovs3d_ros.core.field.semantic_average import SemanticAverage
 from ovs3d_ros.core.frame import Frame, Intrinsics
 from ovs3d_ros.core.keyframes import KeyframeBuffer, KeyframeError, RayBatch
 from ovs3d_ros.core.oom import MemoryBudget, guarded_step
@@ -62,6 +63,8 @@ class Trainer:
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(cfg.seed)
             self.field = SemanticField(cfg.field).to(self.device)
+        self.semantic_average = SemanticAverage(self.field, cfg.semantic.average_decay,
+                                                cfg.semantic.average_power)
         f = cfg.field
         self.occupancy = OccupancyGrid(
             f.occupancy_resolution,
@@ -269,6 +272,8 @@ class Trainer:
             if torch.isfinite(total):
                 total.backward()
                 self.optimizer.step()
+                if feature_rays:
+                    self.semantic_average.update(self.field)
             else:  # one bad batch must not poison Adam's moments: skip it and count it
                 self.nonfinite_steps += 1
                 self._quarantine(batch, out)
@@ -291,6 +296,12 @@ class Trainer:
             self._step_times.append((time.perf_counter(), elapsed))
             self.last_losses = result
             return result
+
+    @property
+    def query_field(self) -> SemanticField:
+        """The field queries answer from: the live geometry with the averaged semantic weights
+        (``semantic.average_decay``; the live field itself when that is 0 or nothing was averaged)."""
+        return self.semantic_average.field(self.field)
 
     def semantics_started(self) -> bool:
         """Whether the feature distillation is on: from the first step at which the running training
@@ -405,12 +416,13 @@ class Trainer:
         """Render a camera: rgb (H,W,3), depth, opacity, and latent, selection, feature (CLIP dim).
 
         Waits at most for the training step in flight. ``depth`` (H, W) switches to depth-guided sampling.
+        Semantics come from ``query_field`` (the averaged semantic weights), as a query's would.
         """
         with self.exclusive():
             self.field.eval()
             try:
                 return render_image(
-                    self.field,
+                    self.query_field if semantics else self.field,
                     intrinsics,
                     c2w,
                     self.current_render_settings(),
@@ -477,6 +489,7 @@ class Trainer:
             "semantic_step": self.semantic_step_count,
             "training_time_s": self.training_time_s,
             "field": self.field.state_dict(),
+            "semantic_average": self.semantic_average.state_dict(),
             "occupancy": self.occupancy.state_dict(),
             "keyframes": self.keyframes.state_dict(),
             "optimizer": self.optimizer.state_dict(),
@@ -517,6 +530,8 @@ class Trainer:
     def _restore(self, state: dict[str, Any], path: str | Path) -> None:
         try:
             self.field.load_state_dict(state["field"])
+            if "semantic_average" in state:  # a checkpoint from before it answers from its last step
+                self.semantic_average.load_state_dict(state["semantic_average"])
             self.occupancy.load_state_dict(state["occupancy"])
             self.keyframes.load_state_dict(state["keyframes"])
             self.optimizer.load_state_dict(state["optimizer"])
@@ -542,6 +557,7 @@ class Trainer:
     _SWAPPED = (
         "cfg",
         "field",
+        "semantic_average",
         "occupancy",
         "keyframes",
         "optimizer",

@@ -60,6 +60,8 @@ RANGES: dict[str, tuple[float, float]] = {
     "semantic.fine_scale_agreement": (-1.0, 1.0),  # a cosine; -1 = off
     "semantic.target_surround_weight": (0.0, 0.95),  # 1 would cancel a uniform surface's target
     "semantic.rare_ray_fraction": (0.0, 1.0),
+    "semantic.average_decay": (0.0, 0.9999),  # 1 would never move from the first step
+    "semantic.average_power": (0.0, 100.0),
     "semantic.rare_colour_bins": (1, 256),
     "query.refine_max_time_s": (1e-3, _FLOAT_MAX),
     "query.refine_max_steps": (1, _INT_MAX),

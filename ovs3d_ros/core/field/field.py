@@ -13,6 +13,8 @@ per-sample 512-d buffer.
 
 from __future__ import annotations
 
+import copy
+
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -52,6 +54,9 @@ def _mlp(in_dim: int, hidden: int, out_dim: int, layers: int = 1) -> nn.Sequenti
 
 
 class SemanticField(nn.Module):
+    SEMANTIC_MODULES = ("semantic_encoding", "semantic_mlp", "feature_head")
+    """The modules that map a position to its CLIP-space feature (nothing geometric)."""
+
     def __init__(self, cfg: FieldConfig):
         super().__init__()
         self.cfg = cfg
@@ -128,6 +133,19 @@ class SemanticField(nn.Module):
         For a single 3-D point pass ``opacity = 1``.
         """
         return F.linear(latent, self.feature_head.weight) + opacity[:, None] * self.feature_head.bias
+
+    def semantic_modules(self) -> dict[str, nn.Module]:
+        return {name: getattr(self, name) for name in self.SEMANTIC_MODULES}
+
+    def with_semantics(self, modules: dict[str, nn.Module]) -> "SemanticField":
+        """A view of this field whose ``SEMANTIC_MODULES`` are ``modules``; every other module, parameter
+        and buffer (geometry, scene bounds) is this field's own, shared live. For answering queries
+        from averaged semantic weights (``semantic_average.py``); a view is never trained."""
+        if set(modules) != set(self.SEMANTIC_MODULES):
+            raise ValueError(f"with_semantics needs exactly {self.SEMANTIC_MODULES}, got {sorted(modules)}")
+        view = copy.copy(self)  # shares _parameters and _buffers: bounds set later reach the view too
+        view._modules = {**self._modules, **modules}
+        return view
 
     # ------------------------------------------------------------------ optimiser groups
     def param_groups(self) -> dict[str, list[nn.Parameter]]:
