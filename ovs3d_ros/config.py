@@ -571,6 +571,56 @@ class ConfigError(ValueError):
     """A configuration key or value that does not fit the Config tree."""
 
 
+_INT_MAX = 2**31 - 1
+_FLOAT_MAX = 1e12
+
+# The range of every numeric leaf, checked wherever a value enters the tree (a YAML file, --set, a ROS
+# parameter, which also declares it): [0, max] by default (every numeric setting is a size, a rate, a
+# weight or a threshold), and here where the code accepts less; each bound is what the reading code
+# needs (a query refuses max_points < 1 and thresholds outside [0, 1], a refine a budget <= 0).
+RANGES: dict[str, tuple[float, float]] = {
+    "query.max_points": (1, 10_000_000),  # 200 MB of cloud; each point is a sample of the request budget
+    "query.mask_max_rays": (1, _INT_MAX),
+    "query.request_max_samples": (1, _INT_MAX),
+    "query.score_threshold": (0.0, 1.0),  # a softmax probability
+    "query.min_surface_opacity": (0.0, 1.0),  # a rendered opacity
+    "query.relevancy_quantile": (0.0, 0.49),  # below the median: lo < hi
+    "semantic.fine_scale_agreement": (-1.0, 1.0),  # a cosine; -1 = off
+    "semantic.target_surround_weight": (0.0, 0.95),  # 1 would cancel a uniform surface's target
+    "semantic.rare_ray_fraction": (0.0, 1.0),
+    "semantic.average_decay": (0.0, 0.9999),  # 1 would never move from the first step
+    "semantic.average_power": (0.0, 100.0),
+    "semantic.rare_colour_bins": (1, 256),
+    "query.refine_max_time_s": (1e-3, _FLOAT_MAX),
+    "query.refine_max_steps": (1, _INT_MAX),
+    "query.max_classes": (1, 65535),  # 65535 is the unknown label of uint16 outputs
+    "query.max_class_name_chars": (1, _INT_MAX),
+    "query.mask_max_side": (1, _INT_MAX),
+    "query.overlay_alpha": (0.0, 1.0),
+    "query.score_temperature": (1e-6, _FLOAT_MAX),
+    "query.refine_rays": (1, _INT_MAX),
+    "query.refine_rays_per_step": (1, _INT_MAX),
+    "trainer.rays_per_step": (1, _INT_MAX),
+    "trainer.render_chunk": (1, _INT_MAX),
+    "trainer.oom_min_rays_per_step": (1, _INT_MAX),
+    "keyframes.capacity": (2, _INT_MAX),  # KeyframeBuffer refuses fewer
+    "ros.frame_queue_size": (1, _INT_MAX),
+    "keyframes.recent_ray_fraction": (0.0, 1.0),
+    "input.min_focal_factor": (1e-6, _FLOAT_MAX),
+    "input.max_focal_factor": (1e-6, _FLOAT_MAX),
+    "input.depth_max_m": (1e-6, _FLOAT_MAX),
+    "input.quaternion_tolerance": (0.0, 1.0),
+    "input.max_image_pixels": (1, _INT_MAX),
+}
+
+
+def parameter_range(key: str, value: Any) -> tuple[float, float]:
+    """The (lowest, highest) a numeric leaf accepts (the ROS parameter's declared range)."""
+    if key in RANGES:
+        return RANGES[key]
+    return (0, _INT_MAX) if isinstance(value, int) else (0.0, _FLOAT_MAX)
+
+
 def _field_types(cls: type) -> dict[str, Any]:
     return typing.get_type_hints(cls)
 
@@ -726,7 +776,7 @@ def _rebuild(cls: type, d: dict[str, Any], prefix: str = "") -> Any:
         if dataclasses.is_dataclass(typ):
             kwargs[f.name] = _rebuild(typ, d[f.name], f"{prefix}{f.name}.")
         else:
-            kwargs[f.name] = _coerce(d[f.name], typ, prefix + f.name)
+            kwargs[f.name] = _leaf(d[f.name], typ, prefix + f.name)
     return cls(**kwargs)
 
 
@@ -743,7 +793,18 @@ def _set(cfg: Config, key: str, value: Any) -> None:
     typ = _field_types(type(node))[leaf]
     if dataclasses.is_dataclass(typ):
         raise ConfigError(f"'{key}' is a section; set its fields ('{key}.<name>')")
-    setattr(node, leaf, _coerce(value, typ, key))
+    setattr(node, leaf, _leaf(value, typ, key))
+
+
+def _leaf(value: Any, typ: Any, key: str) -> Any:
+    """``value`` coerced to the leaf's type and, for a number, checked against ``parameter_range``."""
+    value = _coerce(value, typ, key)
+    if typ in (int, float):
+        lo, hi = parameter_range(key, value)
+        if not lo <= value <= hi:  # NaN fails too
+            bounds = f"[{int(lo)}, {int(hi)}]" if typ is int else f"[{lo:g}, {hi:g}]"
+            raise ConfigError(f"{key} must be in {bounds}, got {value!r}")
+    return value
 
 
 def load_yaml(path: str | Path, base: Config | None = None) -> Config:

@@ -67,3 +67,37 @@ def test_every_leaf_has_help_text_read_once_from_the_source():
     field_docs()
     field_docs()
     assert config._attribute_docstrings.cache_info().misses == 1
+
+
+@pytest.mark.parametrize("key, value, message", [
+    ("semantic.rare_ray_fraction", 1.5, r"semantic.rare_ray_fraction must be in \[0, 1\], got 1.5"),
+    ("query.max_points", 0, r"query.max_points must be in \[1, 10000000\], got 0"),
+    ("trainer.lr_grid", -0.01, r"trainer.lr_grid must be in \[0, 1e\+12\], got -0.01"),  # the default floor
+    ("semantic.average_decay", 1.0, r"semantic.average_decay must be in \[0, 0.9999\]"),
+    ("query.score_threshold", float("nan"), r"query.score_threshold must be in \[0, 1\], got nan"),
+])
+def test_numbers_outside_their_range_are_refused_on_every_way_in(tmp_path, key, value, message):
+    """The ranges the ROS parameters declare (config.RANGES, else [0, max]) hold for --set, YAML files and
+    a Config assigned directly too: before, the CLI clamped or crashed later on what the node refused."""
+    with pytest.raises(ConfigError, match=message):
+        apply_flat(Config(), {key: value})
+    text = ".nan" if value != value else value  # YAML's spelling of NaN
+    with pytest.raises(ConfigError, match=message):
+        config.build_config(None, [f"{key}={text}"])
+    section, leaf = key.split(".")
+    path = tmp_path / "c.yaml"
+    path.write_text(f"{section}:\n  {leaf}: {text}\n")
+    with pytest.raises(ConfigError, match=message):
+        config.load_yaml(path)
+    cfg = Config()
+    setattr(getattr(cfg, section), leaf, value)
+    with pytest.raises(ConfigError, match=message):
+        config.validate(cfg)
+
+
+def test_every_range_bound_is_accepted():
+    for key, (lo, hi) in config.RANGES.items():
+        default = to_flat_dict(Config())[key]
+        for bound in (lo, hi):
+            value = int(bound) if isinstance(default, int) else float(bound)
+            assert to_flat_dict(apply_flat(Config(), {key: value}))[key] == value

@@ -7,10 +7,9 @@ import pytest
 import rclpy
 from rclpy.parameter import Parameter
 
-from ovs3d_ros.config import Config, to_flat_dict
+from ovs3d_ros.config import RANGES, Config, to_flat_dict
 from ovs3d_ros.ros.params import (
     LIVE_PARAMETERS,
-    RANGES,
     check_parameter_update,
     declare_config_parameters,
 )

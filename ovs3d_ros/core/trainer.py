@@ -234,7 +234,7 @@ class Trainer:
             rays = self.memory_budget.rays(self.cfg)
             feature_rays = self.memory_budget.feature_rays(self.cfg) if semantic_on else 0
             sem = self.cfg.semantic
-            rare_rays = min(feature_rays, max(0, round(feature_rays * sem.rare_ray_fraction)))
+            rare_rays = round(feature_rays * sem.rare_ray_fraction)  # the fraction is in [0, 1]
             batch = self.keyframes.sample(rays, self.sample_generator, feature_rays=feature_rays,
                                           rare_rays=rare_rays, rare_colour_bins=sem.rare_colour_bins)
             if batch.clip_targets is None:

@@ -2,8 +2,9 @@
 
 Declared up front with the field's docstring as description and a range for numbers: non-negative
 by default (every numeric setting of the Config is a size, a rate, a weight or a threshold), tighter
-where the code refuses more (RANGES), so `ros2 param set` refuses a value that would make every later
-query fail instead of accepting it. Most parameters shape the model and apply at start-up only; a
+where the code refuses more (``config.RANGES``, which YAML files and ``--set`` are checked against
+too), so `ros2 param set` refuses a value that would make every later query fail instead of
+accepting it. Most parameters shape the model and apply at start-up only; a
 few are live (see LIVE_PARAMETERS).
 
 How a `ros2 param set` travels: the node's on-set callback validates (``check_parameter_update``:
@@ -23,7 +24,15 @@ from rclpy.exceptions import ParameterUninitializedException
 from rclpy.node import Node
 from rclpy.parameter import Parameter
 
-from ovs3d_ros.config import Config, ConfigError, apply_flat, field_docs, option_choices, to_flat_dict
+from ovs3d_ros.config import (
+    Config,
+    ConfigError,
+    apply_flat,
+    field_docs,
+    option_choices,
+    parameter_range,
+    to_flat_dict,
+)
 
 # Settings the running node applies without a restart: each is read where it is used, at every use
 # (the training loop's pacing per step, a query's defaults per query, the status timer's period and
@@ -44,54 +53,6 @@ LIVE_PARAMETERS = frozenset(
 
 LIVE_NOTE = "[live: `ros2 param set` applies it to the running node]"
 RESTART_NOTE = "[read at start-up: a change needs a node restart]"
-
-_INT_MAX = 2**31 - 1
-_FLOAT_MAX = 1e12
-
-# (lowest, highest) where the code accepts less than [0, max]: each bound is what the reading code
-# checks (a query refuses max_points < 1 and thresholds outside [0, 1], a refine a budget <= 0).
-RANGES: dict[str, tuple[float, float]] = {
-    "query.max_points": (1, 10_000_000),  # 200 MB of cloud; each point is a sample of the request budget
-    "query.mask_max_rays": (1, _INT_MAX),
-    "query.request_max_samples": (1, _INT_MAX),
-    "query.score_threshold": (0.0, 1.0),  # a softmax probability
-    "query.min_surface_opacity": (0.0, 1.0),  # a rendered opacity
-    "query.relevancy_quantile": (0.0, 0.49),  # below the median: lo < hi
-    "semantic.fine_scale_agreement": (-1.0, 1.0),  # a cosine; -1 = off
-    "semantic.target_surround_weight": (0.0, 0.95),  # 1 would cancel a uniform surface's target
-    "semantic.rare_ray_fraction": (0.0, 1.0),
-    "semantic.average_decay": (0.0, 0.9999),  # 1 would never move from the first step
-    "semantic.average_power": (0.0, 100.0),
-    "semantic.rare_colour_bins": (1, 256),
-    "query.refine_max_time_s": (1e-3, _FLOAT_MAX),
-    "query.refine_max_steps": (1, _INT_MAX),
-    "query.max_classes": (1, 65535),  # 65535 is the unknown label of uint16 outputs
-    "query.max_class_name_chars": (1, _INT_MAX),
-    "query.mask_max_side": (1, _INT_MAX),
-    "query.overlay_alpha": (0.0, 1.0),
-    "query.score_temperature": (1e-6, _FLOAT_MAX),
-    "query.refine_rays": (1, _INT_MAX),
-    "query.refine_rays_per_step": (1, _INT_MAX),
-    "trainer.rays_per_step": (1, _INT_MAX),
-    "trainer.render_chunk": (1, _INT_MAX),
-    "trainer.oom_min_rays_per_step": (1, _INT_MAX),
-    "keyframes.capacity": (2, _INT_MAX),  # KeyframeBuffer refuses fewer
-    "ros.frame_queue_size": (1, _INT_MAX),
-    "keyframes.recent_ray_fraction": (0.0, 1.0),
-    "input.min_focal_factor": (1e-6, _FLOAT_MAX),
-    "input.max_focal_factor": (1e-6, _FLOAT_MAX),
-    "input.depth_max_m": (1e-6, _FLOAT_MAX),
-    "input.quaternion_tolerance": (0.0, 1.0),
-    "input.max_image_pixels": (1, _INT_MAX),
-}
-
-
-def parameter_range(key: str, value: typing.Any) -> tuple[float, float]:
-    """The declared (lowest, highest) of a numeric parameter."""
-    if key in RANGES:
-        return RANGES[key]
-    return (0, _INT_MAX) if isinstance(value, int) else (0.0, _FLOAT_MAX)
-
 
 def _descriptor(key: str, value: typing.Any, doc: str) -> ParameterDescriptor:
     when = LIVE_NOTE if key in LIVE_PARAMETERS else RESTART_NOTE
