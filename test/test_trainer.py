@@ -84,6 +84,15 @@ def test_frame_validation_and_duplicate_rejection(scene):
     assert trainer.stats()["frames_rejected"] == 1
 
 
+def test_stats_count_the_keyframes_that_came_with_depth(scene):
+    trainer = Trainer(tiny_config(), "cpu")
+    first, second = scene.train_frames[0], scene.train_frames[1]
+    assert trainer.add_frame(first)
+    assert trainer.add_frame(type(second)(**{**second.__dict__, "depth": None}))  # its depth was lost
+    stats = trainer.stats()
+    assert stats["keyframes"] == 2 and stats["keyframes_with_depth"] == 1
+
+
 def test_scene_bounds_from_first_keyframe(scene):
     trainer = Trainer(tiny_config(), "cpu")
     trainer.add_frame(scene.train_frames[0])

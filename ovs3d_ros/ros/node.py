@@ -676,9 +676,17 @@ class Ovs3dNode(Node):
                 + (f", inputs rejected {rejected}" if rejected else "")
                 + (f", depth pixels out of range {self._gate.depth_pixels_invalidated}"
                    if self._gate.depth_pixels_invalidated else "")
+                + self._missing_depth_note(stats)
             )
         if self._checkpoints.autosave_due(has_data=msg.keyframes > 0):
             self._autosave()
+
+    def _missing_depth_note(self, stats: dict) -> str:
+        """With a depth stream: how many keyframes came without a matching depth image (lost on a best-effort
+        topic, or stamped too far from the image). Their cloud points are rendered from the field, at every
+        query: the prepared sensor-depth cloud (query.prepare_cloud_geometry) needs depth on every one."""
+        missing = int(stats.get("keyframes", 0)) - int(stats.get("keyframes_with_depth", 0))
+        return f", {missing} keyframes without depth" if self.cfg.ros.use_depth and missing > 0 else ""
 
     def _autosave(self) -> None:
         try:
