@@ -86,11 +86,13 @@ def test_frame_validation_and_duplicate_rejection(scene):
 
 def test_stats_count_the_keyframes_that_came_with_depth(scene):
     trainer = Trainer(tiny_config(), "cpu")
-    first, second = scene.train_frames[0], scene.train_frames[1]
+    first, second, third = scene.train_frames[:3]
     assert trainer.add_frame(first)
     assert trainer.add_frame(type(second)(**{**second.__dict__, "depth": None}))  # its depth was lost
+    no_valid_pixel = np.zeros_like(third.depth)  # 0 = no measurement anywhere
+    assert trainer.add_frame(type(third)(**{**third.__dict__, "depth": no_valid_pixel}))
     stats = trainer.stats()
-    assert stats["keyframes"] == 2 and stats["keyframes_with_depth"] == 1
+    assert stats["keyframes"] == 3 and stats["keyframes_with_depth"] == 1
 
 
 def test_scene_bounds_from_first_keyframe(scene):

@@ -59,6 +59,10 @@ class Keyframe:
             self.colour_groups = (bins, colour_bins(self.rgb.cpu(), bins))
         return self.colour_groups[1]
 
+    def has_depth(self) -> bool:
+        """A sensor depth image that measured at least one pixel (0 = no measurement)."""
+        return self.depth is not None and bool((self.depth > 0).any())
+
     def nbytes(self) -> int:
         tensors = [self.rgb, self.depth, self.clip, self.dino]
         groups = self.colour_groups[1].nbytes() if self.colour_groups is not None else 0

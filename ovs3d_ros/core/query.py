@@ -521,7 +521,7 @@ class Segmenter:
     @staticmethod
     def _sensor_only(keyframes: list) -> bool:
         """Every keyframe has a sensor depth: the cloud's points are then the keyframes' alone."""
-        return all(kf.depth is not None and bool((kf.depth > 0).any()) for kf in keyframes)
+        return all(kf.has_depth() for kf in keyframes)
 
     def prepare_cloud_geometry(self, max_points: int | None = None) -> bool:
         """Build the cloud's points for the current keyframes now, ahead of the next query, which then

@@ -122,7 +122,7 @@ def surface_points(trainer, max_points: int, render_side: int = 64,
     for kf in keyframes:
         intr = kf.intrinsics
         full = kf.rgb.cpu().numpy()
-        if kf.depth is not None and bool((kf.depth > 0).any()):
+        if kf.has_depth():
             pix = pixel_grid(intr.width, intr.height)
             depth = kf.depth.cpu().numpy().reshape(-1).astype(np.float64)
             ok = np.isfinite(depth) & (depth > 0)

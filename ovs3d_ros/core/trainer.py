@@ -467,7 +467,7 @@ class Trainer:
             "losses": dict(self.last_losses),
             "psnr": self.last_psnr,
             "keyframes": len(self.keyframes),
-            "keyframes_with_depth": sum(kf.depth is not None for kf in self.keyframes.snapshot()),
+            "keyframes_with_depth": sum(kf.has_depth() for kf in self.keyframes.snapshot()),
             "keyframe_bytes": self.keyframes.nbytes(),
             "keyframes_evicted": self.keyframes.evicted,
             "nonfinite_steps": self.nonfinite_steps,
