@@ -3,6 +3,7 @@ package's own message and service types."""
 
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 
@@ -53,5 +54,61 @@ def test_service_and_topic_across_processes(server):
         while not got and time.monotonic() < deadline:
             executor.spin_once(timeout_sec=0.1)
         assert got and got[0].state == "training" and got[0].iterations == 7
+    finally:
+        rclpy.shutdown(context=context)
+
+
+def test_a_call_waits_for_its_own_service_to_be_discovered():
+    """The CI failure of session 10: the pause request went out when only the query service had been
+    waited for, before the node's pause server had matched the client, and was lost (120 s, no answer).
+    Here the server is created only as the call starts, in a second participant: the request must wait
+    for it, not vanish."""
+    from std_srvs.srv import SetBool
+
+    from ovs3d_ros.ros.client import Ovs3dClient
+
+    context, node, executor = init_context()
+    server_context = rclpy.Context()
+    rclpy.init(context=server_context)
+    served = []
+    stop = threading.Event()
+
+    def serve() -> None:
+        server = rclpy.create_node("late_control_server", context=server_context)
+
+        def on_pause(req, res):
+            served.append(req.data)
+            res.success, res.message = True, "paused"
+            return res
+
+        server.create_service(SetBool, "~/pause", on_pause)
+        server_executor = rclpy.executors.SingleThreadedExecutor(context=server_context)
+        server_executor.add_node(server)
+        while not stop.is_set():
+            server_executor.spin_once(timeout_sec=0.05)
+
+    thread = threading.Thread(target=serve, daemon=True)
+    try:
+        client = Ovs3dClient(node, node_name="late_control_server")
+        thread.start()  # the call below starts before the server is discovered
+        res = client.call(client.pause_client, SetBool.Request(data=True), executor, timeout_s=60.0)
+        assert res.success and res.message == "paused" and served == [True]
+    finally:
+        stop.set()
+        thread.join(timeout=10)
+        rclpy.shutdown(context=server_context)
+        rclpy.shutdown(context=context)
+
+
+def test_a_call_to_a_service_nobody_serves_says_so():
+    from std_srvs.srv import Trigger
+
+    from ovs3d_ros.ros.client import Ovs3dClient
+
+    context, node, executor = init_context()
+    try:
+        client = Ovs3dClient(node, node_name="nobody_serves_this")
+        with pytest.raises(TimeoutError, match="/nobody_serves_this/reset was not discovered"):
+            client.call(client.reset_client, Trigger.Request(), executor, timeout_s=1.0)
     finally:
         rclpy.shutdown(context=context)

@@ -87,8 +87,19 @@ class Ovs3dClient:
                 raise TimeoutError("the ovs3d node did not come up")
 
     def call(self, client, request, executor, timeout_s: float = 120.0):
+        """Send once this very service is discovered, then wait for its answer (`timeout_s` for both).
+
+        A request sent before the server's request reader has matched this client's writer is lost
+        (service QoS is reliable but volatile: nothing is kept for a reader that matches later), and
+        the call then waits out its whole timeout. Each of the node's services is discovered on its
+        own, so `wait_ready` (the query service) says nothing about, say, pause a moment later."""
+        deadline = time.monotonic() + timeout_s
+        while not client.service_is_ready():
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"{client.srv_name} was not discovered within {timeout_s} s")
+            executor.spin_once(timeout_sec=0.05)
         future = client.call_async(request)
-        executor.spin_until_future_complete(future, timeout_sec=timeout_s)
+        executor.spin_until_future_complete(future, timeout_sec=max(0.0, deadline - time.monotonic()))
         if not future.done():
             raise TimeoutError(f"no answer from {client.srv_name} within {timeout_s} s")
         return future.result()
