@@ -112,3 +112,54 @@ def test_a_call_to_a_service_nobody_serves_says_so():
             client.call(client.reset_client, Trigger.Request(), executor, timeout_s=1.0)
     finally:
         rclpy.shutdown(context=context)
+
+
+def test_an_unanswered_pause_is_sent_again(monkeypatch):
+    """A lost answer (a server that has not matched the client's response reader drops it) must not
+    cost the whole timeout: pause is safe to repeat, so it is sent again. The server here never answers
+    the first request; with one send only, the call would time out."""
+    from std_srvs.srv import SetBool
+
+    from ovs3d_ros.ros import client as client_module
+    from ovs3d_ros.ros.client import Ovs3dClient
+
+    monkeypatch.setattr(client_module, "RESEND_AFTER_S", 0.5)
+    context, node, executor = init_context()
+    server_context = rclpy.Context()
+    rclpy.init(context=server_context)
+    requests = []
+    stop = threading.Event()
+
+    class Dropped(Exception):
+        pass
+
+    def serve() -> None:
+        server = rclpy.create_node("forgetful_control_server", context=server_context)
+
+        def on_pause(req, res):
+            requests.append(req.data)
+            if len(requests) == 1:
+                raise Dropped  # no answer goes out for the first request
+            res.success = True
+            return res
+
+        server.create_service(SetBool, "~/pause", on_pause)
+        server_executor = rclpy.executors.SingleThreadedExecutor(context=server_context)
+        server_executor.add_node(server)
+        while not stop.is_set():
+            try:
+                server_executor.spin_once(timeout_sec=0.05)
+            except Dropped:
+                pass
+
+    thread = threading.Thread(target=serve, daemon=True)
+    thread.start()
+    try:
+        client = Ovs3dClient(node, node_name="forgetful_control_server")
+        res = client.call(client.pause_client, SetBool.Request(data=True), executor, timeout_s=60.0)
+        assert res.success and requests[:2] == [True, True]
+    finally:
+        stop.set()
+        thread.join(timeout=10)
+        rclpy.shutdown(context=server_context)
+        rclpy.shutdown(context=context)

@@ -20,6 +20,9 @@ from ovs3d_ros.ros.qos import STATUS_QOS
 from ovs3d_ros.srv import Checkpoint, Query
 
 NODE_NAME = "ovs3d"
+RESEND_AFTER_S = 15.0
+"""An idempotent control request without an answer this long is sent again (``Ovs3dClient.call``):
+the node answers them within a second or two even while it trains or answers a query."""
 
 
 def start_node_process(
@@ -92,17 +95,28 @@ class Ovs3dClient:
         A request sent before the server's request reader has matched this client's writer is lost
         (service QoS is reliable but volatile: nothing is kept for a reader that matches later), and
         the call then waits out its whole timeout. Each of the node's services is discovered on its
-        own, so `wait_ready` (the query service) says nothing about, say, pause a moment later."""
+        own, so `wait_ready` (the query service) says nothing about, say, pause a moment later.
+        The answer can be lost the same way from the other side: a server that has not yet matched this
+        client's response reader gives up after its writer's blocking time ("client will not receive
+        response"). Requests that are safe to repeat (pause, save, load: the same request twice leaves
+        the same state) are therefore sent again every RESEND_AFTER_S without an answer."""
         deadline = time.monotonic() + timeout_s
         while not client.service_is_ready():
             if time.monotonic() > deadline:
                 raise TimeoutError(f"{client.srv_name} was not discovered within {timeout_s} s")
             executor.spin_once(timeout_sec=0.05)
-        future = client.call_async(request)
-        executor.spin_until_future_complete(future, timeout_sec=max(0.0, deadline - time.monotonic()))
-        if not future.done():
-            raise TimeoutError(f"no answer from {client.srv_name} within {timeout_s} s")
-        return future.result()
+        resend = client in (self.pause_client, self.save_client, self.load_client)
+        while True:
+            future = client.call_async(request)
+            wait_s = deadline - time.monotonic()
+            executor.spin_until_future_complete(
+                future, timeout_sec=max(0.0, min(wait_s, RESEND_AFTER_S) if resend else wait_s)
+            )
+            if future.done():
+                return future.result()
+            client.remove_pending_request(future)
+            if not resend or time.monotonic() >= deadline:
+                raise TimeoutError(f"no answer from {client.srv_name} within {timeout_s} s")
 
     def query(self, executor, classes, timeout_s: float = 120.0, **fields) -> Query.Response:
         return self.call(
