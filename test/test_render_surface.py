@@ -428,7 +428,7 @@ def test_cloud_geometry_kept_across_training_steps_latents_recomputed(trained):
 def test_prepared_cloud_geometry_is_what_the_next_query_uses(trained):
     """``prepare_cloud_geometry`` builds the points the next query would (the node calls it when its
     frame queue runs empty): that query reuses them, and they equal a cold query's. Without sensor
-    depth on every keyframe nothing is prepared (a rendered cloud belongs to one field version)."""
+    depth on every keyframe the depth-less keyframes' rendered points are what it prepares."""
     data, cfg, teacher, trainer = trained
     names = data.class_names
     seg = Segmenter(trainer, teacher, cfg)
@@ -445,10 +445,109 @@ def test_prepared_cloud_geometry_is_what_the_next_query_uses(trained):
     depthless = [dataclasses.replace(kf, depth=None) for kf in keyframes]
     seg._geometry = None
     seg._keyframes = lambda: depthless
-    assert not seg.prepare_cloud_geometry(max_points=400)
-    assert seg._geometry is None
+    assert seg.prepare_cloud_geometry(max_points=400)
+    assert seg._geometry is None  # a cloud with rendered points is not kept whole
+    assert all(seg.rendered_surface.get(trainer, kf.uid, 64) is not None for kf in depthless)
     seg._keyframes = lambda: []
     assert not seg.prepare_cloud_geometry()
+
+
+def _depthless_segmenter(trained, **sets):
+    data, cfg, teacher, trainer = trained
+    seg = Segmenter(trainer, teacher, apply_flat(cfg, sets) if sets else cfg)
+    first = seg._keyframes()
+    # keyframe 0 lost its depth image (as the demo's first frame can on a best-effort topic)
+    mixed = [dataclasses.replace(first[0], depth=None)] + first[1:]
+    seg._keyframes = lambda: mixed
+    return seg, mixed
+
+
+def test_rendered_points_of_a_depthless_keyframe_are_reused_and_equal_a_fresh_render(trained):
+    """The depth-less keyframe's rendered points are kept across a training step (the rest of the cloud
+    is sensor depth): the next query renders nothing and answers with the same points as before, and
+    they are what a cold query renders at the step they were made."""
+    from ovs3d_ros.core import surface
+
+    data, cfg, teacher, trainer = trained
+    seg, mixed = _depthless_segmenter(trained)
+    renders = []
+    real = surface.rendered_points
+
+    def counting(*args, **kwargs):
+        renders.append(args[1].uid)
+        return real(*args, **kwargs)
+
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(surface, "rendered_points", counting)
+        first = seg.segment(data.class_names, max_points=400)
+        assert renders == [mixed[0].uid]
+        cold = _depthless_segmenter(trained)[0].segment(data.class_names, max_points=400)
+        np.testing.assert_array_equal(first.points, cold.points)
+        trainer.step()
+        trainer.field.eval()
+        after = seg.segment(data.class_names, max_points=400)
+        assert renders == [mixed[0].uid, mixed[0].uid]  # the cold one, then nothing more
+        np.testing.assert_array_equal(after.points, first.points)
+        assert after.timing_s["point_cache_hit"] == 0.0  # latents of the new field all the same
+
+
+def test_rendered_points_are_rendered_again_once_too_old(trained, monkeypatch):
+    from ovs3d_ros.core import surface
+
+    data, cfg, teacher, trainer = trained
+    monkeypatch.setattr(surface, "RENDERED_POINTS_AGE_FRACTION", 0.0)
+    seg, mixed = _depthless_segmenter(trained, **{"query.rendered_points_max_age_steps": 1})
+    seg.segment(data.class_names, max_points=400, camera=None)
+    made = seg.rendered_surface._entries[(mixed[0].uid, 64)][2]
+    trainer.step()
+    seg.segment(data.class_names, max_points=400)
+    assert seg.rendered_surface._entries[(mixed[0].uid, 64)][2] == made  # 1 step: kept
+    trainer.step()
+    trainer.field.eval()
+    seg.segment(data.class_names, max_points=400)
+    assert seg.rendered_surface._entries[(mixed[0].uid, 64)][2] == made + 2  # 2 steps: rendered again
+
+
+class _FakeField:
+    def __init__(self):
+        self.scene_center, self.scene_radius, self.bounds_set = torch.zeros(3), 1.0, True
+
+
+class _FakeTrainer:
+    def __init__(self):
+        self.field, self.step_count = _FakeField(), 0
+
+
+def test_rendered_surface_cache_rule():
+    """Kept for max(max_age_steps, RENDERED_POINTS_AGE_FRACTION x the step it was made at) steps, for
+    that field object and bounds only; keyframes that left the buffer are forgotten."""
+    from ovs3d_ros.core.surface import RENDERED_POINTS_AGE_FRACTION, RenderedSurfaceCache
+
+    trainer, cache, points = _FakeTrainer(), RenderedSurfaceCache(10), (np.zeros((1, 3)), np.zeros((1, 3)))
+    trainer.step_count = 400
+    cache.put(trainer, 7, 64, 400, points)
+    allowed = max(10, int(RENDERED_POINTS_AGE_FRACTION * 400))
+    assert allowed == 200  # a field 400 steps old keeps them 200 steps
+    trainer.step_count = 400 + allowed
+    assert cache.get(trainer, 7, 64) is points
+    assert cache.get(trainer, 7, 32) is None and cache.get(trainer, 8, 64) is None
+    trainer.step_count += 1
+    assert cache.get(trainer, 7, 64) is None
+    trainer.step_count = 0
+    cache.put(trainer, 7, 64, 0, points)  # a young field: max_age_steps
+    trainer.step_count = 10
+    assert cache.get(trainer, 7, 64) is points
+    trainer.step_count = 11
+    assert cache.get(trainer, 7, 64) is None
+    trainer.step_count = 5
+    trainer.field.scene_center = torch.ones(3)  # new bounds: the render no longer holds
+    assert cache.get(trainer, 7, 64) is None
+    cache.put(trainer, 7, 64, 5, points)
+    trainer.field = _FakeField()  # a reset or load: another field object
+    trainer.field.scene_center = torch.ones(3)
+    assert cache.get(trainer, 7, 64) is None
+    cache.keep_only({8})
+    assert cache._entries == {}
 
 
 @pytest.mark.parametrize("uniform, importance", [(128, 32), (32, 32), (64, 0)])

@@ -39,6 +39,7 @@ from ovs3d_ros.core.field_guard import FieldGuard, FieldReplaced
 from ovs3d_ros.core.lru import LruCache
 from ovs3d_ros.core.refine_data import RefineData, collect_refine_data
 from ovs3d_ros.core.request_budget import check_budget, chunk_rays, mask_size, request_cost
+from ovs3d_ros.core.surface import RenderedSurfaceCache, plausible_point_mask, render_missing, surface_points
 from ovs3d_ros.core.vocabulary import UNKNOWN_U16, QueryError, validate_classes, vocabulary_key
 
 # ----------------------------------------------------------------------------------------------
@@ -416,6 +417,7 @@ class Segmenter:
         self.points_excluded = 0  # over all queries: a non-zero count means a poisoned keyframe
         self.point_cache = PointFeatureCache(cfg.query.point_cache_max_age_steps)
         self._geometry: tuple | None = None  # (key, (xyz, rgb, excluded)), see _cloud_geometry
+        self.rendered_surface = RenderedSurfaceCache(cfg.query.rendered_points_max_age_steps)
         self._areas: dict[tuple, torch.Tensor | None] = {}  # the teacher's class areas, see _quantiles
 
     # ------------------------------------------------------------------ helpers
@@ -449,16 +451,13 @@ class Segmenter:
             return camera[0], c2w, None
         raise QueryError("camera must be None, a keyframe index, or (Intrinsics, 4x4 camera-to-world)")
 
-    def _surface(self, max_points: int, guard: FieldGuard) -> tuple[np.ndarray, np.ndarray]:
-        from ovs3d_ros.core.surface import surface_points
-
-        return surface_points(self.trainer, max_points, chunk_guard=guard)
+    def _surface(self, keyframes: list, max_points: int, guard: FieldGuard) -> tuple[np.ndarray, np.ndarray]:
+        return surface_points(self.trainer, max_points, chunk_guard=guard, cache=self.rendered_surface,
+                              keyframes=keyframes)
 
     def _plausible(self, xyz: np.ndarray, rgb: np.ndarray) -> tuple[np.ndarray, np.ndarray, int]:
         """Drop (and count) non-finite points and points farther from the scene than any input bound
         allows (a camera input.max_distance_m from the first pose seeing input.depth_max_m)."""
-        from ovs3d_ros.core.surface import plausible_point_mask
-
         inp = self.cfg.input
         field_ = self.trainer.field
         if bool(getattr(field_, "bounds_set", False)):
@@ -527,14 +526,19 @@ class Segmenter:
         """Build the cloud's points for the current keyframes now, ahead of the next query, which then
         pays only the latents (the node calls this when its frame queue runs empty after a new keyframe).
 
-        Only a sensor-depth cloud is kept across training steps (``_cloud_geometry``); a rendered one
-        belongs to one field version, so nothing is built for it. True if the points are ready."""
+        With sensor depth on every keyframe the thinned cloud itself is kept across training steps
+        (``_cloud_geometry``); otherwise the depth-less keyframes' rendered points are made now
+        (``surface.render_missing``, kept for ``query.rendered_points_max_age_steps``), and the query
+        back-projects and thins the rest. True if the points are ready."""
         keyframes = self._keyframes()
-        if not keyframes or not self._sensor_only(keyframes):
+        if not keyframes:
             return False
+        guard = self._guard("cloud preparation")
+        if not self._sensor_only(keyframes):
+            render_missing(self.trainer, keyframes, self.rendered_surface, chunk_guard=guard)
+            return True
         max_points = self.cfg.query.max_points if max_points is None else int(max_points)
-        self._cloud_geometry(keyframes, max_points, self._cloud_key(keyframes, max_points),
-                             self._guard("cloud preparation"))
+        self._cloud_geometry(keyframes, max_points, self._cloud_key(keyframes, max_points), guard)
         return True
 
     def _cloud_geometry(self, keyframes: list, max_points: int, key: tuple,
@@ -553,7 +557,7 @@ class Segmenter:
         cached = self._geometry
         if sensor_only and cached is not None and cached[0] == key:
             return cached[1]
-        xyz, rgb = self._surface(max_points * 2, guard)
+        xyz, rgb = self._surface(keyframes, max_points * 2, guard)
         xyz, rgb, excluded = self._plausible(xyz, rgb)
         thin = outputs.downsample_cloud(
             outputs.LabeledCloud(xyz, rgb, np.zeros(len(xyz), np.uint16), np.zeros(len(xyz), np.float32)),

@@ -12,6 +12,8 @@ these points with ``field.semantic_at(xyz)`` and ``field.expand_feature``.
 
 from __future__ import annotations
 
+import threading
+import weakref
 from dataclasses import dataclass
 
 import numpy as np
@@ -20,7 +22,7 @@ import torch.nn.functional as F
 
 from ovs3d_ros.core.camera import camera_directions, generate_rays, pixel_grid
 from ovs3d_ros.core.field_guard import exclusive
-from ovs3d_ros.core.rendering import ChunkGuard, SamplingSettings, render_image
+from ovs3d_ros.core.rendering import ChunkGuard, SamplingSettings, render_surface_depth
 from ovs3d_ros.core.request_budget import chunk_rays
 
 
@@ -101,48 +103,141 @@ def extract_surface(
     return SurfaceCloud(xyz=xyz, rgb=np.round(rgb * 255.0).astype(np.uint8))
 
 
+def _field_version(trainer) -> tuple:
+    """What rendered points depend on besides the field's weights: the field object and its bounds."""
+    field_ = trainer.field
+    return (id(field_), tuple(field_.scene_center.tolist()), float(field_.scene_radius),
+            bool(field_.bounds_set))
+
+
+RENDERED_POINTS_AGE_FRACTION = 0.5
+"""Rendered points of a field trained for s steps are also reused for up to this times s more steps:
+a surface moves less the longer it has trained, and a camera without depth (every keyframe rendered:
+33 s for 35 keyframes on the CPU) would otherwise pay that again every ``max_age_steps``."""
+
+
+class RenderedSurfaceCache:
+    """The field's surface points of keyframes without a sensor depth (``surface_points``), kept per
+    keyframe while the field (same object and bounds) is at most ``max_age_steps`` training steps
+    (``query.rendered_points_max_age_steps``), or RENDERED_POINTS_AGE_FRACTION of its age then, older
+    than when they were rendered. Rendering them was most of a query's time (room, 35 keyframes, one
+    without depth: ~1 of 2 s on the CPU), paid again after every training step."""
+
+    def __init__(self, max_age_steps: int = 0):
+        self.max_age_steps = max(0, int(max_age_steps))
+        self._lock = threading.Lock()
+        self._entries: dict[tuple[int, int], tuple] = {}  # (uid, side) -> (field ref, version, step, pts)
+
+    def get(self, trainer, uid: int, side: int) -> tuple[np.ndarray, np.ndarray] | None:
+        with self._lock:
+            entry = self._entries.get((uid, side))
+        step = int(getattr(trainer, "step_count", 0))
+        if entry is None or entry[0]() is not trainer.field or entry[1] != _field_version(trainer):
+            return None
+        allowed = max(self.max_age_steps, int(RENDERED_POINTS_AGE_FRACTION * entry[2]))
+        return entry[3] if 0 <= step - entry[2] <= allowed else None
+
+    def put(self, trainer, uid: int, side: int, step: int, points: tuple[np.ndarray, np.ndarray]) -> None:
+        with self._lock:
+            self._entries[(uid, side)] = (weakref.ref(trainer.field), _field_version(trainer), int(step),
+                                          points)
+
+    def keep_only(self, uids: set[int]) -> None:
+        """Forget keyframes no longer in the buffer."""
+        with self._lock:
+            for key in [k for k in self._entries if k[0] not in uids]:
+                del self._entries[key]
+
+    def clear(self) -> None:
+        with self._lock:
+            self._entries.clear()
+
+
+def sensor_points(kf) -> tuple[np.ndarray, np.ndarray]:
+    """A keyframe's measured pixels back-projected: (xyz (N,3) float64 world, rgb (N,3) uint8)."""
+    intr = kf.intrinsics
+    depth = kf.depth.cpu().numpy().reshape(-1).astype(np.float64)
+    ok = np.flatnonzero(np.isfinite(depth) & (depth > 0))
+    cam = camera_directions(intr, pixel_grid(intr.width, intr.height)[ok]) * depth[ok, None]
+    return cam @ kf.pose[:3, :3].T + kf.pose[:3, 3], kf.rgb.cpu().numpy().reshape(-1, 3)[ok]
+
+
+def rendered_points(trainer, kf, side: int, settings: SamplingSettings, chunk: int,
+                    guard: ChunkGuard) -> tuple[np.ndarray, np.ndarray]:
+    """The field's surface seen from a keyframe: median depth rendered at ``side`` pixels (long side)
+    by the masks' depth pass (early ray termination, checked against the full render), opaque pixels
+    back-projected, colours from the keyframe image."""
+    intr = kf.intrinsics
+    scale = min(1.0, side / max(intr.width, intr.height))
+    small = intr.scaled(max(1, round(intr.width * scale)), max(1, round(intr.height * scale)))
+    depth, opacity = render_surface_depth(trainer.field, small, kf.pose, settings,
+                                          occupancy=getattr(trainer, "occupancy", None), chunk=chunk,
+                                          chunk_guard=guard)
+    depth = depth.cpu().numpy().reshape(-1).astype(np.float64)
+    ok = np.flatnonzero(opacity.cpu().numpy().reshape(-1) > 0.5)
+    pix = pixel_grid(small.width, small.height)[ok]
+    cam = camera_directions(small, pix) * depth[ok, None]
+    u = np.clip(((pix[:, 0] + 0.5) / scale).astype(np.int64), 0, intr.width - 1)
+    v = np.clip(((pix[:, 1] + 0.5) / scale).astype(np.int64), 0, intr.height - 1)
+    return cam @ kf.pose[:3, :3].T + kf.pose[:3, 3], kf.rgb.cpu().numpy()[v, u]
+
+
+class _Renderer:
+    """The render settings, chunk and guard of one ``surface_points`` / ``render_missing`` call."""
+
+    def __init__(self, trainer, side: int, chunk_guard: ChunkGuard | None):
+        self.trainer, self.side = trainer, side
+        self.guard = chunk_guard or (lambda: exclusive(trainer))
+        self.settings = trainer.current_render_settings()  # the far plane hugs the depth seen, as for masks
+        self.chunk = chunk_rays(trainer.cfg, self.settings.uniform_samples + self.settings.importance_samples,
+                                getattr(trainer, "device", "cpu"), trainer.render_chunk())
+
+    def points(self, kf, cache: RenderedSurfaceCache) -> tuple[np.ndarray, np.ndarray]:
+        """``kf``'s rendered points from ``cache``, or rendered now and put there."""
+        cached = cache.get(self.trainer, kf.uid, self.side)
+        if cached is not None:
+            return cached
+        step = int(getattr(self.trainer, "step_count", 0))  # before: a step during the render ages it
+        points = rendered_points(self.trainer, kf, self.side, self.settings, self.chunk, self.guard)
+        cache.put(self.trainer, kf.uid, self.side, step, points)
+        return points
+
+
 @torch.no_grad()
-def surface_points(trainer, max_points: int, render_side: int = 64,
-                   chunk_guard: ChunkGuard | None = None) -> tuple[np.ndarray, np.ndarray]:
+def render_missing(trainer, keyframes: list, cache: RenderedSurfaceCache, render_side: int = 64,
+                   chunk_guard: ChunkGuard | None = None) -> int:
+    """Render into ``cache`` the points of every depth-less keyframe of ``keyframes`` it holds none (or
+    too old) for, ahead of a query; returns how many of them have no sensor depth."""
+    cache.keep_only({kf.uid for kf in keyframes})
+    renderer = _Renderer(trainer, render_side, chunk_guard)
+    depthless = [kf for kf in keyframes if not kf.has_depth()]
+    for kf in depthless:
+        renderer.points(kf, cache)
+    return len(depthless)
+
+
+@torch.no_grad()
+def surface_points(trainer, max_points: int, render_side: int = 64, chunk_guard: ChunkGuard | None = None,
+                   cache: RenderedSurfaceCache | None = None,
+                   keyframes: list | None = None) -> tuple[np.ndarray, np.ndarray]:
     """World points on the observed surface with colours: (xyz (N,3) float32, rgb (N,3) uint8).
 
     Back-projects each keyframe's depth through its pixels: the sensor depth where the keyframe has
     one (free, and exactly the surface the robot saw), else depth rendered at ``render_side`` pixels
-    keeping opaque pixels. Colours come from the keyframe images; at most ``max_points`` points,
-    spread over keyframes. ``chunk_guard`` is entered per chunk of a render (default: the trainer's
-    lock for each chunk).
+    keeping opaque pixels (``rendered_points``, reused from ``cache`` while young enough). Colours come
+    from the keyframe images; at most ``max_points`` points, spread over keyframes. ``chunk_guard`` is
+    entered per chunk of a render (default: the trainer's lock for each chunk). ``keyframes``: those of
+    the trainer's buffer by default.
     """
-    guard = chunk_guard or (lambda: exclusive(trainer))
-    settings = SamplingSettings.for_rendering(trainer.cfg)
-    chunk = chunk_rays(trainer.cfg, settings.uniform_samples + settings.importance_samples,
-                       getattr(trainer, "device", "cpu"), trainer.render_chunk())
-    keyframes = trainer.keyframes.snapshot()
+    keyframes = trainer.keyframes.snapshot() if keyframes is None else keyframes
+    cache = RenderedSurfaceCache(0) if cache is None else cache
+    cache.keep_only({kf.uid for kf in keyframes})
+    renderer = _Renderer(trainer, render_side, chunk_guard)
     per_kf = max(1, max_points // max(1, len(keyframes)))
     xyz_all, rgb_all = [], []
     for kf in keyframes:
-        intr = kf.intrinsics
-        full = kf.rgb.cpu().numpy()
-        if kf.has_depth():
-            pix = pixel_grid(intr.width, intr.height)
-            depth = kf.depth.cpu().numpy().reshape(-1).astype(np.float64)
-            ok = np.isfinite(depth) & (depth > 0)
-            cam = camera_directions(intr, pix) * depth[:, None]
-            colours = full.reshape(-1, 3)
-        else:
-            scale = min(1.0, render_side / max(intr.width, intr.height))
-            small = intr.scaled(max(1, round(intr.width * scale)), max(1, round(intr.height * scale)))
-            rendered = render_image(trainer.field, small, kf.pose, settings,
-                                    occupancy=getattr(trainer, "occupancy", None), semantics=False,
-                                    chunk=chunk, chunk_guard=guard)
-            depth = rendered["depth"].cpu().numpy().reshape(-1).astype(np.float64)
-            ok = rendered["opacity"].cpu().numpy().reshape(-1) > 0.5
-            pix = pixel_grid(small.width, small.height)
-            cam = camera_directions(small, pix) * depth[:, None]
-            u = np.clip(((pix[:, 0] + 0.5) / scale).astype(np.int64), 0, intr.width - 1)
-            v = np.clip(((pix[:, 1] + 0.5) / scale).astype(np.int64), 0, intr.height - 1)
-            colours = full[v, u]
-        pts = cam @ kf.pose[:3, :3].T + kf.pose[:3, 3]
-        idx = np.flatnonzero(ok)
+        pts, colours = sensor_points(kf) if kf.has_depth() else renderer.points(kf, cache)
+        idx = np.arange(len(pts))
         if len(idx) > per_kf:
             idx = idx[np.linspace(0, len(idx) - 1, per_kf).astype(np.int64)]
         xyz_all.append(pts[idx].astype(np.float32))

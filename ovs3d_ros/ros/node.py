@@ -684,8 +684,7 @@ class Ovs3dNode(Node):
     def _missing_depth_note(self, stats: dict) -> str:
         """With a depth stream: how many keyframes have no measured depth (``Keyframe.has_depth``: the depth
         image was lost on a best-effort topic, stamped too far from the image, or had no valid pixel). Their
-        cloud points are rendered from the field at every query: the prepared sensor-depth cloud
-        (query.prepare_cloud_geometry) needs depth on every keyframe."""
+        cloud points are rendered from the field (query.rendered_points_max_age_steps), not measured."""
         missing = int(stats.get("keyframes", 0)) - int(stats.get("keyframes_with_depth", 0))
         return f", {missing} keyframes without depth" if self.cfg.ros.use_depth and missing > 0 else ""
 
