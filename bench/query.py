@@ -108,6 +108,53 @@ def bench_cloud(trainer, teacher, dataset, device: str, points: int) -> dict:
             if same.any() else float("nan")}
 
 
+def bench_depthless(trainer, teacher, dataset, device: str, points: int) -> dict:
+    """The cloud when keyframes have no sensor depth (a depth image lost in transport; a camera without
+    depth): their points are the field's surface rendered from their cameras, kept per keyframe across
+    training steps (``query.rendered_points_max_age_steps``). Side by side on this field: the first
+    query (renders them), the next one after a training step (keeps them), and the same with keeping
+    switched off (``query.rendered_points_max_age_steps=0`` and no age fraction: rendered again, as
+    every query did before), against every keyframe with depth. Runs last: it trains a few steps."""
+    from ovs3d_ros.core import surface
+
+    names = list(dataset.class_names)
+    keyframes = trainer.keyframes.snapshot()
+    depths = [kf.depth for kf in keyframes]
+
+    def after_a_step(seg):
+        trainer.step()
+        trainer.field.eval()
+        return timed(device, lambda: seg.segment(names, max_points=points))
+
+    out = {}
+    try:
+        seg = Segmenter(trainer, teacher, trainer.cfg)
+        seg.prepare_cloud_geometry(points)
+        result, out["all_depth_after_a_step_s"] = after_a_step(seg)
+        out["all_depth_points"] = len(result.points)
+        fraction = surface.RENDERED_POINTS_AGE_FRACTION
+        for what, lost in (("one_without_depth", keyframes[:1]), ("none_with_depth", keyframes)):
+            for kf in lost:
+                kf.depth = None
+            seg = Segmenter(trainer, teacher, trainer.cfg)
+            result, first_s = timed(device, lambda seg=seg: seg.segment(names, max_points=points))
+            _, kept_s = after_a_step(seg)
+            surface.RENDERED_POINTS_AGE_FRACTION = 0.0
+            no_keep = apply_flat(trainer.cfg, {"query.rendered_points_max_age_steps": 0})
+            off = Segmenter(trainer, teacher, no_keep)
+            off.segment(names, max_points=points)
+            _, again_s = after_a_step(off)
+            surface.RENDERED_POINTS_AGE_FRACTION = fraction
+            out[what] = {"keyframes_without_depth": len(lost), "points": len(result.points),
+                         "first_query_s": first_s, "after_a_step_kept_s": kept_s,
+                         "after_a_step_rendered_again_s": again_s}
+    finally:
+        surface.RENDERED_POINTS_AGE_FRACTION = fraction
+        for kf, depth in zip(keyframes, depths, strict=True):
+            kf.depth = depth
+    return out
+
+
 def bench_refine(trainer, teacher, dataset, device: str, refine_time: float) -> dict:
     names = list(dataset.class_names)
     seg = Segmenter(trainer, teacher, trainer.cfg)
@@ -134,6 +181,7 @@ def bench_device(device: str, args) -> dict:
               "cloud": bench_cloud(trainer, teacher, dataset, device, args.points)}
     if args.refine_time > 0:
         result["refine"] = bench_refine(trainer, teacher, dataset, device, args.refine_time)
+    result["depthless"] = bench_depthless(trainer, teacher, dataset, device, args.points)
     return result
 
 
@@ -164,6 +212,18 @@ def markdown(results: list[dict], command: str) -> str:
                   f"{c['repeat_query_s']:.3f} (text {rb['text_s']:.3f}, labels {rb['cloud_labels_s']:.3f}) |",
                   "", f"Old vs new cloud labels agree on {100 * c['old_vs_new_labels_agree']:.2f} % of "
                   "points."]
+        d = r.get("depthless")
+        if d:
+            lines += ["", "| cloud after a training step, keyframes without sensor depth | points | first "
+                          "query s | after a step: points kept s | after a step: rendered again s |",
+                      "|---|---|---|---|---|",
+                      f"| none (every keyframe with depth) | {d['all_depth_points']} | | "
+                      f"{d['all_depth_after_a_step_s']:.2f} | |"]
+            for key in ("one_without_depth", "none_with_depth"):
+                e = d[key]
+                lines.append(f"| {e['keyframes_without_depth']} of {s['frames']} | {e['points']} | "
+                             f"{e['first_query_s']:.2f} | {e['after_a_step_kept_s']:.2f} | "
+                             f"{e['after_a_step_rendered_again_s']:.2f} |")
         if "refine" in r:
             f = r["refine"]
             lines += ["", f"Refine burst {f['refine_s']:.2f} s ({f['refine_steps']:.0f} steps, refine set "
@@ -207,6 +267,12 @@ def main() -> int:
         print(f"[{device}] cloud {c['points']} points: first query {c['first_query_s']:.2f} s; old labels "
               f"{c['old_labels_s']:.2f} s; repeated query with a new vocabulary {c['repeat_query_s']:.3f} s "
               f"(cache hit {c['repeat_cache_hit']}, labels {c['repeat_breakdown']['cloud_labels_s']:.3f} s)")
+        for e in r["depthless"].values():
+            if isinstance(e, dict):
+                print(f"[{device}] cloud, {e['keyframes_without_depth']} keyframes without depth: first "
+                      f"query {e['first_query_s']:.2f} s; after a step {e['after_a_step_kept_s']:.2f} s "
+                      f"(points kept), {e['after_a_step_rendered_again_s']:.2f} s (rendered again)",
+                      flush=True)
         if "refine" in r:
             f = r["refine"]
             print(f"[{device}] refine burst {f['refine_s']:.2f} s; repeated refined query "

@@ -464,8 +464,9 @@ class QueryConfig:
     """The cloud's points of a keyframe without sensor depth (a camera with no depth, or a depth image lost
     in transport) are the field's surface rendered from its camera (``surface.rendered_points``); they are
     reused while the field has trained at most this many steps since, or, if more, half the steps it had
-    trained when they were rendered (``surface.RENDERED_POINTS_AGE_FRACTION``); a new keyframe has its
-    points rendered ahead of the next query (query.prepare_cloud_geometry).
+    trained when they were rendered (``surface.RENDERED_POINTS_AGE_FRACTION``); with
+    query.prepare_cloud_geometry the node renders a new keyframe's, and renders too old ones again,
+    while its frame thread is idle, ahead of the next query.
     One keyframe's render was ~1 s of a 2 s query on the CPU (room, 35 keyframes), paid at every query
     after a step, and by every keyframe of a camera without depth."""
     prepare_cloud_geometry: bool = True

@@ -144,8 +144,28 @@ def heldout() -> str:
     )
 
 
-RENDERERS = {"demo": demo, "demo_runs": demo_runs, "heldout": heldout, "step_cost": step_cost,
-             "stream": stream, "tiny_clip_method": tiny_clip_method}
+def query_depthless() -> str:
+    d = _load("query_cpu_issue15.json")[0]
+    q, s = d["depthless"], d["setup"]
+    rows = [f"| none | {q['all_depth_points']} | | {q['all_depth_after_a_step_s']:.2f} | |"]
+    for key in ("one_without_depth", "none_with_depth"):
+        e = q[key]
+        rows.append(f"| {e['keyframes_without_depth']} of {s['frames']} | {e['points']} | "
+                    f"{e['first_query_s']:.2f} | **{e['after_a_step_kept_s']:.2f}** | "
+                    f"{e['after_a_step_rendered_again_s']:.2f} |")
+    return (
+        "`python bench/query.py --steps 300 --points 300000 --threads 1 --test 1 --refine-time 0 --out "
+        f"bench/results/query_cpu_issue15` ({d['device']}, {d['threads']} thread, {s['frames']} keyframes "
+        f"{s['width']}x{s['height']}, "
+        f"{s['steps']} training steps; `query_cpu_issue15.md`), the labeled cloud's query:\n\n"
+        "| keyframes without depth | points | first query s | next query after a training step s "
+        "| the same, points rendered again (the old behaviour) s |\n|---|---|---|---|---|\n"
+        + "\n".join(rows) + "\n"
+    )
+
+
+RENDERERS = {"demo": demo, "demo_runs": demo_runs, "heldout": heldout, "query_depthless": query_depthless,
+             "step_cost": step_cost, "stream": stream, "tiny_clip_method": tiny_clip_method}
 
 
 def render(text: str) -> str:

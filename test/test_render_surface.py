@@ -529,10 +529,10 @@ def test_rendered_surface_cache_rule():
     allowed = max(10, int(RENDERED_POINTS_AGE_FRACTION * 400))
     assert allowed == 200  # a field 400 steps old keeps them 200 steps
     trainer.step_count = 400 + allowed
-    assert cache.get(trainer, 7, 64) is points
+    assert cache.get(trainer, 7, 64) is points and not cache.any_too_old(trainer)
     assert cache.get(trainer, 7, 32) is None and cache.get(trainer, 8, 64) is None
     trainer.step_count += 1
-    assert cache.get(trainer, 7, 64) is None
+    assert cache.get(trainer, 7, 64) is None and cache.any_too_old(trainer)
     trainer.step_count = 0
     cache.put(trainer, 7, 64, 0, points)  # a young field: max_age_steps
     trainer.step_count = 10

@@ -142,6 +142,13 @@ class RenderedSurfaceCache:
             self._entries[(uid, side)] = (weakref.ref(trainer.field), _field_version(trainer), int(step),
                                           points)
 
+    def any_too_old(self, trainer) -> bool:
+        """Some keyframe's points here would be rendered again by the next query (the field trained past
+        their age, or was replaced): what the node checks to render them ahead of it."""
+        with self._lock:
+            keys = list(self._entries)
+        return any(self.get(trainer, uid, side) is None for uid, side in keys)
+
     def keep_only(self, uids: set[int]) -> None:
         """Forget keyframes no longer in the buffer."""
         with self._lock:
