@@ -159,7 +159,8 @@ def query_depthless() -> str:
         f"{s['width']}x{s['height']}, "
         f"{s['steps']} training steps; `query_cpu_issue15.md`), the labeled cloud's query:\n\n"
         "| keyframes without depth | points | first query s | next query after a training step s "
-        "| the same, points rendered again (the old behaviour) s |\n|---|---|---|---|---|\n"
+        "| the same, rendered again at every query as before (then by the full render, slower still) s |\n"
+        "|---|---|---|---|---|\n"
         + "\n".join(rows) + "\n"
     )
 
