@@ -128,14 +128,18 @@ class RenderedSurfaceCache:
         self._lock = threading.Lock()
         self._entries: dict[tuple[int, int], tuple] = {}  # (uid, side) -> (field ref, version, step, pts)
 
+    def _young(self, entry: tuple, trainer, version: tuple, step: int) -> bool:
+        if entry[0]() is not trainer.field or entry[1] != version:
+            return False
+        return 0 <= step - entry[2] <= max(self.max_age_steps, int(RENDERED_POINTS_AGE_FRACTION * entry[2]))
+
     def get(self, trainer, uid: int, side: int) -> tuple[np.ndarray, np.ndarray] | None:
         with self._lock:
             entry = self._entries.get((uid, side))
         step = int(getattr(trainer, "step_count", 0))
-        if entry is None or entry[0]() is not trainer.field or entry[1] != _field_version(trainer):
+        if entry is None or not self._young(entry, trainer, _field_version(trainer), step):
             return None
-        allowed = max(self.max_age_steps, int(RENDERED_POINTS_AGE_FRACTION * entry[2]))
-        return entry[3] if 0 <= step - entry[2] <= allowed else None
+        return entry[3]
 
     def put(self, trainer, uid: int, side: int, step: int, points: tuple[np.ndarray, np.ndarray]) -> None:
         with self._lock:
@@ -144,10 +148,14 @@ class RenderedSurfaceCache:
 
     def any_too_old(self, trainer) -> bool:
         """Some keyframe's points here would be rendered again by the next query (the field trained past
-        their age, or was replaced): what the node checks to render them ahead of it."""
+        their age, or was replaced): what the node checks, every 0.2 s while idle, to render them ahead
+        of it (the field's bounds are read once: a device sync each on a GPU)."""
         with self._lock:
-            keys = list(self._entries)
-        return any(self.get(trainer, uid, side) is None for uid, side in keys)
+            entries = list(self._entries.values())
+        if not entries:
+            return False
+        version, step = _field_version(trainer), int(getattr(trainer, "step_count", 0))
+        return not all(self._young(entry, trainer, version, step) for entry in entries)
 
     def keep_only(self, uids: set[int]) -> None:
         """Forget keyframes no longer in the buffer."""
