@@ -10,7 +10,8 @@ Speed (issue 15): the labeled cloud's points, latents and feature norms are kept
 (``PointFeatureCache``: same field object, keyframes and cloud request, at most
 ``query.point_cache_max_age_steps`` training steps old), so a new vocabulary on an unchanged field costs
 the text encoder and one (N x L) @ (L x C) product (``classify_latent``); with sensor depth on every
-keyframe the points alone are also kept across training steps (``Segmenter._cloud_geometry``). Masks are
+keyframe the points alone are also kept across training steps (``Segmenter._cloud_geometry``), and a
+keyframe without depth has its rendered points kept (``surface.RenderedSurfaceCache``). Masks are
 rendered by ``rendering.render_image_surface`` (``query.mask_renderer: surface``) unless ``reference`` is
 asked for, and labelled from their latents and opacity the same way (no (H*W, clip_dim) expansion).
 
