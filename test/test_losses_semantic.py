@@ -264,3 +264,48 @@ def test_feature_target_weights_subtract_the_coarsest_scale_and_leave_rda_weight
     targets = torch.nn.functional.normalize(torch.randn(1, 3, 8), dim=-1)
     assert torch.allclose(feature_target_weights(cfg, sel, targets), torch.tensor([[0.0, 0.2, 0.3]]))
     assert torch.equal(target_scale_weights(cfg, sel, targets), sel)
+
+
+def _residual_reference(rendered, weights, targets):
+    """Per ray, slowly: the unit weighted target and unit rendered feature, less the batch's mean target."""
+    mixed = [F.normalize(sum(weights[i, k] * targets[i, k] for k in range(targets.shape[1])), dim=0)
+             for i in range(targets.shape[0])]
+    mean = torch.stack(mixed).mean(dim=0).detach()
+    cos = [F.cosine_similarity(F.normalize(rendered[i], dim=0) - mean, mixed[i] - mean, dim=0)
+           for i in range(targets.shape[0])]
+    return -torch.stack(cos).mean()
+
+
+def test_residual_feature_loss_matches_the_reference_and_its_mean_is_a_constant():
+    g = torch.Generator().manual_seed(3)
+    rendered = torch.randn(6, 16, generator=g).requires_grad_(True)
+    weights = torch.softmax(torch.randn(6, 3, generator=g), dim=-1).requires_grad_(True)
+    targets = F.normalize(torch.randn(6, 3, 16, generator=g), dim=-1)
+    value = losses.residual_feature_loss(rendered, weights, targets)
+    reference = _residual_reference(rendered, weights, targets)
+    assert abs(float(value) - float(reference)) < 1e-5
+    got = torch.autograd.grad(value, (rendered, weights))
+    want = torch.autograd.grad(reference, (rendered, weights))
+    for a, b in zip(got, want, strict=True):
+        torch.testing.assert_close(a, b, atol=1e-5, rtol=1e-4)
+    # rendering the target itself (any norm) is the minimum
+    mixed = torch.bmm(weights.detach().unsqueeze(1), targets).squeeze(1)
+    assert abs(float(losses.residual_feature_loss(3.0 * mixed, weights.detach(), targets)) + 1.0) < 1e-5
+
+
+def test_a_small_share_is_a_larger_angle_as_a_residual():
+    """Why the term exists: a ray over a 5 cm ball has a target 85 % table, 15 % ball; a render holding
+    two thirds of that share is almost perfect for the plain cosine, clearly not for the residual one
+    when most of the batch is table."""
+    table, ball, wall = torch.eye(3, 8)[0], torch.eye(3, 8)[1], torch.eye(3, 8)[2]
+    on_ball = 0.85 * table + 0.15 * ball
+    targets = torch.stack([on_ball] + [table] * 5 + [wall] * 2)[:, None, :]  # one scale
+    weights = torch.ones(len(targets), 1)
+    rendered = targets[:, 0].clone()
+    rendered[0] = 0.9 * table + 0.1 * ball  # two thirds of the ball's share
+    plain = F.cosine_similarity(rendered[0], on_ball, dim=0)
+    # every other ray renders its target exactly (cosine 1): what is left of the mean is ray 0's
+    residual = -losses.residual_feature_loss(rendered, weights, targets) * len(targets) - (len(targets) - 1)
+    plain_deg, residual_deg = (math.degrees(math.acos(min(1.0, float(c)))) for c in (plain, residual))
+    assert plain_deg < 4.0  # the plain loss barely sees the missing share
+    assert residual_deg > 2.5 * plain_deg  # the residual one sees it as a 2.5x larger angle

@@ -142,6 +142,7 @@ def test_semantic_distillation_and_extra_loss_hook(scene):
     trainer.extra_losses.append(hook)
     results = [trainer.step() for _ in range(8)]
     assert "feature" not in results[0] and "feature" in results[-1]  # starts at semantic_start_step = 5
+    assert "feature_residual" not in results[0] and "feature_residual" in results[-1]  # with it
     assert all("hook_term" in r for r in results) and seen[0] == (256, None) and seen[-1][1] == (64, 16)
     before = trainer.field.semantic_encoding.table.detach().clone()
     trainer.step()
@@ -232,3 +233,13 @@ def test_semantics_start_on_running_psnr_or_at_the_latest_step_and_stay_on(scene
     first, trainer = first_semantic_step(cfg, steps=30)
     assert first == 0
     assert abs(trainer.running_psnr - trainer.last_losses["psnr_batch"]) < 5.0
+
+
+def test_the_residual_feature_term_is_off_at_weight_zero(scene):
+    cfg = tiny_config()
+    cfg.semantic.feature_residual_weight = 0.0
+    trainer = Trainer(cfg, "cpu", teacher=RandomTeacherDouble())
+    for f in scene.train_frames[:3]:
+        trainer.add_frame(f)
+    results = [trainer.step() for _ in range(8)]
+    assert "feature" in results[-1] and not any("feature_residual" in r for r in results)

@@ -95,6 +95,24 @@ def feature_distillation_loss(rendered: torch.Tensor, selection: torch.Tensor,
     return -F.cosine_similarity(rendered, mixed.float(), dim=-1).mean()
 
 
+def residual_feature_loss(rendered: torch.Tensor, weights: torch.Tensor,
+                          targets: torch.Tensor) -> torch.Tensor:
+    """Negative cosine between the rendered feature and the target, both as residuals from the batch's
+    mean target (``semantic.feature_residual_weight``).
+
+    A ray over a 5 cm object has a target that is mostly the surface around it (~85 % table): the
+    object's share is a small angle for ``feature_distillation_loss``, which the field then fits only in
+    part. Less the mean target of the batch (mostly that surface) the object's share is a larger part of
+    what is left, so the same share is a larger angle. Unit rendered feature (its norm belongs to RDA);
+    the mean is a constant of the step (detached). Args as ``feature_distillation_loss`` with
+    ``weights`` (N, S) the target's scale weights.
+    """
+    mixed = torch.bmm(weights.unsqueeze(1).to(targets.dtype), targets).squeeze(1).float()
+    mixed = F.normalize(mixed, dim=-1)
+    mean = mixed.mean(dim=0, keepdim=True).detach()
+    return -F.cosine_similarity(F.normalize(rendered.float(), dim=-1) - mean, mixed - mean, dim=-1).mean()
+
+
 # ----------------------------------------------------------------------------------------------
 # Class-distribution alignment (RDA, FDA): Jensen-Shannon divergences between softmaxes over classes
 

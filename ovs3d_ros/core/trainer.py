@@ -261,10 +261,15 @@ class Trainer:
                 )
             if feature_rays:
                 self.semantic_step_count += 1
-            if feature_rays and self.cfg.semantic.feature_weight > 0:
-                terms["feature"] = self.cfg.semantic.feature_weight * losses.feature_distillation_loss(
-                    out.feature, feature_target_weights(self.cfg, out.selection, batch.clip_targets),
-                    batch.clip_targets)
+            sem = self.cfg.semantic
+            if feature_rays and (sem.feature_weight > 0 or sem.feature_residual_weight > 0):
+                weights = feature_target_weights(self.cfg, out.selection, batch.clip_targets)
+                if sem.feature_weight > 0:
+                    terms["feature"] = sem.feature_weight * losses.feature_distillation_loss(
+                        out.feature, weights, batch.clip_targets)
+                if sem.feature_residual_weight > 0:
+                    terms["feature_residual"] = sem.feature_residual_weight * losses.residual_feature_loss(
+                        out.feature, weights, batch.clip_targets)
             for hook in self.extra_losses:
                 terms.update(hook(self, batch, out))
             total = sum(terms.values())
