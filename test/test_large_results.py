@@ -17,7 +17,7 @@ pytestmark = pytest.mark.ros
 
 HELPERS = Path(__file__).parent / "ros_helpers"
 SUBSCRIBER_WAIT_S = 120.0  # the subscriber's own net for the three messages
-PROCESS_NET_S = 300.0  # the test's net for the subscriber process, start-up and checks included
+PROCESS_NET_S = 180.0  # the test's net for the subscriber process, start-up and checks included
 
 
 def _ended(proc: subprocess.Popen, timeout_s: float) -> tuple[int | str, str]:

@@ -38,7 +38,9 @@ def main() -> None:
     node.create_publisher(Image, "big/mask_overlay", LATCHED_QOS).publish(
         conv.numpy_to_image(overlay, "rgb8", header)
     )
-    serve_until_stdin_closes(node)
+    # stdin closed: exit without DDS teardown, which can block with the TCP transport of LARGE_DATA
+    # (see large_result_subscriber.py); what this process had to do, publish, is done
+    serve_until_stdin_closes(node, teardown=False)
 
 
 if __name__ == "__main__":

@@ -6,6 +6,7 @@ transport stuck in C code can only hang this process, which the test then kills,
     python large_result_subscriber.py SEED WAIT_S
 """
 
+import os
 import sys
 import time
 
@@ -21,18 +22,19 @@ TOPICS = {"cloud": ("big/labeled_cloud", PointCloud2), "mask": ("big/mask", Imag
           "overlay": ("big/mask_overlay", Image)}  # fmt: skip
 
 
-def receive(wait_s: float) -> dict:
-    context, node, executor = init_context()
+def receive(node, executor, wait_s: float) -> dict:
     got = {}
-    try:
-        for key, (topic, kind) in TOPICS.items():
-            node.create_subscription(kind, topic, lambda m, key=key: got.setdefault(key, m), LATCHED_QOS)
-        deadline = time.monotonic() + wait_s  # a safety net: the loop ends when all three are here
-        while len(got) < len(TOPICS) and time.monotonic() < deadline:
-            executor.spin_once(timeout_sec=0.1)
-    finally:
-        node.destroy_node()
-        context.try_shutdown()
+
+    def keep(key: str, msg) -> None:
+        if key not in got:
+            got[key] = msg
+            print(f"received {key}", flush=True)  # progress, for the test's message if this process hangs
+
+    for key, (topic, kind) in TOPICS.items():
+        node.create_subscription(kind, topic, lambda m, key=key: keep(key, m), LATCHED_QOS)
+    deadline = time.monotonic() + wait_s  # a safety net: the loop ends when all three are here
+    while len(got) < len(TOPICS) and time.monotonic() < deadline:
+        executor.spin_once(timeout_sec=0.1)
     return got
 
 
@@ -48,19 +50,27 @@ def compare(got: dict, seed: int) -> None:
     np.testing.assert_array_equal(conv.image_to_numpy(got["overlay"]), overlay)
 
 
-def main(seed: int, wait_s: float) -> int:
-    got = receive(wait_s)
+def verdict(got: dict, seed: int, wait_s: float) -> tuple[int, str]:
     if set(got) != set(TOPICS):
-        print(f"received only {sorted(got)} within {wait_s:.0f} s", flush=True)
-        return 1
+        return 1, f"received only {sorted(got)} within {wait_s:.0f} s"
     try:
         compare(got, seed)
     except AssertionError as exc:
-        print(f"received, but different: {exc}", flush=True)
-        return 1
-    print("ok", flush=True)
-    return 0
+        return 1, f"received, but different: {exc}"
+    return 0, "ok"
+
+
+def main(seed: int, wait_s: float) -> None:
+    print("joining", flush=True)
+    context, node, executor = init_context()
+    print("joined", flush=True)
+    rc, text = verdict(receive(node, executor, wait_s), seed, wait_s)
+    print(text, flush=True)
+    # No DDS teardown: the verdict is out, and Fast DDS's TCP transport (part of LARGE_DATA) can block in
+    # participant deletion (the CI run of session 11 lost 300 s to a subscriber that printed nothing; the
+    # Fast DDS tracker has TCP clean-up hangs, e.g. eProsima/Fast-DDS#2010). The OS reclaims the process.
+    os._exit(rc)
 
 
 if __name__ == "__main__":
-    sys.exit(main(int(sys.argv[1]), float(sys.argv[2])))
+    main(int(sys.argv[1]), float(sys.argv[2]))
