@@ -339,3 +339,42 @@ def test_a_label_image_that_never_comes_is_a_named_drop(node, scene):
     node._on_image(conv.numpy_to_image(frame.rgb, "rgb8", hdr))
     assert wait_until(lambda: _processed(node) > before), "the assembler did not handle the frame"
     assert node.drop_reasons.get("no_labels", 0) == count + 1, (node.drop_reasons, node.last_error)
+
+
+@pytest.mark.parametrize("context_shut_down", [True, False])
+def test_main_treats_a_wait_set_error_after_shutdown_as_a_clean_exit(monkeypatch, context_shut_down):
+    """A SIGINT can shut the context down between the executor's check and its next wait set; rclpy
+    then raises RCLError ('the given context is not valid') instead of ExternalShutdownException, and
+    the node exited with code 1 under `ros2 launch`. With the context still alive the error is real."""
+    import signal
+
+    from rclpy.impl.implementation_singleton import rclpy_implementation as _rclpy
+
+    from ovs3d_ros.ros import node as node_module
+
+    shut = []
+
+    class StubNode(rclpy.node.Node):
+        def __init__(self):
+            super().__init__("stub_ovs3d")
+
+        def shutdown(self):
+            shut.append(True)
+
+    def spin(executor):
+        if context_shut_down:
+            rclpy.shutdown()
+        raise _rclpy.RCLError("failed to initialize wait set: the given context is not valid")
+
+    monkeypatch.setattr(node_module, "Ovs3dNode", StubNode)
+    monkeypatch.setattr(node_module.MultiThreadedExecutor, "spin", spin)
+    handler = signal.getsignal(signal.SIGINT)
+    try:
+        if context_shut_down:
+            node_module.main(args=[])
+        else:
+            with pytest.raises(_rclpy.RCLError):
+                node_module.main(args=[])
+    finally:
+        signal.signal(signal.SIGINT, handler)
+    assert shut == [True]  # the clean-up ran either way

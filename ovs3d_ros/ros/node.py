@@ -23,6 +23,7 @@ from nav_msgs.msg import Odometry
 from rcl_interfaces.msg import SetParametersResult
 from rclpy.callback_groups import MutuallyExclusiveCallbackGroup, ReentrantCallbackGroup
 from rclpy.executors import ExternalShutdownException, MultiThreadedExecutor
+from rclpy.impl.implementation_singleton import rclpy_implementation as _rclpy
 from rclpy.node import Node
 from sensor_msgs.msg import CameraInfo, CompressedImage, Image, PointCloud2
 from std_msgs.msg import Header
@@ -734,6 +735,12 @@ def main(args=None) -> None:
         executor.spin()
     except (KeyboardInterrupt, ExternalShutdownException):
         pass
+    except _rclpy.RCLError:
+        # a Ctrl-C (rclpy's handler shuts the context down) landing between the executor's check of the
+        # context and its next wait set raises this instead of ExternalShutdownException: still a clean
+        # shutdown (seen once under `ros2 launch` beside a busy core); with the context alive, a real error
+        if rclpy.ok():
+            raise
     finally:
         ignore_further_interrupts()  # a second Ctrl-C (terminal + launch) must not break the clean-up
         if node is not None:
