@@ -471,15 +471,14 @@ class QueryConfig:
     """The cloud's points of a keyframe without sensor depth (a camera with no depth, or a depth image lost
     in transport) are the field's surface rendered from its camera (``surface.rendered_points``); they are
     reused while the field has trained at most this many steps since, or, if more, half the steps it had
-    trained when they were rendered (``surface.RENDERED_POINTS_AGE_FRACTION``); with
-    query.prepare_cloud_geometry the node renders a new keyframe's, and renders too old ones again,
-    while its frame thread is idle, ahead of the next query.
+    trained when they were rendered (``surface.RENDERED_POINTS_AGE_FRACTION``). The query renders them
+    (not the node's frame thread: frames waiting behind a render lost their TF poses in a CI run).
     One keyframe's render was ~1 s of a 2 s query on the CPU (room, 35 keyframes), paid at every query
     after a step, and by every keyframe of a camera without depth."""
     prepare_cloud_geometry: bool = True
     """When the node's frame queue runs empty after a new keyframe, build the cloud's points (sensor depth
-    back-projected and thinned; keyframes without depth rendered, see rendered_points_max_age_steps) on
-    the frame thread, so the next query pays only their latents. That
+    back-projected and thinned; only when every keyframe has depth) on the frame thread, so the next
+    query pays only their latents. That
     share took 0.2 s of the demo's query idle but 1.6-2.2 s beside a busy core, where the query then
     missed its 2 s (issue 15). Costs one such build per keyframe, off the query and training threads."""
     overlay_alpha: float = 0.65

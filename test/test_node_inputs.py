@@ -100,37 +100,6 @@ def test_the_cloud_geometry_is_prepared_when_the_frame_queue_runs_empty(node, sc
     assert wait_until(prepared_for_these_keyframes), "no cloud geometry prepared for the new keyframe"
 
 
-def test_a_keyframe_without_depth_has_its_cloud_points_rendered_ahead(node, scene):
-    """A depth image with no valid pixel (or one lost in transport) leaves a keyframe without depth: its
-    cloud points are the field's surface, rendered on the frame thread before the next query needs them
-    (query.rendered_points_max_age_steps), not by that query."""
-    before = {kf.uid for kf in node.trainer.keyframes.snapshot()}
-    _feed(node, scene.frames[3], 10.6, depth=np.zeros((H, W), np.float32))
-    new = [kf for kf in node.trainer.keyframes.snapshot() if kf.uid not in before]
-    assert len(new) == 1 and not new[0].has_depth(), node.last_error
-    rendered = node.segmenter.rendered_surface._entries
-    assert wait_until(lambda: (new[0].uid, 64) in rendered), "no points rendered for the depth-less keyframe"
-
-
-def test_too_old_rendered_points_are_rendered_again_while_the_frame_thread_is_idle(node, scene, monkeypatch):
-    """Once the field has trained past their age, a depth-less keyframe's points are rendered again on
-    the idle frame thread, not by the next query (the demo queries once, after all its frames). The age
-    is set to nothing here so that one training step makes them too old."""
-    from ovs3d_ros.core import surface
-
-    before = {kf.uid for kf in node.trainer.keyframes.snapshot()}
-    _feed(node, scene.frames[4], 10.8, depth=np.zeros((H, W), np.float32))
-    new = [kf for kf in node.trainer.keyframes.snapshot() if kf.uid not in before]
-    assert len(new) == 1 and not new[0].has_depth(), node.last_error
-    cache = node.segmenter.rendered_surface
-    key = (new[0].uid, 64)
-    assert wait_until(lambda: key in cache._entries), "no points rendered for the depth-less keyframe"
-    made = cache._entries[key][2]
-    monkeypatch.setattr(surface, "RENDERED_POINTS_AGE_FRACTION", 0.0)
-    monkeypatch.setattr(cache, "max_age_steps", 0)
-    assert wait_until(lambda: cache._entries[key][2] > made), "not rendered again"
-
-
 @pytest.mark.parametrize("k, what, reason", [
     (0, "cx", "principal_point"), (1, "fx", "focal_length"), (2, "depth", "depth_range"),
     (3, "far_pose", "pose_position"), (4, "jump_pose", "pose_speed"),

@@ -428,7 +428,7 @@ def test_cloud_geometry_kept_across_training_steps_latents_recomputed(trained):
 def test_prepared_cloud_geometry_is_what_the_next_query_uses(trained):
     """``prepare_cloud_geometry`` builds the points the next query would (the node calls it when its
     frame queue runs empty): that query reuses them, and they equal a cold query's. Without sensor
-    depth on every keyframe the depth-less keyframes' rendered points are what it prepares."""
+    depth on every keyframe nothing is prepared: the query renders those keyframes' points itself."""
     data, cfg, teacher, trainer = trained
     names = data.class_names
     seg = Segmenter(trainer, teacher, cfg)
@@ -445,9 +445,8 @@ def test_prepared_cloud_geometry_is_what_the_next_query_uses(trained):
     depthless = [dataclasses.replace(kf, depth=None) for kf in keyframes]
     seg._geometry = None
     seg._keyframes = lambda: depthless
-    assert seg.prepare_cloud_geometry(max_points=400)
-    assert seg._geometry is None  # a cloud with rendered points is not kept whole
-    assert all(seg.rendered_surface.get(trainer, kf.uid, 64) is not None for kf in depthless)
+    assert not seg.prepare_cloud_geometry(max_points=400)  # renders are the query's (frame thread free)
+    assert seg._geometry is None
     seg._keyframes = lambda: []
     assert not seg.prepare_cloud_geometry()
 
@@ -529,10 +528,10 @@ def test_rendered_surface_cache_rule():
     allowed = max(10, int(RENDERED_POINTS_AGE_FRACTION * 400))
     assert allowed == 200  # a field 400 steps old keeps them 200 steps
     trainer.step_count = 400 + allowed
-    assert cache.get(trainer, 7, 64) is points and not cache.any_too_old(trainer)
+    assert cache.get(trainer, 7, 64) is points
     assert cache.get(trainer, 7, 32) is None and cache.get(trainer, 8, 64) is None
     trainer.step_count += 1
-    assert cache.get(trainer, 7, 64) is None and cache.any_too_old(trainer)
+    assert cache.get(trainer, 7, 64) is None
     trainer.step_count = 0
     cache.put(trainer, 7, 64, 0, points)  # a young field: max_age_steps
     trainer.step_count = 10

@@ -40,7 +40,7 @@ from ovs3d_ros.core.field_guard import FieldGuard, FieldReplaced
 from ovs3d_ros.core.lru import LruCache
 from ovs3d_ros.core.refine_data import RefineData, collect_refine_data
 from ovs3d_ros.core.request_budget import check_budget, chunk_rays, mask_size, request_cost
-from ovs3d_ros.core.surface import RenderedSurfaceCache, plausible_point_mask, render_missing, surface_points
+from ovs3d_ros.core.surface import RenderedSurfaceCache, plausible_point_mask, surface_points
 from ovs3d_ros.core.vocabulary import UNKNOWN_U16, QueryError, validate_classes, vocabulary_key
 
 # ----------------------------------------------------------------------------------------------
@@ -527,17 +527,15 @@ class Segmenter:
         """Build the cloud's points for the current keyframes now, ahead of the next query, which then
         pays only the latents (the node calls this when its frame queue runs empty after a new keyframe).
 
-        With sensor depth on every keyframe the thinned cloud itself is kept across training steps
-        (``_cloud_geometry``); otherwise the depth-less keyframes' rendered points are made now
-        (``surface.render_missing``, kept for ``query.rendered_points_max_age_steps``), and the query
-        back-projects and thins the rest. True if the points are ready."""
+        Only a sensor-depth cloud is prepared (``_cloud_geometry``): rendering a depth-less keyframe's
+        points here would hold the frame thread for as long as a render takes (a second on the CPU,
+        more on a young field), and frames waiting behind it lost their TF poses in a CI run. The query
+        renders those itself, once, and keeps them (``query.rendered_points_max_age_steps``). True if
+        the points are ready."""
         keyframes = self._keyframes()
-        if not keyframes:
+        if not keyframes or not self._sensor_only(keyframes):
             return False
         guard = self._guard("cloud preparation")
-        if not self._sensor_only(keyframes):
-            render_missing(self.trainer, keyframes, self.rendered_surface, chunk_guard=guard)
-            return True
         max_points = self.cfg.query.max_points if max_points is None else int(max_points)
         self._cloud_geometry(keyframes, max_points, self._cloud_key(keyframes, max_points), guard)
         return True

@@ -146,17 +146,6 @@ class RenderedSurfaceCache:
             self._entries[(uid, side)] = (weakref.ref(trainer.field), _field_version(trainer), int(step),
                                           points)
 
-    def any_too_old(self, trainer) -> bool:
-        """Some keyframe's points here would be rendered again by the next query (the field trained past
-        their age, or was replaced): what the node checks, every 0.2 s while idle, to render them ahead
-        of it (the field's bounds are read once: a device sync each on a GPU)."""
-        with self._lock:
-            entries = list(self._entries.values())
-        if not entries:
-            return False
-        version, step = _field_version(trainer), int(getattr(trainer, "step_count", 0))
-        return not all(self._young(entry, trainer, version, step) for entry in entries)
-
     def keep_only(self, uids: set[int]) -> None:
         """Forget keyframes no longer in the buffer."""
         with self._lock:
@@ -198,7 +187,7 @@ def rendered_points(trainer, kf, side: int, settings: SamplingSettings, chunk: i
 
 
 class _Renderer:
-    """The render settings, chunk and guard of one ``surface_points`` / ``render_missing`` call."""
+    """The render settings, chunk and guard of one ``surface_points`` call."""
 
     def __init__(self, trainer, side: int, chunk_guard: ChunkGuard | None):
         self.trainer, self.side = trainer, side
@@ -216,19 +205,6 @@ class _Renderer:
         points = rendered_points(self.trainer, kf, self.side, self.settings, self.chunk, self.guard)
         cache.put(self.trainer, kf.uid, self.side, step, points)
         return points
-
-
-@torch.no_grad()
-def render_missing(trainer, keyframes: list, cache: RenderedSurfaceCache, render_side: int = 64,
-                   chunk_guard: ChunkGuard | None = None) -> int:
-    """Render into ``cache`` the points of every depth-less keyframe of ``keyframes`` it holds none (or
-    too old) for, ahead of a query; returns how many of them have no sensor depth."""
-    cache.keep_only({kf.uid for kf in keyframes})
-    renderer = _Renderer(trainer, render_side, chunk_guard)
-    depthless = [kf for kf in keyframes if not kf.has_depth()]
-    for kf in depthless:
-        renderer.points(kf, cache)
-    return len(depthless)
 
 
 @torch.no_grad()

@@ -298,8 +298,7 @@ class Ovs3dNode(Node):
         while not self._shutdown.is_set():
             with self._frame_ready:
                 while not self._pending_images and not keyframes_changed and not self._shutdown.is_set():
-                    if not self._frame_ready.wait(timeout=0.2) and self._rendered_points_too_old():
-                        keyframes_changed = True  # not the keyframes: their rendered points, ahead of a query
+                    self._frame_ready.wait(timeout=0.2)
                 msg = self._pending_images.popleft() if self._pending_images else None
             if msg is None:
                 if keyframes_changed:  # the queue ran empty: a good moment, nothing waits on this thread
@@ -321,17 +320,6 @@ class Ovs3dNode(Node):
             except Exception as exc:  # a bug must not kill the node: log it and keep going
                 self._drop("invalid", f"unexpected error: {exc!r}", "unexpected")
                 self.get_logger().error(traceback.format_exc())
-
-    def _rendered_points_too_old(self) -> bool:
-        """Keyframes without depth whose rendered cloud points the next query would render again
-        (query.rendered_points_max_age_steps): prepared on this thread while it is idle instead."""
-        if not self.cfg.query.prepare_cloud_geometry:
-            return False
-        try:
-            return self.segmenter.rendered_surface.any_too_old(self.trainer)
-        except Exception as exc:  # never into frame assembly: the next query renders them itself
-            self._warn_once("rendered_points_check", f"cloud points not checked for age: {exc!r}")
-            return False
 
     def _prepare_cloud_geometry(self) -> None:
         """``Segmenter.prepare_cloud_geometry`` (query.prepare_cloud_geometry): a failure only means the
