@@ -535,9 +535,9 @@ class Segmenter:
         keyframes = self._keyframes()
         if not keyframes or not self._sensor_only(keyframes):
             return False
-        guard = self._guard("cloud preparation")
         max_points = self.cfg.query.max_points if max_points is None else int(max_points)
-        self._cloud_geometry(keyframes, max_points, self._cloud_key(keyframes, max_points), guard)
+        self._cloud_geometry(keyframes, max_points, self._cloud_key(keyframes, max_points),
+                             self._guard("cloud preparation"))
         return True
 
     def _cloud_geometry(self, keyframes: list, max_points: int, key: tuple,

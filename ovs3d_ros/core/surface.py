@@ -104,10 +104,10 @@ def extract_surface(
 
 
 def _field_version(trainer) -> tuple:
-    """What rendered points depend on besides the field's weights: the field object and its bounds."""
+    """What rendered points depend on besides the field's weights and object (a weak reference): its
+    bounds."""
     field_ = trainer.field
-    return (id(field_), tuple(field_.scene_center.tolist()), float(field_.scene_radius),
-            bool(field_.bounds_set))
+    return (tuple(field_.scene_center.tolist()), float(field_.scene_radius), bool(field_.bounds_set))
 
 
 RENDERED_POINTS_AGE_FRACTION = 0.5
@@ -151,10 +151,6 @@ class RenderedSurfaceCache:
         with self._lock:
             for key in [k for k in self._entries if k[0] not in uids]:
                 del self._entries[key]
-
-    def clear(self) -> None:
-        with self._lock:
-            self._entries.clear()
 
 
 def sensor_points(kf) -> tuple[np.ndarray, np.ndarray]:
