@@ -400,6 +400,20 @@ class QueryConfig:
     fields, held-out mIoU with 1 % / this 1.0 / 0.5 / 0.25: desk seed 1 63.6 / 65.5 / 65.7 / 61.5,
     desk seed 3 57.5 / 57.9 / 57.8 / 58.0, table seed 2 71.0 / 73.4 / 74.6 / 73.1. Classes above
     2 x relevancy_quantile of the image are unchanged. 0 = off (one quantile for every class)."""
+    relevancy_area_cap: float = 2.0
+    """'relevancy' rule, zero-shot: a small class (``relevancy_small_class_area``) may take only pixels
+    and points whose cosine with it reaches the cosine of its top (this x its teacher area share, as
+    above) of the scene's surface: the labeled cloud's points, one floor per class for the whole scene,
+    not per view, so a close-up that a mug fills keeps the mug (``Segmenter._class_floors``). The
+    teacher's blur spreads a small object's relevancy over the surface around it, and min-max
+    normalisation per view made that halo win (desk seed 1: 700 pixels labelled ball for 172 true
+    while the ball's own cosine ranked its pixels at AUC 0.997). Tuning fields (desk 1 / 3, table 2,
+    six fields, held-out mIoU): off 72.4, 2.0 73.1, 1.5 73.4, 1.0 falls off a cliff (desk 3: ball
+    38 -> 7); 2.0 keeps a margin for a teacher whose areas are off by up to 2x. 0 = off."""
+    relevancy_small_class_area: float = 0.05
+    """Classes below this share of the keyframe pixels (teacher labels) are capped by
+    ``relevancy_area_cap``. A large class's pixel share is a poor guide to its share of the cloud's
+    points (desk seed 3, cap 1.5 on every class: wall IoU 66 -> 37)."""
     use_canonical_negatives: bool = False
     """Also call a point unknown when a canonical negative scores higher than every class."""
     max_classes: int = 1000
@@ -601,6 +615,7 @@ RANGES: dict[str, tuple[float, float]] = {
     "query.score_threshold": (0.0, 1.0),  # a softmax probability
     "query.min_surface_opacity": (0.0, 1.0),  # a rendered opacity
     "query.relevancy_quantile": (0.0, 0.49),  # below the median: lo < hi
+    "query.relevancy_small_class_area": (0.0, 1.0),  # a share of the pixels
     "semantic.fine_scale_agreement": (-1.0, 1.0),  # a cosine; -1 = off
     "semantic.target_surround_weight": (0.0, 0.95),  # 1 would cancel a uniform surface's target
     "semantic.rare_ray_fraction": (0.0, 1.0),

@@ -10,6 +10,7 @@ from ovs3d_ros.core.query import (
     RefineCache,
     RefineData,
     RefineHead,
+    class_caps,
     class_extremes,
     class_quantiles,
     classify,
@@ -105,6 +106,41 @@ def test_area_aware_quantiles_keep_a_tiny_class_to_its_own_pixels():
                  quantile=class_quantiles(0.01, torch.tensor([0.7, 0.003, 0.25]), 0.5))
     assert int((one.labels[6:] == 1).sum()) >= 8               # the blur wins
     assert bool((own.labels[:6] == 1).all()) and int((own.labels[6:] == 1).sum()) == 0
+
+
+def test_class_floors_keep_a_small_class_off_its_blur_and_never_leave_a_row_unlabelled():
+    """The ball (class 1) on a table (class 0): the rows of its blur on the table win under the
+    'relevancy' rule; with a floor at the ball's own cosines they go to the table, the ball keeps its
+    rows, and a row that no class reaches the floor of keeps the choice it had without floors."""
+    torch.manual_seed(0)
+    n = 2000
+    cos = torch.tensor([0.8, 0.1]).repeat(n, 1) + 0.005 * torch.randn(n, 2)
+    cos[:6] = torch.tensor([0.78, 0.35])          # the ball
+    cos[6:40, 1] = torch.linspace(0.3, 0.2, 34)   # its blur on the table
+    cos[40] = torch.tensor([0.1, 0.1])            # below both floors
+
+    def cosines(i):
+        return cos, None
+
+    plain = decide(cosines, 1, 0.1, rule="relevancy", quantile=0.01)
+    assert int((plain.labels[6:40] == 1).sum()) >= 8  # the blur wins without floors
+    floor = torch.tensor([0.5, 0.33])
+    floored = decide(cosines, 1, 0.1, rule="relevancy", quantile=0.01, floor=floor)
+    assert bool((floored.labels[:6] == 1).all()) and int((floored.labels[6:40] == 1).sum()) == 0
+    assert floored.labels[40] == plain.labels[40]
+    assert bool((floored.labels[41:] == 0).all())  # the rest is table
+    # floors apply under the 'cosine' rule too; floors everywhere below change nothing
+    low = torch.full((2,), -2.0)
+    assert torch.equal(decide(cosines, 1, 0.1, rule="relevancy", quantile=0.01, floor=low).labels,
+                       plain.labels)
+    assert torch.equal(decide(cosines, 1, 0.1, floor=torch.tensor([0.9, -2.0])).labels[41:],
+                       torch.ones(n - 41, dtype=torch.long))
+
+
+def test_class_caps_only_for_small_classes_and_at_most_everything():
+    caps = class_caps(torch.tensor([0.3, 0.004, 0.04, 0.6]), 2.0, 0.05)
+    torch.testing.assert_close(caps, torch.tensor([1.0, 0.008, 0.08, 1.0]))
+    torch.testing.assert_close(class_caps(torch.tensor([0.01, 0.3]), 200.0, 0.5), torch.tensor([1.0, 1.0]))
 
 
 def test_pixels_without_surface_are_unknown_not_the_nearest_class():

@@ -351,6 +351,45 @@ def test_segmenter_mask_labels_from_latents_are_those_of_the_expanded_features(t
     np.testing.assert_allclose(result.score_image.reshape(-1), ref.scores.numpy(), atol=1e-5)
 
 
+def test_mask_floors_come_from_the_cloud_points_whatever_the_view(trained):
+    """``query.relevancy_area_cap``: the floors are quantiles of the labeled cloud's point cosines
+    (one per class for the scene), and a mask's labels are those of ``classify_latent`` with them."""
+    from ovs3d_ros.core.query import column_quantiles, latent_cosines, strided_rows
+
+    data, cfg, teacher, trainer = trained
+    names = data.class_names
+    cfg = apply_flat(cfg, {"query.relevancy_area_cap": 1.0, "query.relevancy_small_class_area": 1.0})
+    seg = Segmenter(trainer, teacher, cfg)
+    text = seg._text(names)
+    keyframes = seg._keyframes()
+    quantile, cap = seg._calibration(names, text, keyframes)
+    points, _ = seg.point_features(keyframes, cfg.query.max_points)
+    cosines, count = latent_cosines(points.latent, points.norm, points.weight, points.bias, text)
+    floor = column_quantiles(strided_rows(cosines, count), 1.0 - cap)
+    unfloored = Segmenter(trainer, teacher, apply_flat(cfg, {"query.relevancy_area_cap": 0.0}))
+    differs = False
+    for camera in (0, 1):
+        result = seg.segment(names, camera=camera, cloud=False)
+        assert result.timing_s["point_cache_hit"] == 1.0  # the points above: one cloud per field version
+        intr, c2w = result.camera
+        measured = seg._measured_depth(camera, keyframes, intr.width, intr.height)
+        img = seg.render_mask_view(intr, c2w, measured)
+        weight, bias = trainer.query_field.feature_head.weight, trainer.query_field.feature_head.bias
+        latent, opacity = img["latent"].reshape(-1, img["latent"].shape[-1]), img["opacity"].reshape(-1)
+        with torch.no_grad():
+            ref = unknown_without_surface(
+                classify_latent(latent, expanded_norm(latent, weight, bias, opacity), weight, bias, text,
+                                cfg.query.score_temperature, cfg.query.score_threshold,
+                                rule=cfg.query.decision_rule, opacity=opacity, quantile=quantile,
+                                floor=floor),
+                opacity, cfg.query.min_surface_opacity)
+        expected = label_image(ref.labels.numpy().reshape(result.label_image.shape), len(names))
+        np.testing.assert_array_equal(result.label_image, expected)
+        plain = unfloored.segment(names, camera=camera, cloud=False).label_image
+        differs |= bool((plain != result.label_image).any())
+    assert differs  # the floors bind somewhere: the check above is not of the rule without them
+
+
 # ---------------------------------------------------------------------------------------------- point cache
 def test_point_cache_reused_on_an_unchanged_field_and_invalidated_when_it_changes(trained):
     data, cfg, teacher, trainer = trained

@@ -83,23 +83,39 @@ def class_quantiles(quantile: float, areas: torch.Tensor, area_factor: float) ->
     return torch.minimum(torch.full_like(areas.float(), quantile), area_factor * areas.float())
 
 
+def strided_rows(cosines, count: int) -> torch.Tensor:
+    """(n, C) float cosines of at most about ``QUANTILE_ROWS`` rows, strided over all ``count`` chunks:
+    what the per-class quantiles of the 'relevancy' rule are estimated from."""
+    return torch.cat([c[::max(1, -(-len(c) * count // QUANTILE_ROWS))].float()
+                      for c, _ in map(cosines, range(count))])
+
+
+def class_caps(areas: torch.Tensor, area_cap: float, small_area: float) -> torch.Tensor:
+    """(C,) the share of the scene's surface each class may take (``query.relevancy_area_cap``):
+    ``area_cap`` times its share of keyframe pixels under the 2D teacher's own labels for a class
+    smaller than ``small_area`` (``query.relevancy_small_class_area``), at most 1; 1 (no cap) for the
+    others, whose share of the pixels is a poor guide to their share of the cloud's points."""
+    areas = areas.float()
+    return torch.where(areas < small_area, (area_cap * areas).clamp(max=1.0), torch.ones_like(areas))
+
+
 def class_extremes(cosines, count: int, quantile) -> tuple[torch.Tensor, torch.Tensor]:
     """Per-class (lo, hi) of the cosines over all rows: min and max, or with ``quantile`` > 0 the
-    ``quantile`` and ``1 - quantile`` quantiles (over at most ``QUANTILE_ROWS`` strided rows).
+    ``quantile`` and ``1 - quantile`` quantiles (over ``strided_rows``).
     ``quantile`` may be a (C,) tensor: one quantile per class (``class_quantiles``)."""
     if not torch.is_tensor(quantile) and quantile <= 0:
         extremes = [(c.amin(dim=0), c.amax(dim=0)) for c, _ in map(cosines, range(count))]
         return (torch.stack([e[0] for e in extremes]).amin(dim=0),
                 torch.stack([e[1] for e in extremes]).amax(dim=0))
-    every = torch.cat([c[::max(1, -(-len(c) * count // QUANTILE_ROWS))].float()
-                       for c, _ in map(cosines, range(count))])
+    every = strided_rows(cosines, count)
     if not torch.is_tensor(quantile):
         quantile = torch.full((every.shape[1],), float(quantile))
     return column_quantiles(every, quantile), column_quantiles(every, 1.0 - quantile)
 
 
 def decide(cosines, count: int, temperature: float, score_threshold: float = 0.0,
-           rule: str = "cosine", quantile: float | torch.Tensor = 0.0) -> Labels:
+           rule: str = "cosine", quantile: float | torch.Tensor = 0.0,
+           floor: torch.Tensor | None = None) -> Labels:
     """Labels from class cosines produced chunk by chunk: ``cosines(i)`` -> ((n_i, C) cosine of chunk i,
     (n_i,) best canonical-negative cosine or None), for i < ``count``.
 
@@ -112,6 +128,8 @@ def decide(cosines, count: int, temperature: float, score_threshold: float = 0.0
             With ``quantile`` > 0 (``query.relevancy_quantile``) the extremes are that quantile and its
             complement instead of the min and max: one outlier pixel then cannot set a class's scale;
             a (C,) tensor gives each class its own (``class_quantiles``).
+    ``floor`` (C,) cosines (either rule; ``Segmenter._class_floors``): class c may take only rows whose
+    cosine with it reaches ``floor[c]``; a row no class may take keeps the choice without floors.
     The score is the chosen class's probability under softmax(cos / temperature); a row is unknown (-1)
     below ``score_threshold`` or when its best negative beats its best class. Chunks are computed twice
     under 'relevancy' (extremes, then labels) rather than kept: N x C logits never exist at once.
@@ -127,6 +145,10 @@ def decide(cosines, count: int, temperature: float, score_threshold: float = 0.0
     for i in range(count):
         cos, best_negative = cosines(i)
         decision = cos if lo is None else (cos - lo) / (hi - lo).clamp_min(1e-8)
+        if floor is not None:
+            allowed = cos >= floor
+            allowed |= ~allowed.any(dim=1, keepdim=True)
+            decision = decision.masked_fill(~allowed, float("-inf"))
         label = decision.argmax(dim=-1)
         score = torch.softmax(cos / temperature, dim=-1).gather(1, label[:, None]).squeeze(1)
         unknown = score < score_threshold
@@ -149,7 +171,8 @@ def unknown_without_surface(labels: Labels, opacity: torch.Tensor, min_opacity: 
 
 def classify(features: torch.Tensor, text: torch.Tensor, temperature: float,
              score_threshold: float = 0.0, negatives: torch.Tensor | None = None,
-             chunk: int = 65536, rule: str = "cosine", quantile: float | torch.Tensor = 0.0) -> Labels:
+             chunk: int = 65536, rule: str = "cosine", quantile: float | torch.Tensor = 0.0,
+             floor: torch.Tensor | None = None) -> Labels:
     """Per row of (N, D) CLIP-space features (any norm): a label by ``rule`` (see ``decide``) against
     (C, D) unit text features, its softmax score, and unknowns (-1); ``negatives`` (K, D) are unit
     canonical-negative features. Chunked so a 300k-point cloud never builds more than ``chunk`` x C
@@ -163,15 +186,14 @@ def classify(features: torch.Tensor, text: torch.Tensor, temperature: float,
             neg = (unit @ negatives.t()).max(dim=-1).values
         return unit @ text.t(), neg
 
-    return decide(cosines, len(starts), temperature, score_threshold, rule, quantile)
+    return decide(cosines, len(starts), temperature, score_threshold, rule, quantile, floor)
 
 
-def classify_latent(latent: torch.Tensor, norm: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor,
-                    text: torch.Tensor, temperature: float, score_threshold: float = 0.0,
-                    negatives: torch.Tensor | None = None, chunk: int = 262144,
-                    rule: str = "cosine", opacity: torch.Tensor | None = None,
-                    quantile: float | torch.Tensor = 0.0) -> Labels:
-    """``classify`` of the expanded features ``F = latent W^T + opacity b`` without forming them.
+def latent_cosines(latent: torch.Tensor, norm: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor,
+                   text: torch.Tensor, negatives: torch.Tensor | None = None, chunk: int = 262144,
+                   opacity: torch.Tensor | None = None):
+    """``(cosines, count)`` as ``decide`` takes them, of the expanded features ``F = latent W^T + opacity b``
+    without forming them.
 
     The head is affine, so ``cos(F, t) = (latent . W^T t + opacity b . t) / |F|``: the text goes through
     the head once ((C, D) -> (C, L)) and a row costs one (L x C) product instead of an (L x D) expansion
@@ -198,7 +220,18 @@ def classify_latent(latent: torch.Tensor, norm: torch.Tensor, weight: torch.Tens
         best_negative = None if neg is None else (dot(z, op, neg) * inv).max(dim=-1).values
         return dot(z, op, (text_l, text_b)) * inv, best_negative
 
-    return decide(cosines, len(starts), temperature, score_threshold, rule, quantile)
+    return cosines, len(starts)
+
+
+def classify_latent(latent: torch.Tensor, norm: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor,
+                    text: torch.Tensor, temperature: float, score_threshold: float = 0.0,
+                    negatives: torch.Tensor | None = None, chunk: int = 262144,
+                    rule: str = "cosine", opacity: torch.Tensor | None = None,
+                    quantile: float | torch.Tensor = 0.0, floor: torch.Tensor | None = None) -> Labels:
+    """``classify`` of the expanded features ``F = latent W^T + opacity b`` without forming them
+    (``latent_cosines``; args as there and as ``decide``)."""
+    cosines, count = latent_cosines(latent, norm, weight, bias, text, negatives, chunk, opacity)
+    return decide(cosines, count, temperature, score_threshold, rule, quantile, floor)
 
 
 def expanded_norm(latent: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor,
@@ -419,7 +452,7 @@ class Segmenter:
         self.point_cache = PointFeatureCache(cfg.query.point_cache_max_age_steps)
         self._geometry: tuple | None = None  # (key, (xyz, rgb, excluded)), see _cloud_geometry
         self.rendered_surface = RenderedSurfaceCache(cfg.query.rendered_points_max_age_steps)
-        self._areas: dict[tuple, torch.Tensor | None] = {}  # the teacher's class areas, see _quantiles
+        self._areas: dict[tuple, torch.Tensor | None] = {}  # the teacher's class areas, see _calibration
 
     # ------------------------------------------------------------------ helpers
     def _text(self, names: list[str]) -> torch.Tensor:
@@ -679,11 +712,13 @@ class Segmenter:
             raise QueryError(f"score_threshold must be in [0, 1], got {threshold}")
         guard = self._guard()  # before anything is read: a reset from here on ends the query
         with guard.holding_training():  # training waits for the answer, but for guard's steps
-            view = self._priced_view(camera, keyframes, names, refine, max_points if cloud else 0)
-            use_negatives = q.use_canonical_negatives if unknown is None else bool(unknown)
             text = self._text(names)
+            quantile, cap = self._calibration(names, text, keyframes)
+            floors = cap is not None and not refine  # the cloud's points are needed for them
+            view = self._priced_view(camera, keyframes, names, refine, max_points if cloud or floors else 0)
+            use_negatives = q.use_canonical_negatives if unknown is None else bool(unknown)
             vocab = _Vocabulary(names, text, self._negatives(names) if use_negatives else None, threshold)
-            vocab.quantile = self._quantiles(names, text, keyframes)
+            vocab.quantile = quantile
             timing["text_s"] = time.perf_counter() - t0
 
             if refine:
@@ -697,8 +732,16 @@ class Segmenter:
                                         labels=np.zeros(0, np.uint16), scores=np.zeros(0, np.float32),
                                         refined=vocab.head is not None, timing_s=timing,
                                         warning=semantic_warning(self.trainer, self.cfg))
+            points = None
+            if cloud or floors:  # the labeled cloud's points: its answer, and the floors' surface
+                t = time.perf_counter()
+                points, hit = self.point_features(keyframes, max_points, guard, timing)
+                timing["surface_s"] = time.perf_counter() - t
+                timing["point_cache_hit"] = float(hit)
+            if floors:
+                vocab.floor = self._class_floors(text, cap, points, timing)
             if cloud:
-                self._cloud_answer(result, vocab, keyframes, max_points, guard)
+                self._cloud_answer(result, vocab, points)
             if view is not None:
                 self._mask_answer(result, vocab, camera, keyframes, view, guard)
             # the part of the above spent waiting for the trainer (its lock, steps let in)
@@ -709,14 +752,18 @@ class Segmenter:
             timing["total_s"] = time.perf_counter() - t0
             return result
 
-    def _quantiles(self, names: list[str], text: torch.Tensor, keyframes: list) -> float | torch.Tensor:
-        """``query.relevancy_quantile``, or per class ``class_quantiles`` with the 2D teacher's class areas
-        on (at most ``AREA_KEYFRAMES`` strided) keyframes when ``query.relevancy_quantile_area`` > 0."""
+    def _calibration(self, names: list[str], text: torch.Tensor, keyframes: list
+                     ) -> tuple[float | torch.Tensor, torch.Tensor | None]:
+        """The 'relevancy' rule's quantile(s) and caps from the 2D teacher's class areas on (at most
+        ``AREA_KEYFRAMES`` strided) keyframes: ``query.relevancy_quantile``, per class
+        ``class_quantiles`` when ``query.relevancy_quantile_area`` > 0, and ``class_caps`` when
+        ``query.relevancy_area_cap`` > 0 (else None: no floors)."""
         from ovs3d_ros.core.teachers.relevancy import teacher_class_areas
 
         q = self.cfg.query
-        if q.decision_rule != "relevancy" or q.relevancy_quantile <= 0 or q.relevancy_quantile_area <= 0:
-            return q.relevancy_quantile
+        per_class_quantile = q.relevancy_quantile > 0 and q.relevancy_quantile_area > 0
+        if q.decision_rule != "relevancy" or not (per_class_quantile or q.relevancy_area_cap > 0):
+            return q.relevancy_quantile, None
         with_clip = [kf for kf in keyframes if kf.clip is not None]
         picked = with_clip[::max(1, -(-len(with_clip) // AREA_KEYFRAMES))]
         key = (self._teacher_id, tuple(names), tuple(kf.uid for kf in picked))
@@ -725,8 +772,28 @@ class Segmenter:
             areas = teacher_class_areas([kf.clip for kf in picked], text)
             self._areas = {key: areas}  # the last vocabulary and keyframe set only
         if areas is None:
-            return q.relevancy_quantile
-        return class_quantiles(q.relevancy_quantile, areas, q.relevancy_quantile_area).to(text.device)
+            return q.relevancy_quantile, None
+        quantile = (class_quantiles(q.relevancy_quantile, areas, q.relevancy_quantile_area).to(text.device)
+                    if per_class_quantile else q.relevancy_quantile)
+        cap = (class_caps(areas, q.relevancy_area_cap, q.relevancy_small_class_area).to(text.device)
+               if q.relevancy_area_cap > 0 else None)
+        return quantile, cap
+
+    @staticmethod
+    def _class_floors(text: torch.Tensor, cap: torch.Tensor, points: PointFeatures,
+                      timing: dict) -> torch.Tensor:
+        """(C,) per class the cosine its top ``cap`` share of the scene's surface reaches: the labeled
+        cloud's points (``point_features``, shared with the cloud answer) stand for the surface. One
+        floor for the whole scene, not per view, so a close-up where a small class fills the image keeps
+        it; a class may then not take the rows the teacher's blur spreads around it. Zero-shot only: a
+        refine head's cosine is calibrated by its own training."""
+        t = time.perf_counter()
+        cosines, count = latent_cosines(points.latent, points.norm, points.weight, points.bias, text)
+        if count == 0:  # no surface yet: nothing to set a floor by
+            return torch.full((text.shape[0],), -float("inf"), device=text.device)
+        floor = column_quantiles(strided_rows(cosines, count), 1.0 - cap)
+        timing["class_floors_s"] = time.perf_counter() - t
+        return floor.to(text.device)
 
     def _labels(self, vocab: "_Vocabulary", latent: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor,
                 opacity: torch.Tensor | None = None, norm: torch.Tensor | None = None) -> Labels:
@@ -742,7 +809,7 @@ class Segmenter:
                     norm = expanded_norm(latent, weight, bias, opacity)
                 return classify_latent(latent, norm, weight, bias, vocab.text, q.score_temperature,
                                        vocab.threshold, vocab.negatives, rule=q.decision_rule,
-                                       opacity=opacity, quantile=vocab.quantile)
+                                       opacity=opacity, quantile=vocab.quantile, floor=vocab.floor)
             op = torch.ones(latent.shape[0], device=latent.device) if opacity is None else opacity
             features = vocab.head(F.linear(latent, weight) + op[:, None] * bias)
             # a refine head is trained (RDA) to put the teacher's relevancy calibration into the
@@ -752,21 +819,15 @@ class Segmenter:
             return classify(features, vocab.text, q.score_temperature, vocab.threshold, vocab.negatives,
                             rule="cosine")
 
-    def _cloud_answer(self, result: SegmentationResult, vocab: "_Vocabulary", keyframes: list,
-                      max_points: int, guard: FieldGuard) -> None:
-        """The labeled cloud into ``result``: cached points and latents of this field version, labelled."""
-        timing = result.timing_s
-        t = time.perf_counter()
-        points, hit = self.point_features(keyframes, max_points, guard, timing)
+    def _cloud_answer(self, result: SegmentationResult, vocab: "_Vocabulary", points: PointFeatures) -> None:
+        """The labeled cloud into ``result``: the points and latents of this field version, labelled."""
         result.points, result.rgb = points.xyz.astype(np.float32), points.rgb.astype(np.uint8)
         result.points_excluded = points.excluded
-        timing["surface_s"] = time.perf_counter() - t
-        timing["point_cache_hit"] = float(hit)
         t = time.perf_counter()
         lab = self._labels(vocab, points.latent, points.weight, points.bias, norm=points.norm)
         result.labels = to_cloud_labels(lab.labels)
         result.scores = lab.scores.cpu().numpy().astype(np.float32)
-        timing["cloud_labels_s"] = time.perf_counter() - t
+        result.timing_s["cloud_labels_s"] = time.perf_counter() - t
 
     def _mask_answer(self, result: SegmentationResult, vocab: "_Vocabulary", camera, keyframes: list,
                      view: tuple, guard: FieldGuard) -> None:
@@ -815,7 +876,8 @@ class _Vocabulary:
     negatives: torch.Tensor | None
     threshold: float
     head: RefineHead | None = None
-    quantile: float | torch.Tensor = 0.0  # the 'relevancy' rule's quantile(s) (Segmenter._quantiles)
+    quantile: float | torch.Tensor = 0.0  # the 'relevancy' rule's quantile(s) (Segmenter._calibration)
+    floor: torch.Tensor | None = None  # per-class cosine floors (Segmenter._class_floors)
 
 __all__ = [
     "FieldReplaced",
@@ -829,6 +891,7 @@ __all__ = [
     "SegmentationResult",
     "classify",
     "classify_latent",
+    "latent_cosines",
     "expanded_norm",
     "semantic_warning",
     "to_cloud_labels",
