@@ -408,8 +408,9 @@ class QueryConfig:
     teacher's blur spreads a small object's relevancy over the surface around it, and min-max
     normalisation per view made that halo win (desk seed 1: 700 pixels labelled ball for 172 true
     while the ball's own cosine ranked its pixels at AUC 0.997). Tuning fields (desk 1 / 3, table 2,
-    six fields, held-out mIoU; bench/results/issue14/tuning_s12): off 72.4, 2.0 73.0, 1.5 73.4, 1.0 falls off a cliff (desk 3: ball
-    38 -> 7); 2.0 keeps a margin for a teacher whose areas are off by up to 2x. 0 = off."""
+    six fields, held-out mIoU; bench/results/issue14/tuning_s12): off 72.4, 2.0 73.0, 1.5 73.4, 1.0
+    falls off a cliff (desk 3: ball 38 -> 7); 2.0 keeps a margin for a teacher whose areas are off by
+    up to 2x. 0 = off."""
     relevancy_small_class_area: float = 0.05
     """Classes below this share of the keyframe pixels (teacher labels) are capped by
     ``relevancy_area_cap``. A large class's pixel share is a poor guide to its share of the cloud's
