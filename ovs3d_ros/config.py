@@ -400,17 +400,18 @@ class QueryConfig:
     fields, held-out mIoU with 1 % / this 1.0 / 0.5 / 0.25: desk seed 1 63.6 / 65.5 / 65.7 / 61.5,
     desk seed 3 57.5 / 57.9 / 57.8 / 58.0, table seed 2 71.0 / 73.4 / 74.6 / 73.1. Classes above
     2 x relevancy_quantile of the image are unchanged. 0 = off (one quantile for every class)."""
-    relevancy_area_cap: float = 2.0
+    relevancy_area_cap: float = 0.0
     """'relevancy' rule, zero-shot: a small class (``relevancy_small_class_area``) may take only pixels
     and points whose cosine with it reaches the cosine of its top (this x its teacher area share, as
     above) of the scene's surface: the labeled cloud's points, one floor per class for the whole scene,
-    not per view, so a close-up that a mug fills keeps the mug (``Segmenter._class_floors``). The
-    teacher's blur spreads a small object's relevancy over the surface around it, and min-max
-    normalisation per view made that halo win (desk seed 1: 700 pixels labelled ball for 172 true
-    while the ball's own cosine ranked its pixels at AUC 0.997). Tuning fields (desk 1 / 3, table 2,
-    six fields, held-out mIoU; bench/results/issue14/tuning_s12): off 72.4, 2.0 73.0, 1.5 73.4, 1.0
-    falls off a cliff (desk 3: ball 38 -> 7); 2.0 keeps a margin for a teacher whose areas are off by
-    up to 2x. 0 = off."""
+    not per view, so a close-up that a mug fills keeps the mug (``Segmenter._class_floors``). 0 = off,
+    the default. Why it exists: the teacher's blur spreads a small object's relevancy over the surface
+    around it, and min-max normalisation per view makes that halo win (desk seed 1: 700 pixels labelled
+    ball for 172 true while the ball's own cosine ranked its pixels at AUC 0.997). On the tuning fields
+    (bench/results/issue14/tuning_s12, six fields) 2.0 raised held-out mIoU 72.4 -> 73.0 (1.5: 73.4,
+    1.0 fell off a cliff); on the held-out fields the same 2.0 gained nothing on average and removed
+    the ball from one scene altogether (bench/results/issue14/heldout_s12/floors_ab.md): a point's share
+    of the cloud is a poor guide to a pixel's share of a view. Off until floors come from the pixels."""
     relevancy_small_class_area: float = 0.05
     """Classes below this share of the keyframe pixels (teacher labels) are capped by
     ``relevancy_area_cap``. A large class's pixel share is a poor guide to its share of the cloud's

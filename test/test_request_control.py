@@ -136,8 +136,6 @@ def test_a_reset_between_chunks_fails_the_query_cleanly(what, at):
     trainer, teacher, cfg, data = tiny_room_trainer(3, 48, 36)
     trainer.train(5)
     cfg.trainer.render_chunk = 256  # a 48x36 mask is 7 chunks; the refine set 1 + 2 windows
-    if what == "mask":  # the mask's own chunks: no cloud built first for the small classes' floors
-        cfg.query.relevancy_area_cap = 0.0
     seg = Segmenter(trainer, teacher, cfg)
     hook = _ExclusiveHook(trainer, at, trainer.retire)
     trainer.exclusive = hook
