@@ -409,9 +409,10 @@ class QueryConfig:
     around it, and min-max normalisation per view makes that halo win (desk seed 1: 700 pixels labelled
     ball for 172 true while the ball's own cosine ranked its pixels at AUC 0.997). On the tuning fields
     (bench/results/issue14/tuning_s12, six fields) 2.0 raised held-out mIoU 72.4 -> 73.0 (1.5: 73.4,
-    1.0 fell off a cliff); on the held-out fields the same 2.0 gained nothing on average and removed
-    the ball from one scene altogether (bench/results/issue14/heldout_s12/floors_ab.md): a point's share
-    of the cloud is a poor guide to a pixel's share of a view. Off until floors come from the pixels."""
+    1.0 fell off a cliff); on the 16 held-out fields (bench/results/issue14/heldout_s12/floors_ab) 74.9
+    -> 75.2, 9 better, 6 equal, but on desk 7 it removed a ball the field had found (IoU 20.3 -> 0): a
+    point's share of the cloud is a poor guide to a pixel's share of a view, so a floor can sit above
+    every pixel of a small object. Off until the floors come from rendered pixels."""
     relevancy_small_class_area: float = 0.05
     """Classes below this share of the keyframe pixels (teacher labels) are capped by
     ``relevancy_area_cap``. A large class's pixel share is a poor guide to its share of the cloud's
