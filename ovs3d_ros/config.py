@@ -403,16 +403,16 @@ class QueryConfig:
     relevancy_area_cap: float = 0.0
     """'relevancy' rule, zero-shot: a small class (``relevancy_small_class_area``) may take only pixels
     and points whose cosine with it reaches the cosine of its top (this x its teacher area share, as
-    above) of the scene's surface: the labeled cloud's points, one floor per class for the whole scene,
-    not per view, so a close-up that a mug fills keeps the mug (``Segmenter._class_floors``). 0 = off,
-    the default. Why it exists: the teacher's blur spreads a small object's relevancy over the surface
-    around it, and min-max normalisation per view makes that halo win (desk seed 1: 700 pixels labelled
-    ball for 172 true while the ball's own cosine ranked its pixels at AUC 0.997). On the tuning fields
-    (bench/results/issue14/tuning_s12, six fields) 2.0 raised held-out mIoU 72.4 -> 73.0 (1.5: 73.4,
-    1.0 fell off a cliff); on the 16 held-out fields (bench/results/issue14/heldout_s12/floors_ab) 74.9
-    -> 75.2, 9 better, 6 equal, but on desk 7 it removed a ball the field had found (IoU 20.3 -> 0): a
-    point's share of the cloud is a poor guide to a pixel's share of a view, so a floor can sit above
-    every pixel of a small object. Off until the floors come from rendered pixels."""
+    above) of the scene's surface pixels: those of the keyframes the areas are taken on, rendered small
+    (``Segmenter._class_floors``). One floor per class for the scene, not per view, so a close-up that
+    a mug fills keeps the mug. 0 = off, the default for now. Why: the teacher's blur spreads a small
+    object's relevancy over the surface around it, and min-max normalisation per view makes that halo
+    win (desk seed 1: 700 pixels labelled ball for 172 true while the ball's own cosine ranked its
+    pixels at AUC 0.997). Measured (bench/results/issue14/tuning_s12, heldout_s12): six tuning fields
+    72.4 -> 73.2 at 2.0 (1.5: 73.4, 1.0: 73.0); the 16 held-out fields, same checkpoints, 74.9 -> 75.3
+    at 2.0, 11 better, none worse in any class. Floors over the cloud's points instead (the first
+    version) removed a found ball on held-out desk 7. Not yet on by default: the README's demo,
+    tiny-CLIP and held-out tables have not been rerun with it."""
     relevancy_small_class_area: float = 0.05
     """Classes below this share of the keyframe pixels (teacher labels) are capped by
     ``relevancy_area_cap``. A large class's pixel share is a poor guide to its share of the cloud's

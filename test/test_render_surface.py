@@ -351,10 +351,12 @@ def test_segmenter_mask_labels_from_latents_are_those_of_the_expanded_features(t
     np.testing.assert_allclose(result.score_image.reshape(-1), ref.scores.numpy(), atol=1e-5)
 
 
-def test_mask_floors_come_from_the_cloud_points_whatever_the_view(trained):
-    """``query.relevancy_area_cap``: the floors are quantiles of the labeled cloud's point cosines
-    (one per class for the scene), and a mask's labels are those of ``classify_latent`` with them."""
-    from ovs3d_ros.core.query import column_quantiles, latent_cosines, strided_rows
+def test_small_class_floors_are_quantiles_over_rendered_keyframe_pixels_whatever_the_view(trained):
+    """``query.relevancy_area_cap``: the floors are per-class quantiles of the expanded features' cosines
+    over the surface pixels of the area keyframes rendered at ``floor_view_size`` (checked against that
+    slow definition), the same for every query camera, kept for the field version and taken again after
+    a training step; a mask's labels are those of ``classify_latent`` with them, and they bind."""
+    from ovs3d_ros.core.query import area_keyframes, column_quantiles, floor_view_size
 
     data, cfg, teacher, trainer = trained
     names = data.class_names
@@ -363,14 +365,24 @@ def test_mask_floors_come_from_the_cloud_points_whatever_the_view(trained):
     text = seg._text(names)
     keyframes = seg._keyframes()
     quantile, cap = seg._calibration(names, text, keyframes)
-    points, _ = seg.point_features(keyframes, cfg.query.max_points)
-    cosines, count = latent_cosines(points.latent, points.norm, points.weight, points.bias, text)
-    floor = column_quantiles(strided_rows(cosines, count), 1.0 - cap)
+    rows = []
+    for k in area_keyframes(keyframes):
+        kf = keyframes[k]
+        w, h = floor_view_size(kf.intrinsics)
+        img = seg.render_mask_view(kf.intrinsics.scaled(w, h), np.asarray(kf.pose, dtype=np.float64),
+                                   seg._measured_depth(k, keyframes, w, h))
+        opacity = img["opacity"].reshape(-1)
+        latent = img["latent"].reshape(-1, img["latent"].shape[-1])
+        with torch.no_grad():
+            unit = torch.nn.functional.normalize(trainer.query_field.expand_feature(latent, opacity), dim=-1)
+        rows.append(unit[opacity >= cfg.query.min_surface_opacity] @ text.t())
+    floor = column_quantiles(torch.cat(rows), 1.0 - cap)
     unfloored = Segmenter(trainer, teacher, apply_flat(cfg, {"query.relevancy_area_cap": 0.0}))
     differs = False
     for camera in (0, 1):
         result = seg.segment(names, camera=camera, cloud=False)
-        assert result.timing_s["point_cache_hit"] == 1.0  # the points above: one cloud per field version
+        torch.testing.assert_close(seg._class_floors(text, cap, keyframes, seg._guard()), floor,
+                                   atol=1e-5, rtol=1e-5)
         intr, c2w = result.camera
         measured = seg._measured_depth(camera, keyframes, intr.width, intr.height)
         img = seg.render_mask_view(intr, c2w, measured)
@@ -388,6 +400,11 @@ def test_mask_floors_come_from_the_cloud_points_whatever_the_view(trained):
         plain = unfloored.segment(names, camera=camera, cloud=False).label_image
         differs |= bool((plain != result.label_image).any())
     assert differs  # the floors bind somewhere: the check above is not of the rule without them
+    kept = seg._floor_rows
+    trainer.step()
+    trainer.field.eval()
+    seg.segment(names, camera=0, cloud=False)
+    assert seg._floor_rows is not kept  # a new field version: rendered again
 
 
 # ---------------------------------------------------------------------------------------------- point cache

@@ -90,6 +90,24 @@ def strided_rows(cosines, count: int) -> torch.Tensor:
                       for c, _ in map(cosines, range(count))])
 
 
+FLOOR_VIEW_SIDE = 40
+"""Long side, pixels, of the keyframe renders the small classes' floors are taken over
+(``Segmenter._class_floors``): 16 keyframes at 40x30 are about one 160x120 mask."""
+
+
+def area_keyframes(keyframes: list) -> list[int]:
+    """Indices of the (at most ``AREA_KEYFRAMES``, strided) keyframes with teacher features that the
+    teacher's class areas and the small classes' floors are taken on."""
+    with_clip = [k for k, kf in enumerate(keyframes) if kf.clip is not None]
+    return with_clip[::max(1, -(-len(with_clip) // AREA_KEYFRAMES))]
+
+
+def floor_view_size(intrinsics) -> tuple[int, int]:
+    """(width, height) of a keyframe's render for the floors: ``FLOOR_VIEW_SIDE`` on the long side."""
+    scale = FLOOR_VIEW_SIDE / max(intrinsics.width, intrinsics.height)
+    return max(1, round(intrinsics.width * scale)), max(1, round(intrinsics.height * scale))
+
+
 def class_caps(areas: torch.Tensor, area_cap: float, small_area: float) -> torch.Tensor:
     """(C,) the share of the scene's surface each class may take (``query.relevancy_area_cap``):
     ``area_cap`` times its share of keyframe pixels under the 2D teacher's own labels for a class
@@ -453,6 +471,7 @@ class Segmenter:
         self._geometry: tuple | None = None  # (key, (xyz, rgb, excluded)), see _cloud_geometry
         self.rendered_surface = RenderedSurfaceCache(cfg.query.rendered_points_max_age_steps)
         self._areas: dict[tuple, torch.Tensor | None] = {}  # the teacher's class areas, see _calibration
+        self._floor_rows: tuple | None = None  # (key, latents, opacities, head), see _class_floors
 
     # ------------------------------------------------------------------ helpers
     def _text(self, names: list[str]) -> torch.Tensor:
@@ -674,9 +693,11 @@ class Segmenter:
             self.cache.put(key, head)
             return head, {"cached": 0.0, "collect_s": collect_s, **stats}
 
-    def _priced_view(self, camera, keyframes: list, names: list[str], refine: bool, cloud_points: int):
+    def _priced_view(self, camera, keyframes: list, names: list[str], refine: bool, cloud_points: int,
+                     floor_rays: int = 0):
         """The mask camera at its rendered size ((intrinsics, c2w, background) or None), after checking
-        the request's estimated cost against the budget (``core/request_budget.py``)."""
+        the request's estimated cost (the floors' keyframe renders priced as mask rays) against the
+        budget (``core/request_budget.py``)."""
         q = self.cfg.query
         view = None
         if camera is not None:
@@ -684,7 +705,7 @@ class Segmenter:
             width, height = mask_size(intr.width, intr.height, q.mask_max_side, q.mask_max_rays)
             view = (intr.scaled(width, height), c2w, background)
         uncached_refine = refine and vocabulary_key(names, self._teacher_id) not in self.cache.keys()
-        mask_rays = 0 if view is None else view[0].width * view[0].height
+        mask_rays = (0 if view is None else view[0].width * view[0].height) + floor_rays
         check_budget(request_cost(self.cfg, mask_rays, uncached_refine, cloud_points), self.cfg)
         return view
 
@@ -714,8 +735,9 @@ class Segmenter:
         with guard.holding_training():  # training waits for the answer, but for guard's steps
             text = self._text(names)
             quantile, cap = self._calibration(names, text, keyframes)
-            floors = cap is not None and not refine  # the cloud's points are needed for them
-            view = self._priced_view(camera, keyframes, names, refine, max_points if cloud or floors else 0)
+            floors = cap is not None and not refine
+            view = self._priced_view(camera, keyframes, names, refine, max_points if cloud else 0,
+                                     floor_rays=self._floor_rays(keyframes) if floors else 0)
             use_negatives = q.use_canonical_negatives if unknown is None else bool(unknown)
             vocab = _Vocabulary(names, text, self._negatives(names) if use_negatives else None, threshold)
             vocab.quantile = quantile
@@ -732,15 +754,15 @@ class Segmenter:
                                         labels=np.zeros(0, np.uint16), scores=np.zeros(0, np.float32),
                                         refined=vocab.head is not None, timing_s=timing,
                                         warning=semantic_warning(self.trainer, self.cfg))
-            points = None
-            if cloud or floors:  # the labeled cloud's points: its answer, and the floors' surface
+            if floors:
+                t = time.perf_counter()
+                vocab.floor = self._class_floors(text, cap, keyframes, guard)
+                timing["class_floors_s"] = time.perf_counter() - t
+            if cloud:
                 t = time.perf_counter()
                 points, hit = self.point_features(keyframes, max_points, guard, timing)
                 timing["surface_s"] = time.perf_counter() - t
                 timing["point_cache_hit"] = float(hit)
-            if floors:
-                vocab.floor = self._class_floors(text, cap, points, timing)
-            if cloud:
                 self._cloud_answer(result, vocab, points)
             if view is not None:
                 self._mask_answer(result, vocab, camera, keyframes, view, guard)
@@ -764,8 +786,7 @@ class Segmenter:
         per_class_quantile = q.relevancy_quantile > 0 and q.relevancy_quantile_area > 0
         if q.decision_rule != "relevancy" or not (per_class_quantile or q.relevancy_area_cap > 0):
             return q.relevancy_quantile, None
-        with_clip = [kf for kf in keyframes if kf.clip is not None]
-        picked = with_clip[::max(1, -(-len(with_clip) // AREA_KEYFRAMES))]
+        picked = [keyframes[k] for k in area_keyframes(keyframes)]
         key = (self._teacher_id, tuple(names), tuple(kf.uid for kf in picked))
         areas = self._areas.get(key)
         if areas is None:
@@ -779,20 +800,49 @@ class Segmenter:
                if q.relevancy_area_cap > 0 else None)
         return quantile, cap
 
-    @staticmethod
-    def _class_floors(text: torch.Tensor, cap: torch.Tensor, points: PointFeatures,
-                      timing: dict) -> torch.Tensor:
-        """(C,) per class the cosine its top ``cap`` share of the scene's surface reaches: the labeled
-        cloud's points (``point_features``, shared with the cloud answer) stand for the surface. One
-        floor for the whole scene, not per view, so a close-up where a small class fills the image keeps
-        it; a class may then not take the rows the teacher's blur spreads around it. Zero-shot only: a
-        refine head's cosine is calibrated by its own training."""
-        t = time.perf_counter()
-        cosines, count = latent_cosines(points.latent, points.norm, points.weight, points.bias, text)
-        if count == 0:  # no surface yet: nothing to set a floor by
+    def _floor_rays(self, keyframes: list) -> int:
+        return sum(w * h for w, h in (floor_view_size(keyframes[k].intrinsics)
+                                      for k in area_keyframes(keyframes)))
+
+    def _class_floors(self, text: torch.Tensor, cap: torch.Tensor, keyframes: list,
+                      guard: FieldGuard) -> torch.Tensor:
+        """(C,) per class the cosine its top ``cap`` share of the scene's surface reaches, over the
+        surface pixels (opacity >= ``query.min_surface_opacity``) of the keyframes the teacher's areas
+        were taken on, rendered as masks are at ``FLOOR_VIEW_SIDE`` pixels: the same pixels as the areas,
+        in the same domain as a mask. One floor for the whole scene, not per view, so a close-up that a
+        small class fills keeps it, while the rows the teacher's blur spreads around it go to the surface.
+        (Taken over the cloud's points instead, whose share per class is not the pixels' share, a floor
+        sat above every pixel of a found ball: bench/results/issue14/heldout_s12.) The rendered rows are
+        kept for the field version and keyframes (``_floor_rows``); zero-shot only: a refine head's
+        cosine is calibrated by its own training."""
+        picked = area_keyframes(keyframes)
+        query_field = self.trainer.query_field
+        key = (weakref.ref(query_field), int(getattr(self.trainer, "step_count", 0)),
+               tuple(keyframes[k].uid for k in picked))
+        cached = self._floor_rows
+        if cached is None or cached[0][0]() is not query_field or cached[0][1:] != key[1:]:
+            latents, opacities = [], []
+            for k in picked:
+                kf = keyframes[k]
+                w, h = floor_view_size(kf.intrinsics)
+                c2w = np.asarray(kf.pose, dtype=np.float64)
+                img = self.render_mask_view(kf.intrinsics.scaled(w, h), c2w,
+                                            self._measured_depth(k, keyframes, w, h), chunk_guard=guard)
+                opacity = img["opacity"].reshape(-1)
+                surface = opacity >= self.cfg.query.min_surface_opacity
+                latents.append(img["latent"].reshape(-1, img["latent"].shape[-1])[surface])
+                opacities.append(opacity[surface])
+            with guard():  # the head the latents were rendered for (a reset since raises FieldReplaced)
+                head = query_field.feature_head
+                weight, bias = head.weight.detach().clone(), head.bias.detach().clone()
+            cached = self._floor_rows = (key, torch.cat(latents), torch.cat(opacities), weight, bias)
+        _, latent, opacity, weight, bias = cached
+        if latent.shape[0] == 0:  # no surface yet: nothing to set a floor by
             return torch.full((text.shape[0],), -float("inf"), device=text.device)
-        floor = column_quantiles(strided_rows(cosines, count), 1.0 - cap)
-        timing["class_floors_s"] = time.perf_counter() - t
+        with torch.no_grad():
+            norm = expanded_norm(latent, weight, bias, opacity)
+            cosines, count = latent_cosines(latent, norm, weight, bias, text, opacity=opacity)
+            floor = column_quantiles(strided_rows(cosines, count), 1.0 - cap.to(latent.device))
         return floor.to(text.device)
 
     def _labels(self, vocab: "_Vocabulary", latent: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor,
