@@ -1,9 +1,6 @@
-"""The tuning table of session 12 from the JSON reports (tuning scenes only: desk seeds 1 and 3 with
-trainer seeds 0-2, table seed 2 with trainer seeds 0 and 2; 600 steps, 160x120, shipped defaults but for
-the named setting). Writes summary.md beside this file:
-
-    python bench/results/issue14/tuning_s12/compare.py
-"""
+"""Session 12's tuning table (the runs of this folder beside session 11's shipped defaults), written to
+summary.md here by ``python bench/results/issue14/tuning_s12/compare.py``; runs and scenes as in
+``../tuning_s10/compare.py``, whose ``table`` this uses."""
 
 import sys
 from pathlib import Path
