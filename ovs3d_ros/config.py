@@ -410,13 +410,13 @@ class QueryConfig:
     win (desk seed 1: 700 pixels labelled ball for 172 true while the ball's own cosine ranked its
     pixels at AUC 0.997). Measured (bench/results/issue14/tuning_s12, heldout_s12): six tuning fields
     72.4 -> 73.2 at 2.0 (1.5: 73.4, 1.0: 73.0); the 16 held-out fields, same checkpoints, 74.9 -> 75.3
-    at 2.0, 11 better, none worse in any class. Floors over the cloud's points instead (the first
-    version) removed a found ball on held-out desk 7. Not yet on by default: the README's demo,
-    tiny-CLIP and held-out tables have not been rerun with it."""
+    at 2.0, 10 better, 6 equal, none worse (no class lost more than 0.7 IoU). Floors over the cloud's
+    points instead (the first version) removed a found ball on held-out desk 7. Not yet on by default:
+    the README's demo, tiny-CLIP and held-out tables have not been rerun with it."""
     relevancy_small_class_area: float = 0.05
-    """Classes below this share of the keyframe pixels (teacher labels) are capped by
-    ``relevancy_area_cap``. A large class's pixel share is a poor guide to its share of the cloud's
-    points (desk seed 3, cap 1.5 on every class: wall IoU 66 -> 37)."""
+    """Classes below this share of the keyframe pixels (teacher labels) get ``relevancy_area_cap``'s
+    floor. Measured with the first, point-based floors: a cap on every class cost the wall up to 29
+    IoU (desk seed 3, cap 1.5: 66 -> 37); not re-measured with the pixel floors."""
     use_canonical_negatives: bool = False
     """Also call a point unknown when a canonical negative scores higher than every class."""
     max_classes: int = 1000
