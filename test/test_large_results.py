@@ -30,6 +30,18 @@ def _ended(proc: subprocess.Popen, timeout_s: float) -> tuple[int | str, str]:
         return f"killed after {timeout_s:.0f} s", out
 
 
+UNDISCOVERED = "publishers discovered: {'cloud': 0, 'mask': 0, 'overlay': 0}"
+"""What the subscriber helper prints when its participant never discovered the publisher's."""
+
+
+def _subscribe(seed: int, env: dict) -> tuple[int | str, str]:
+    subscriber = subprocess.Popen(
+        [sys.executable, str(HELPERS / "large_result_subscriber.py"), str(seed), str(SUBSCRIBER_WAIT_S)],
+        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env,
+    )  # fmt: skip
+    return _ended(subscriber, PROCESS_NET_S)
+
+
 @pytest.mark.parametrize("transport", ["default", "LARGE_DATA"])
 def test_300k_cloud_and_640x480_masks_arrive_intact(transport):
     env = dict(os.environ)
@@ -43,11 +55,15 @@ def test_300k_cloud_and_640x480_masks_arrive_intact(transport):
     try:
         # "ready" comes after the three publish() calls: the subscriber below joins late
         assert publisher.stdout.readline().strip() == "ready"
-        subscriber = subprocess.Popen(
-            [sys.executable, str(HELPERS / "large_result_subscriber.py"), str(seed), str(SUBSCRIBER_WAIT_S)],
-            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env,
-        )  # fmt: skip
-        rc, out = _ended(subscriber, PROCESS_NET_S)
+        rc, out = _subscribe(seed, env)
+        if UNDISCOVERED in out:
+            # The subscriber's participant never discovered the publisher's (the graph shows no publisher
+            # on any of the three topics after 120 s): a Fast DDS discovery miss, seen with LARGE_DATA
+            # beside a busy core in 1 of 24 runs (docs/reliability.md). A user restarts the subscriber;
+            # so does the test, once. Anything after discovery (a lost or corrupt message) still fails.
+            first = out
+            rc, out = _subscribe(seed, env)
+            out = f"first subscriber: {first[-1000:]}\nsecond subscriber: {out}"
         assert rc == 0 and out.strip().endswith("ok"), (rc, out[-3000:])
     finally:
         publisher.stdin.close()  # the publisher's signal to end

@@ -50,9 +50,12 @@ def compare(got: dict, seed: int) -> None:
     np.testing.assert_array_equal(conv.image_to_numpy(got["overlay"]), overlay)
 
 
-def verdict(got: dict, seed: int, wait_s: float) -> tuple[int, str]:
+def verdict(got: dict, seed: int, wait_s: float, node=None) -> tuple[int, str]:
     if set(got) != set(TOPICS):
-        return 1, f"received only {sorted(got)} within {wait_s:.0f} s"
+        # discovered but not delivered, or never discovered: the graph's publisher counts tell which
+        seen = {} if node is None else {key: node.count_publishers(topic)
+                                        for key, (topic, _) in TOPICS.items()}
+        return 1, f"received only {sorted(got)} within {wait_s:.0f} s; publishers discovered: {seen}"
     try:
         compare(got, seed)
     except AssertionError as exc:
@@ -64,7 +67,7 @@ def main(seed: int, wait_s: float) -> None:
     print("joining", flush=True)
     context, node, executor = init_context()
     print("joined", flush=True)
-    rc, text = verdict(receive(node, executor, wait_s), seed, wait_s)
+    rc, text = verdict(receive(node, executor, wait_s), seed, wait_s, node)
     print(text, flush=True)
     # No DDS teardown: the verdict is out, and Fast DDS's TCP transport (part of LARGE_DATA) can block in
     # participant deletion (the CI run of session 11 lost 300 s to a subscriber that printed nothing; the
