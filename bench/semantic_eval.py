@@ -12,6 +12,10 @@ benchmark teacher, nothing else, so the table describes the node users run (``--
     .venv/bin/python bench/semantic_eval.py --scenes room table clutter desk --seeds 0 1 --refine \
         --json bench/results/semantic_eval_cpu.json --md bench/results/semantic_eval_cpu.md
 
+``--save DIR`` keeps the trained fields; ``--load DIR`` (the same scenes, seeds and variants) evaluates
+them again with today's query settings instead of training, refusing a field whose training settings
+are not today's.
+
 Prints the summary and per-class tables (markdown, classes below the teacher flagged); ``--json``
 writes everything (per class and per view), rewritten after every run.
 """
@@ -28,10 +32,10 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from ovs3d_ros.config import apply_flat, build_config  # noqa: E402
+from ovs3d_ros.config import apply_flat, build_config, to_flat_dict  # noqa: E402
 from ovs3d_ros.core.evaluation import evaluate  # noqa: E402
 from ovs3d_ros.core.metrics import compare_per_class  # noqa: E402
-from ovs3d_ros.core.model_files import write_meta  # noqa: E402
+from ovs3d_ros.core.model_files import load_model, write_meta  # noqa: E402
 from ovs3d_ros.core.scene_training import TrainPlan, train_scene  # noqa: E402
 from ovs3d_ros.data.scene_spec import open_scene  # noqa: E402
 
@@ -53,9 +57,8 @@ def run_variant(dataset, base_cfg, variant: str, steps: int, out: Path | None, r
                 save: Path | None = None, renderers: list[str] | None = None, diagnose=None) -> dict:
     """Train one variant on ``dataset`` and evaluate it; ``diagnose(trainer, teacher, dataset)``, when
     given, adds its dict as ``report["diagnosis"]`` (extra evaluations of the same field)."""
-    spec = VARIANTS[variant]
-    cfg = base_cfg if spec == "zero_shot" else apply_flat(base_cfg, spec)
-    vocabulary = None if spec == "zero_shot" else list(dataset.class_names)
+    cfg = variant_config(base_cfg, variant)
+    vocabulary = None if VARIANTS[variant] == "zero_shot" else list(dataset.class_names)
     start = time.perf_counter()
     trainer, teacher, stats = train_scene(dataset, cfg, TrainPlan(steps=steps), vocabulary,
                                           progress=False, device="cpu")
@@ -82,6 +85,30 @@ def run_variant(dataset, base_cfg, variant: str, steps: int, out: Path | None, r
                                figures_dir=None if out is None else out / "refined", progress=False)
         report["refined_3d"] = refined["3d"]
         report["refine_eval_s"] = time.perf_counter() - start
+    return report
+
+
+def variant_config(base_cfg, variant: str):
+    spec = VARIANTS[variant]
+    return base_cfg if spec == "zero_shot" else apply_flat(base_cfg, spec)
+
+
+def load_variant(dataset, base_cfg, variant: str, folder: Path) -> dict:
+    """Evaluate the field an earlier ``--save folder`` run trained for ``variant`` on ``dataset``, with
+    today's query settings (``base_cfg``'s): the answer the shipped defaults give on that field. Every
+    setting other than the query's must be today's, or the field would not describe the node's training."""
+    ckpt = folder / f"{dataset.name}_{variant}.ckpt"
+    trainer, teacher, saved_cfg, _ = load_model(ckpt, device="cpu")
+    cfg = variant_config(base_cfg, variant)
+    saved, today = to_flat_dict(saved_cfg), to_flat_dict(cfg)
+    other = sorted(k for k in today if not k.startswith("query.") and saved.get(k) != today[k])
+    if other:
+        raise SystemExit(f"{ckpt} was trained with settings other than today's: "
+                         + ", ".join(f"{k}={saved.get(k)!r} (today {today[k]!r})" for k in other))
+    report = evaluate(trainer, teacher, cfg, dataset, progress=False)
+    report.update(train_s=None, variant=variant, loaded_from=str(ckpt),
+                  query_changed={k: [saved.get(k), today[k]] for k in today
+                                 if k.startswith("query.") and saved.get(k) != today[k]})
     return report
 
 
@@ -173,6 +200,9 @@ def main() -> int:
     parser.add_argument("--save", help="folder for the trained checkpoints")
     parser.add_argument("--renderers", nargs="+", choices=["reference", "surface"],
                         help="also evaluate each field with these query.mask_renderer values (same field)")
+    parser.add_argument("--load", metavar="DIR",
+                        help="train nothing: evaluate the checkpoints an earlier --save DIR run wrote (the "
+                             "same --scenes/--seeds/--variants/sizes) with today's query settings")
     parser.add_argument("--from-json", nargs="+", metavar="JSON",
                         help="train nothing: write the tables from reports that --json runs wrote")
     args = parser.parse_args()
@@ -193,18 +223,25 @@ def main() -> int:
             dataset = open_scene(spec)
             for variant in args.variants:
                 figs = Path(args.figures) / f"{scene}_s{seed}" / variant if args.figures else None
-                rep = run_variant(dataset, base, variant, args.steps, figs, args.refine and variant == "full",
-                                  Path(args.save) if args.save else None, args.renderers)
+                if args.load:
+                    rep = load_variant(dataset, base, variant, Path(args.load))
+                else:
+                    save = Path(args.save) if args.save else None
+                    rep = run_variant(dataset, base, variant, args.steps, figs,
+                                      args.refine and variant == "full", save, args.renderers)
                 rep.update(preset=scene, seed=seed, tuning=f"{scene}:{seed}" in args.tuning,
                            command="python " + " ".join(sys.argv), steps=args.steps,
                            resolution=[args.width, args.height], sets=args.set)
                 reports.append(rep)
+                trained = "loaded" if rep["train_s"] is None else f"train {rep['train_s']:.0f} s"
                 print(f"[{scene} s{seed}/{variant}] 3D {100 * rep['3d']['paper_miou']:.1f} vs 2D "
-                      f"{100 * rep['2d_teacher']['paper_miou']:.1f} mIoU (train {rep['train_s']:.0f} s)",
+                      f"{100 * rep['2d_teacher']['paper_miou']:.1f} mIoU ({trained})",
                       file=sys.stderr, flush=True)
                 if args.json:  # after every run: a long table loses nothing to an interruption
                     Path(args.json).write_text(json.dumps(reports, indent=2))
-    header = (f"held-out views: {args.test} per scene, {args.width}x{args.height}, {args.steps} steps, "
+    fields = f"fields saved in {args.load}, " if args.load else ""
+    header = (f"held-out views: {args.test} per scene, {args.width}x{args.height}, {fields}{args.steps} "
+              f"steps, "
               f"{args.train} training views, node defaults (config/ovs3d.yaml) + the synthetic benchmark "
               f"teacher{' + ' + ' '.join(args.set) if args.set else ''}; paper mIoU, %")
     return write_tables(reports, "python " + " ".join(sys.argv), header, args)
