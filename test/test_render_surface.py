@@ -330,9 +330,11 @@ def test_segmenter_mask_renderers_and_a_bad_name(trained):
 
 def test_segmenter_mask_labels_from_latents_are_those_of_the_expanded_features(trained):
     """The Segmenter labels a mask from the rendered latents (no (H*W, clip_dim) expansion): the same
-    labels and scores as ``classify`` of the features the renderer expands from the same render."""
+    labels and scores as ``classify`` of the features the renderer expands from the same render (the
+    small classes' floors off: the next test checks the labels with them)."""
     data, cfg, teacher, trainer = trained
     names = data.class_names
+    cfg = apply_flat(cfg, {"query.relevancy_area_cap": 0.0})
     seg = Segmenter(trainer, teacher, cfg)
     result = seg.segment(names, camera=1, cloud=False)
     intr, c2w = result.camera
@@ -351,11 +353,14 @@ def test_segmenter_mask_labels_from_latents_are_those_of_the_expanded_features(t
     np.testing.assert_allclose(result.score_image.reshape(-1), ref.scores.numpy(), atol=1e-5)
 
 
-def test_small_class_floors_are_quantiles_over_rendered_keyframe_pixels_whatever_the_view(trained):
+def test_small_class_floors_are_quantiles_over_rendered_keyframe_pixels_whatever_the_view(
+        trained, monkeypatch):
     """``query.relevancy_area_cap``: the floors are per-class quantiles of the expanded features' cosines
     over the surface pixels of the area keyframes rendered at ``floor_view_size`` (checked against that
-    slow definition), the same for every query camera, kept for the field version and taken again after
-    a training step; a mask's labels are those of ``classify_latent`` with them, and they bind."""
+    slow definition), the same for every query camera, kept while the field is young enough
+    (``surface.still_young``) and rendered again once it is not; a mask's labels are those of
+    ``classify_latent`` with them, and they bind."""
+    from ovs3d_ros.core import surface
     from ovs3d_ros.core.query import area_keyframes, column_quantiles, floor_view_size
 
     data, cfg, teacher, trainer = trained
@@ -404,7 +409,11 @@ def test_small_class_floors_are_quantiles_over_rendered_keyframe_pixels_whatever
     trainer.step()
     trainer.field.eval()
     seg.segment(names, camera=0, cloud=False)
-    assert seg._floor_rows is not kept  # a new field version: rendered again
+    assert seg._floor_rows is kept  # one step later: still young (query.rendered_points_max_age_steps)
+    seg.cfg = apply_flat(cfg, {"query.rendered_points_max_age_steps": 0})
+    monkeypatch.setattr(surface, "RENDERED_POINTS_AGE_FRACTION", 0.0)  # one step is now too old
+    seg.segment(names, camera=0, cloud=False)
+    assert seg._floor_rows is not kept and seg._floor_rows[1] == trainer.step_count  # rendered again
 
 
 # ---------------------------------------------------------------------------------------------- point cache

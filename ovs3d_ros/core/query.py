@@ -40,7 +40,13 @@ from ovs3d_ros.core.field_guard import FieldGuard, FieldReplaced
 from ovs3d_ros.core.lru import LruCache
 from ovs3d_ros.core.refine_data import RefineData, collect_refine_data
 from ovs3d_ros.core.request_budget import check_budget, chunk_rays, mask_size, request_cost
-from ovs3d_ros.core.surface import RenderedSurfaceCache, plausible_point_mask, surface_points
+from ovs3d_ros.core.surface import (
+    RenderedSurfaceCache,
+    field_version,
+    plausible_point_mask,
+    still_young,
+    surface_points,
+)
 from ovs3d_ros.core.vocabulary import UNKNOWN_U16, QueryError, validate_classes, vocabulary_key
 
 # ----------------------------------------------------------------------------------------------
@@ -471,7 +477,7 @@ class Segmenter:
         self._geometry: tuple | None = None  # (key, (xyz, rgb, excluded)), see _cloud_geometry
         self.rendered_surface = RenderedSurfaceCache(cfg.query.rendered_points_max_age_steps)
         self._areas: dict[tuple, torch.Tensor | None] = {}  # the teacher's class areas, see _calibration
-        self._floor_rows: tuple | None = None  # (key, latents, opacities, head), see _class_floors
+        self._floor_rows: tuple | None = None  # (key, step, latents, opacities, head), see _class_floors
 
     # ------------------------------------------------------------------ helpers
     def _text(self, names: list[str]) -> torch.Tensor:
@@ -813,14 +819,18 @@ class Segmenter:
         small class fills keeps it, while the rows the teacher's blur spreads around it go to the surface.
         (Taken over the cloud's points instead, whose share per class is not the pixels' share, a floor
         sat above every pixel of a found ball: bench/results/issue14/heldout_s12.) The rendered rows are
-        kept for the field version and keyframes (``_floor_rows``); zero-shot only: a refine head's
-        cosine is calibrated by its own training."""
+        kept with the head they were rendered for (``_floor_rows``) while the field and keyframes are the
+        same and it has trained at most ``query.rendered_points_max_age_steps`` steps since, as the
+        cloud's rendered points are (``surface.still_young``): rendered again after every step, they
+        doubled the cloud's query after a step (0.47 -> 1.0 s; 0.04 -> 1.6 s with no depth,
+        bench/query.py). Zero-shot only: a refine head's cosine is calibrated by its own training."""
         picked = area_keyframes(keyframes)
         query_field = self.trainer.query_field
-        key = (weakref.ref(query_field), int(getattr(self.trainer, "step_count", 0)),
-               tuple(keyframes[k].uid for k in picked))
+        step = int(getattr(self.trainer, "step_count", 0))
+        key = (weakref.ref(query_field), field_version(self.trainer), tuple(keyframes[k].uid for k in picked))
         cached = self._floor_rows
-        if cached is None or cached[0][0]() is not query_field or cached[0][1:] != key[1:]:
+        if (cached is None or cached[0][0]() is not query_field or cached[0][1:] != key[1:]
+                or not still_young(step, cached[1], self.cfg.query.rendered_points_max_age_steps)):
             latents, opacities = [], []
             for k in picked:
                 kf = keyframes[k]
@@ -835,8 +845,8 @@ class Segmenter:
             with guard():  # the head the latents were rendered for (a reset since raises FieldReplaced)
                 head = query_field.feature_head
                 weight, bias = head.weight.detach().clone(), head.bias.detach().clone()
-            cached = self._floor_rows = (key, torch.cat(latents), torch.cat(opacities), weight, bias)
-        _, latent, opacity, weight, bias = cached
+            cached = self._floor_rows = (key, step, torch.cat(latents), torch.cat(opacities), weight, bias)
+        _, _, latent, opacity, weight, bias = cached
         if latent.shape[0] == 0:  # no surface yet: nothing to set a floor by
             return torch.full((text.shape[0],), -float("inf"), device=text.device)
         with torch.no_grad():

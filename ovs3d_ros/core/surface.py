@@ -103,8 +103,8 @@ def extract_surface(
     return SurfaceCloud(xyz=xyz, rgb=np.round(rgb * 255.0).astype(np.uint8))
 
 
-def _field_version(trainer) -> tuple:
-    """What rendered points depend on besides the field's weights and object (a weak reference): its
+def field_version(trainer) -> tuple:
+    """What a keyframe render depends on besides the field's weights and object (a weak reference): its
     bounds."""
     field_ = trainer.field
     return (tuple(field_.scene_center.tolist()), float(field_.scene_radius), bool(field_.bounds_set))
@@ -114,6 +114,13 @@ RENDERED_POINTS_AGE_FRACTION = 0.5
 """Rendered points of a field trained for s steps are also reused for up to this times s more steps:
 a surface moves less the longer it has trained, and a camera without depth (every keyframe rendered:
 33 s for 35 keyframes on the CPU) would otherwise pay that again every ``max_age_steps``."""
+
+
+def still_young(step: int, rendered_step: int, max_age_steps: int) -> bool:
+    """Whether a keyframe render made at training step ``rendered_step`` may still serve at ``step``:
+    at most max(``max_age_steps``, RENDERED_POINTS_AGE_FRACTION x ``rendered_step``) steps later
+    (``query.rendered_points_max_age_steps``)."""
+    return 0 <= step - rendered_step <= max(max_age_steps, int(RENDERED_POINTS_AGE_FRACTION * rendered_step))
 
 
 class RenderedSurfaceCache:
@@ -131,19 +138,19 @@ class RenderedSurfaceCache:
     def _young(self, entry: tuple, trainer, version: tuple, step: int) -> bool:
         if entry[0]() is not trainer.field or entry[1] != version:
             return False
-        return 0 <= step - entry[2] <= max(self.max_age_steps, int(RENDERED_POINTS_AGE_FRACTION * entry[2]))
+        return still_young(step, entry[2], self.max_age_steps)
 
     def get(self, trainer, uid: int, side: int) -> tuple[np.ndarray, np.ndarray] | None:
         with self._lock:
             entry = self._entries.get((uid, side))
         step = int(getattr(trainer, "step_count", 0))
-        if entry is None or not self._young(entry, trainer, _field_version(trainer), step):
+        if entry is None or not self._young(entry, trainer, field_version(trainer), step):
             return None
         return entry[3]
 
     def put(self, trainer, uid: int, side: int, step: int, points: tuple[np.ndarray, np.ndarray]) -> None:
         with self._lock:
-            self._entries[(uid, side)] = (weakref.ref(trainer.field), _field_version(trainer), int(step),
+            self._entries[(uid, side)] = (weakref.ref(trainer.field), field_version(trainer), int(step),
                                           points)
 
     def keep_only(self, uids: set[int]) -> None:
