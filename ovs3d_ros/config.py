@@ -489,8 +489,9 @@ class QueryConfig:
     in transport) are the field's surface rendered from its camera (``surface.rendered_points``); they are
     reused while the field has trained at most this many steps since, or, if more, half the steps it had
     trained when they were rendered (``surface.RENDERED_POINTS_AGE_FRACTION``). The small classes'
-    floor rows (``relevancy_area_cap``: keyframes rendered small) are kept by the same rule. The query renders them
-    (not the node's frame thread: frames waiting behind a render lost their TF poses in a CI run).
+    floor rows (``relevancy_area_cap``: keyframes rendered small) are kept by the same rule. The query
+    renders them (not the node's frame thread: frames waiting behind a render lost their TF poses in a
+    CI run).
     One keyframe's render was ~1 s of a 2 s query on the CPU (room, 35 keyframes), paid at every query
     after a step, and by every keyframe of a camera without depth."""
     prepare_cloud_geometry: bool = True
