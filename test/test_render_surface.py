@@ -358,8 +358,8 @@ def test_small_class_floors_are_quantiles_over_rendered_keyframe_pixels_whatever
     """``query.relevancy_area_cap``: the floors are per-class quantiles of the expanded features' cosines
     over the surface pixels of the area keyframes rendered at ``floor_view_size`` (checked against that
     slow definition), the same for every query camera, kept while the field is young enough
-    (``surface.still_young``) and rendered again once it is not; a mask's labels are those of
-    ``classify_latent`` with them, and they bind."""
+    (``surface.still_young``) and rendered again once it is not, priced into the request's budget only
+    then; a mask's labels are those of ``classify_latent`` with them, and they bind."""
     from ovs3d_ros.core import surface
     from ovs3d_ros.core.query import area_keyframes, column_quantiles, floor_view_size
 
@@ -369,9 +369,12 @@ def test_small_class_floors_are_quantiles_over_rendered_keyframe_pixels_whatever
     seg = Segmenter(trainer, teacher, cfg)
     text = seg._text(names)
     keyframes = seg._keyframes()
-    quantile, cap = seg._calibration(names, text, keyframes)
+    picked = area_keyframes(keyframes)
+    quantile, cap = seg._calibration(names, text, keyframes, picked)
+    render_rays = sum(w * h for w, h in (floor_view_size(keyframes[k].intrinsics) for k in picked))
+    assert render_rays > 0 and seg._floor_rays(keyframes, picked) == render_rays  # nothing rendered yet
     rows = []
-    for k in area_keyframes(keyframes):
+    for k in picked:
         kf = keyframes[k]
         w, h = floor_view_size(kf.intrinsics)
         img = seg.render_mask_view(kf.intrinsics.scaled(w, h), np.asarray(kf.pose, dtype=np.float64),
@@ -386,7 +389,7 @@ def test_small_class_floors_are_quantiles_over_rendered_keyframe_pixels_whatever
     differs = False
     for camera in (0, 1):
         result = seg.segment(names, camera=camera, cloud=False)
-        torch.testing.assert_close(seg._class_floors(text, cap, keyframes, seg._guard()), floor,
+        torch.testing.assert_close(seg._class_floors(text, cap, keyframes, picked, seg._guard()), floor,
                                    atol=1e-5, rtol=1e-5)
         intr, c2w = result.camera
         measured = seg._measured_depth(camera, keyframes, intr.width, intr.height)
@@ -410,8 +413,10 @@ def test_small_class_floors_are_quantiles_over_rendered_keyframe_pixels_whatever
     trainer.field.eval()
     seg.segment(names, camera=0, cloud=False)
     assert seg._floor_rows is kept  # one step later: still young (query.rendered_points_max_age_steps)
+    assert seg._floor_rays(keyframes, picked) == 0  # kept rows cost the request nothing
     seg.cfg = apply_flat(cfg, {"query.rendered_points_max_age_steps": 0})
     monkeypatch.setattr(surface, "RENDERED_POINTS_AGE_FRACTION", 0.0)  # one step is now too old
+    assert seg._floor_rays(keyframes, picked) == render_rays
     seg.segment(names, camera=0, cloud=False)
     assert seg._floor_rows is not kept and seg._floor_rows[1] == trainer.step_count  # rendered again
 

@@ -740,10 +740,11 @@ class Segmenter:
         guard = self._guard()  # before anything is read: a reset from here on ends the query
         with guard.holding_training():  # training waits for the answer, but for guard's steps
             text = self._text(names)
-            quantile, cap = self._calibration(names, text, keyframes)
+            picked = area_keyframes(keyframes)
+            quantile, cap = self._calibration(names, text, keyframes, picked)
             floors = cap is not None and not refine
             view = self._priced_view(camera, keyframes, names, refine, max_points if cloud else 0,
-                                     floor_rays=self._floor_rays(keyframes) if floors else 0)
+                                     floor_rays=self._floor_rays(keyframes, picked) if floors else 0)
             use_negatives = q.use_canonical_negatives if unknown is None else bool(unknown)
             vocab = _Vocabulary(names, text, self._negatives(names) if use_negatives else None, threshold)
             vocab.quantile = quantile
@@ -762,7 +763,7 @@ class Segmenter:
                                         warning=semantic_warning(self.trainer, self.cfg))
             if floors:
                 t = time.perf_counter()
-                vocab.floor = self._class_floors(text, cap, keyframes, guard)
+                vocab.floor = self._class_floors(text, cap, keyframes, picked, guard)
                 timing["class_floors_s"] = time.perf_counter() - t
             if cloud:
                 t = time.perf_counter()
@@ -780,10 +781,10 @@ class Segmenter:
             timing["total_s"] = time.perf_counter() - t0
             return result
 
-    def _calibration(self, names: list[str], text: torch.Tensor, keyframes: list
+    def _calibration(self, names: list[str], text: torch.Tensor, keyframes: list, picked: list[int]
                      ) -> tuple[float | torch.Tensor, torch.Tensor | None]:
-        """The 'relevancy' rule's quantile(s) and caps from the 2D teacher's class areas on (at most
-        ``AREA_KEYFRAMES`` strided) keyframes: ``query.relevancy_quantile``, per class
+        """The 'relevancy' rule's quantile(s) and caps from the 2D teacher's class areas on the keyframes
+        ``picked`` (``area_keyframes``): ``query.relevancy_quantile``, per class
         ``class_quantiles`` when ``query.relevancy_quantile_area`` > 0, and ``class_caps`` when
         ``query.relevancy_area_cap`` > 0 (else None: no floors)."""
         from ovs3d_ros.core.teachers.relevancy import teacher_class_areas
@@ -792,11 +793,10 @@ class Segmenter:
         per_class_quantile = q.relevancy_quantile > 0 and q.relevancy_quantile_area > 0
         if q.decision_rule != "relevancy" or not (per_class_quantile or q.relevancy_area_cap > 0):
             return q.relevancy_quantile, None
-        picked = [keyframes[k] for k in area_keyframes(keyframes)]
-        key = (self._teacher_id, tuple(names), tuple(kf.uid for kf in picked))
+        key = (self._teacher_id, tuple(names), tuple(keyframes[k].uid for k in picked))
         areas = self._areas.get(key)
         if areas is None:
-            areas = teacher_class_areas([kf.clip for kf in picked], text)
+            areas = teacher_class_areas([keyframes[k].clip for k in picked], text)
             self._areas = {key: areas}  # the last vocabulary and keyframe set only
         if areas is None:
             return q.relevancy_quantile, None
@@ -806,11 +806,31 @@ class Segmenter:
                if q.relevancy_area_cap > 0 else None)
         return quantile, cap
 
-    def _floor_rays(self, keyframes: list) -> int:
-        return sum(w * h for w, h in (floor_view_size(keyframes[k].intrinsics)
-                                      for k in area_keyframes(keyframes)))
+    def _floor_rays(self, keyframes: list, picked: list[int]) -> int:
+        """Rays the floors' keyframe renders will cost this query: none while the rendered rows are
+        kept (``_floor_rows_kept``), so a request near ``query.request_max_samples`` is not refused
+        for renders it will not do. A training step the query lets in (``FieldGuard``) can age the rows
+        past the rule before they are used; those 16 small renders then go unpriced."""
+        if self._floor_rows_kept(keyframes, picked):
+            return 0
+        return sum(w * h for w, h in (floor_view_size(keyframes[k].intrinsics) for k in picked))
 
-    def _class_floors(self, text: torch.Tensor, cap: torch.Tensor, keyframes: list,
+    def _floor_key(self, keyframes: list, picked: list[int]) -> tuple:
+        return (weakref.ref(self.trainer.query_field), field_version(self.trainer),
+                tuple(keyframes[k].uid for k in picked))
+
+    def _floor_rows_kept(self, keyframes: list, picked: list[int]) -> bool:
+        """Whether the floors' rendered rows (``_floor_rows``) still stand for this field: the same field
+        object, version and keyframes, and young enough by ``surface.still_young``."""
+        cached = self._floor_rows
+        if cached is None:
+            return False
+        key = self._floor_key(keyframes, picked)
+        step = int(getattr(self.trainer, "step_count", 0))
+        return (cached[0][0]() is key[0]() and cached[0][1:] == key[1:]
+                and still_young(step, cached[1], self.cfg.query.rendered_points_max_age_steps))
+
+    def _class_floors(self, text: torch.Tensor, cap: torch.Tensor, keyframes: list, picked: list[int],
                       guard: FieldGuard) -> torch.Tensor:
         """(C,) per class the cosine its top ``cap`` share of the scene's surface reaches, over the
         surface pixels (opacity >= ``query.min_surface_opacity``) of the keyframes the teacher's areas
@@ -824,13 +844,11 @@ class Segmenter:
         cloud's rendered points are (``surface.still_young``): rendered again after every step, they
         doubled the cloud's query after a step (0.47 -> 1.0 s; 0.04 -> 1.6 s with no depth,
         bench/query.py). Zero-shot only: a refine head's cosine is calibrated by its own training."""
-        picked = area_keyframes(keyframes)
         query_field = self.trainer.query_field
         step = int(getattr(self.trainer, "step_count", 0))
-        key = (weakref.ref(query_field), field_version(self.trainer), tuple(keyframes[k].uid for k in picked))
+        key = self._floor_key(keyframes, picked)
         cached = self._floor_rows
-        if (cached is None or cached[0][0]() is not query_field or cached[0][1:] != key[1:]
-                or not still_young(step, cached[1], self.cfg.query.rendered_points_max_age_steps)):
+        if not self._floor_rows_kept(keyframes, picked):
             latents, opacities = [], []
             for k in picked:
                 kf = keyframes[k]
