@@ -114,7 +114,7 @@ def tiny_clip_method() -> str:
     )
 
 
-HELDOUT = "issue14/heldout_s13/heldout_summary.json"
+HELDOUT = "issue14/heldout_s14/heldout_summary.json"
 
 
 def heldout() -> str:
