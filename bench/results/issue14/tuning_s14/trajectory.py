@@ -28,10 +28,11 @@ parser.add_argument("--first", type=int, default=300)
 parser.add_argument("--every", type=int, default=50)
 parser.add_argument("--last", type=int, default=1200)
 parser.add_argument("--out", required=True)
+parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE")  # as semantic_eval.py
 args = parser.parse_args()
 
 torch.set_num_threads(1)
-cfg = build_config(None, ["teacher.kind=synthetic", f"trainer.seed={args.trainer_seed}"])
+cfg = build_config(None, ["teacher.kind=synthetic", f"trainer.seed={args.trainer_seed}", *args.set])
 ds = open_scene(f"synthetic:desk,train=16,test=4,width=160,height=120,seed={args.seed}")
 names = list(ds.class_names)
 trainer, teacher = build_trainer(ds, cfg, names, "cpu")
