@@ -78,7 +78,9 @@ def step_cost() -> str:
         rows.append(f"| {tree} | {geometry} ms | {semantic} ms | **{ratios}×** |")
     return (
         f"Semantic vs geometry-only training step at the default config (`{d['command']}`, "
-        f"{d['threads']} thread, one value per alternating process):\n\n"
+        f"{d['threads']} thread, one value per alternating process; 1-minute load average "
+        f"{d['loadavg_1min_at_end']:.1f} of {d['cpu_count']} cores at the end, so compare the ratios, not "
+        "the milliseconds, across runs):\n\n"
         "| code | geometry step | semantic step | semantic / geometry |\n|---|---|---|---|\n"
         + "\n".join(rows) + "\n"
     )
