@@ -811,23 +811,21 @@ class Segmenter:
         kept (``_floor_rows_kept``), so a request near ``query.request_max_samples`` is not refused
         for renders it will not do. A training step the query lets in (``FieldGuard``) can age the rows
         past the rule before they are used; those 16 small renders then go unpriced."""
-        if self._floor_rows_kept(keyframes, picked):
+        key = self._floor_key(self.trainer.query_field, keyframes, picked)
+        if self._floor_rows_kept(key, int(getattr(self.trainer, "step_count", 0))):
             return 0
         return sum(w * h for w, h in (floor_view_size(keyframes[k].intrinsics) for k in picked))
 
-    def _floor_key(self, keyframes: list, picked: list[int]) -> tuple:
-        return (weakref.ref(self.trainer.query_field), field_version(self.trainer),
+    def _floor_key(self, query_field, keyframes: list, picked: list[int]) -> tuple:
+        return (weakref.ref(query_field), field_version(self.trainer),
                 tuple(keyframes[k].uid for k in picked))
 
-    def _floor_rows_kept(self, keyframes: list, picked: list[int]) -> bool:
-        """Whether the floors' rendered rows (``_floor_rows``) still stand for this field: the same field
-        object, version and keyframes, and young enough by ``surface.still_young``."""
+    def _floor_rows_kept(self, key: tuple, step: int) -> bool:
+        """Whether the floors' rendered rows (``_floor_rows``) still stand for the field ``key``
+        (``_floor_key``) at training step ``step``: the same field object, version and keyframes, and
+        young enough by ``surface.still_young``."""
         cached = self._floor_rows
-        if cached is None:
-            return False
-        key = self._floor_key(keyframes, picked)
-        step = int(getattr(self.trainer, "step_count", 0))
-        return (cached[0][0]() is key[0]() and cached[0][1:] == key[1:]
+        return (cached is not None and cached[0][0]() is key[0]() and cached[0][1:] == key[1:]
                 and still_young(step, cached[1], self.cfg.query.rendered_points_max_age_steps))
 
     def _class_floors(self, text: torch.Tensor, cap: torch.Tensor, keyframes: list, picked: list[int],
@@ -846,9 +844,9 @@ class Segmenter:
         bench/query.py). Zero-shot only: a refine head's cosine is calibrated by its own training."""
         query_field = self.trainer.query_field
         step = int(getattr(self.trainer, "step_count", 0))
-        key = self._floor_key(keyframes, picked)
+        key = self._floor_key(query_field, keyframes, picked)
         cached = self._floor_rows
-        if not self._floor_rows_kept(keyframes, picked):
+        if not self._floor_rows_kept(key, step):
             latents, opacities = [], []
             for k in picked:
                 kf = keyframes[k]
