@@ -124,7 +124,7 @@ def summary_rows(reports: list[dict]) -> list[dict]:
         if rep["variant"] == "full":
             if "refined_3d" in rep:
                 row["full_refine"] = 100 * rep["refined_3d"]["paper_miou"]
-            lost = [c.name for c in per_class(rep) if c.below_teacher and c.iou_2d >= TARGET_CLASS_IOU]
+            lost = [c.name for c in classes_lost(rep)]
             row["classes_lost"] = lost
             row["target_met"] = bool(row["full"] >= row["2d"] + TARGET_MARGIN and not lost)
     return list(rows.values())
@@ -140,6 +140,12 @@ def per_class(rep: dict) -> list:
     names = rep["classes"]
     return compare_per_class(names, [rep["3d"]["per_class_iou"][n] for n in names],
                              [rep["2d_teacher"]["per_class_iou"][n] for n in names])
+
+
+def classes_lost(rep: dict) -> list:
+    """The target's class rule: the classes the teacher finds (IoU >= ``TARGET_CLASS_IOU``) that end
+    below it in 3D (``per_class`` comparisons)."""
+    return [c for c in per_class(rep) if c.below_teacher and c.iou_2d >= TARGET_CLASS_IOU]
 
 
 def markdown(reports: list[dict], command: str, header: str) -> str:

@@ -9,7 +9,12 @@ below it, mean training seconds.
 
 import json
 import statistics
+import sys
 from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[3]))  # bench/
+
+from semantic_eval import classes_lost  # noqa: E402
 
 HERE = Path(__file__).resolve().parent
 SETTINGS = {"shipped": "shipped", "semantic.rare_ray_fraction=0.5": "RARE05",
@@ -36,9 +41,7 @@ def table(title: str, keep) -> None:
                  f"({100 * r['2d_teacher']['per_class_iou']['orange ball']:.1f})"
                  for t, r in reps if "orange ball" in r["classes"]]
         apples = [100 * r["3d"]["per_class_iou"]["red apple"] for _, r in reps if "red apple" in r["classes"]]
-        below = [f"{r['preset']} {r['seed']} t{t} {c}" for t, r in reps
-                 for c, v in r["3d"]["per_class_iou"].items()
-                 if r["2d_teacher"]["per_class_iou"][c] >= 0.2 and v < r["2d_teacher"]["per_class_iou"][c]]
+        below = [f"{r['preset']} {r['seed']} t{t} {c.name}" for t, r in reps for c in classes_lost(r)]
         miou = statistics.mean(100 * r["3d"]["paper_miou"] for _, r in reps)
         apple = statistics.mean(apples)
         print(f"| `{label}` | {len(reps)} | {miou:.1f} | {'; '.join(balls)} | {apple:.1f} | "

@@ -7,7 +7,12 @@
 """
 
 import json
+import sys
 from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[3]))  # bench/
+
+from semantic_eval import classes_lost  # noqa: E402
 
 HERE = Path(__file__).resolve().parent
 S13 = HERE.parent / "tuning_s13"
@@ -24,9 +29,8 @@ def baseline(name: str, t: int) -> Path:
 def rows(path: Path) -> dict:
     out = {}
     for rep in json.loads(path.read_text()):
-        iou3, iou2 = rep["3d"]["per_class_iou"], rep["2d_teacher"]["per_class_iou"]
-        below = [f"{n} {100 * iou3[n]:.1f} < {100 * iou2[n]:.1f}" for n in rep["classes"]
-                 if iou2[n] >= 0.2 and iou3[n] < iou2[n]]
+        iou3 = rep["3d"]["per_class_iou"]
+        below = [f"{c.name} {100 * c.iou_3d:.1f} < {100 * c.iou_2d:.1f}" for c in classes_lost(rep)]
         small = {n: 100 * iou3[n] for n in rep["classes"] if "ball" in n or "apple" in n}
         out[(rep["preset"], rep["seed"])] = (100 * rep["3d"]["paper_miou"], below, small, iou3)
     return out

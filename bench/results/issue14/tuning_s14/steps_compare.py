@@ -7,7 +7,12 @@ teacher finds (IoU >= 20) that end below it.
 """
 
 import json
+import sys
 from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[3]))  # bench/
+
+from semantic_eval import classes_lost  # noqa: E402
 
 HERE = Path(__file__).resolve().parent
 RUNS = {600: HERE.parent / "tuning_s13" / "RARE05_tseed{t}_desk16_27.json",
@@ -21,8 +26,7 @@ for steps, pattern in RUNS.items():
             iou3, iou2 = rep["3d"]["per_class_iou"], rep["2d_teacher"]["per_class_iou"]
             ball = next(n for n in rep["classes"] if "ball" in n)
             apple = next(n for n in rep["classes"] if "apple" in n)
-            below = [f"{n} {100 * iou3[n]:.1f} < {100 * iou2[n]:.1f}" for n in rep["classes"]
-                     if iou2[n] >= 0.2 and iou3[n] < iou2[n]]
+            below = [f"{c.name} {100 * c.iou_3d:.1f} < {100 * c.iou_2d:.1f}" for c in classes_lost(rep)]
             mious.append(100 * rep["3d"]["paper_miou"])
             lost += below
             print(f"desk {rep['seed']} trainer seed {t}: mIoU {mious[-1]:.1f} (teacher "

@@ -17,6 +17,9 @@ from pathlib import Path
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[4]))
+sys.path.insert(0, str(Path(__file__).resolve().parents[3]))  # bench/
+
+from semantic_eval import classes_lost  # noqa: E402
 
 from ovs3d_ros.config import build_config  # noqa: E402
 from ovs3d_ros.core.evaluation import evaluate  # noqa: E402
@@ -66,7 +69,7 @@ def held_out_scores(trainer, teacher, ds, cfg, top: dict) -> dict:
     iou3, iou2 = rep["3d"]["per_class_iou"], rep["2d_teacher"]["per_class_iou"]
     top["teacher"] = {c: round(100 * iou2[c], 1) for c in names}
     small = {c: round(100 * iou3[c], 1) for c in names if "ball" in c or "apple" in c}
-    below = [c for c in names if iou2[c] >= 0.2 and iou3[c] < iou2[c]]
+    below = [c.name for c in classes_lost(rep)]
     return {"miou": round(100 * rep["3d"]["paper_miou"], 1), **small, "below": below}
 
 

@@ -5,7 +5,12 @@ tuning fields (``shipped_*`` trained with ``--save``; ``CAP*`` the same fields a
 """
 
 import json
+import sys
 from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[4]))  # bench/
+
+from semantic_eval import classes_lost  # noqa: E402
 
 HERE = Path(__file__).resolve().parent
 answers = {"2.0": "shipped_", "1.5": "CAP1.5_", "1.0": "CAP1.0_"}
@@ -22,8 +27,8 @@ for cap in answers:
         rep, base = fields[cap][key], fields["2.0"][key]
         iou3, iou2 = rep["3d"]["per_class_iou"], rep["2d_teacher"]["per_class_iou"]
         mious.append(100 * rep["3d"]["paper_miou"])
-        below += [f"{key[0]} {key[1]} {key[2]} {n} {100 * iou3[n]:.1f} < {100 * iou2[n]:.1f}"
-                  for n in rep["classes"] if iou2[n] >= 0.2 and iou3[n] < iou2[n]]
+        below += [f"{key[0]} {key[1]} {key[2]} {c.name} {100 * c.iou_3d:.1f} < {100 * c.iou_2d:.1f}"
+                  for c in classes_lost(rep)]
         drops += [(100 * (base["3d"]["per_class_iou"][n] - iou3[n]), f"{key} {n}") for n in rep["classes"]]
     worst = max(drops)
     print(f"cap {cap}: {len(common)} fields, mean mIoU {sum(mious) / len(mious):.1f}, classes below their "
