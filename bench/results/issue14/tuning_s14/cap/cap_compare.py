@@ -2,6 +2,9 @@
 tuning fields (``shipped_*`` trained with ``--save``; ``CAP*`` the same fields answered by ``--load``).
 
     .venv/bin/python bench/results/issue14/tuning_s14/cap/cap_compare.py > cap_compare.txt
+
+Further folders of the same files may be named on the command line (session 15: ``../../tuning_s15/cap``);
+their fields are pooled with this folder's.
 """
 
 import json
@@ -13,10 +16,11 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[4]))  # bench/
 from semantic_eval import classes_lost  # noqa: E402
 
 HERE = Path(__file__).resolve().parent
+FOLDERS = [HERE] + [Path(arg) for arg in sys.argv[1:]]
 answers = {"2.0": "shipped_", "1.5": "CAP1.5_", "1.0": "CAP1.0_"}
 fields: dict[str, dict] = {cap: {} for cap in answers}
 for cap, prefix in answers.items():
-    for path in sorted(HERE.glob(f"{prefix}tseed*.json")):
+    for path in sorted(p for folder in FOLDERS for p in folder.glob(f"{prefix}tseed*.json")):
         tseed = path.name[len(prefix):].split("_")[0]
         for rep in json.loads(path.read_text()):
             fields[cap][(rep["preset"], rep["seed"], tseed)] = rep
