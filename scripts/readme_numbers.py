@@ -116,7 +116,7 @@ def tiny_clip_method() -> str:
     )
 
 
-HELDOUT = "issue14/heldout_s14/heldout_summary.json"
+HELDOUT = "issue14/heldout_s15/heldout_summary.json"
 
 
 def heldout() -> str:
