@@ -148,6 +148,35 @@ def classes_lost(rep: dict) -> list:
     return [c for c in per_class(rep) if c.below_teacher and c.iou_2d >= TARGET_CLASS_IOU]
 
 
+def compare_answers(answers: dict[str, str], folders: list[Path], base: str) -> list[str]:
+    """One line per answer of the same saved fields: ``answers`` maps a label to the file prefix of its
+    ``--json`` reports (``PREFIXtseedT_*.json`` in ``folders``, fields keyed by scene, seed and trainer
+    seed T); each line gives, over the fields every answer has, the mean 3D mIoU, the classes below
+    their teacher (``classes_lost``) and the largest single-class drop against the answer ``base``."""
+    fields: dict[str, dict] = {label: {} for label in answers}
+    for label, prefix in answers.items():
+        for path in sorted(p for folder in folders for p in folder.glob(f"{prefix}tseed*.json")):
+            tseed = path.name[len(prefix):].split("_")[0]
+            for rep in json.loads(path.read_text()):
+                fields[label][(rep["preset"], rep["seed"], tseed)] = rep
+    common = sorted(set.intersection(*(set(f) for f in fields.values())))
+    lines = []
+    for label in answers:
+        mious, below, drops = [], [], []
+        for key in common:
+            rep, ref = fields[label][key], fields[base][key]
+            iou3 = rep["3d"]["per_class_iou"]
+            mious.append(100 * rep["3d"]["paper_miou"])
+            below += [f"{key[0]} {key[1]} {key[2]} {c.name} {100 * c.iou_3d:.1f} < {100 * c.iou_2d:.1f}"
+                      for c in classes_lost(rep)]
+            drops += [(100 * (ref["3d"]["per_class_iou"][n] - iou3[n]), f"{key} {n}") for n in rep["classes"]]
+        worst = max(drops)
+        lines.append(f"{label}: {len(common)} fields, mean mIoU {sum(mious) / len(mious):.1f}, classes below "
+                     f"their teacher {len(below)} ({'; '.join(below) or 'none'}); largest class drop vs "
+                     f"{base} {worst[0]:.1f} ({worst[1]})")
+    return lines
+
+
 def markdown(reports: list[dict], command: str, header: str) -> str:
     """The summary table, then per (scene, seed) the per-class IoU of the teacher and every variant."""
     cols = [("2d", "2D teacher"), ("full", "3D zero-shot"), ("full_refine", "3D + refine"),

@@ -427,6 +427,24 @@ class QueryConfig:
     """Classes below this share of the keyframe pixels (teacher labels) get ``relevancy_area_cap``'s
     floor. Measured with the first, point-based floors: a cap on every class cost the wall up to 29
     IoU (desk seed 3, cap 1.5: 66 -> 37); not re-measured with the pixel floors."""
+    mask_colour_filter_radius: float = 0.03
+    """Zero-shot masks: each class's decision values are guided-filtered under the mask's rendered colours
+    before the argmax (``core/guided_filter.py``, He et al. 2013), window radius this x the mask's short
+    side (4 px at 160x120): within a window a label follows the colours, so a small object's label that
+    spills a few pixels onto the table around it (the blur the field learned from the teacher) goes back
+    to the colour edge, and the object's own pixels keep it. A halo wider than the window stays (0.05
+    lost the ball on four tuning fields). Chosen on the 21 tuning fields answered at cap 1.0 (desk 1 / 3
+    / 16 / 27 / 35 / 36 x trainer seeds 0-2, table 2 x 0-2; bench/results/issue14/tuning_s15/
+    colour_filter), by the highest mean mIoU with no class the teacher finds below it, ties by the
+    smaller largest one-class loss: off 73.7 (1 class below its teacher); radius 0.02 / 0.03 / 0.04 /
+    0.05 at eps 1e-4: 76.3 / 77.7 / 77.4 / 76.9 (0 / 0 / 0 / 3 below); 0.03 at eps 1e-5: 77.7 (0 below,
+    ball +6.6 on average, its largest loss 5.8). The synthetic scenes' surfaces are flat colours, which
+    favours a colour guide: re-measure on real images. Masks only: the labeled cloud is not filtered.
+    0 = off."""
+    mask_colour_filter_eps: float = 1e-5
+    """Regulariser of ``mask_colour_filter_radius``'s filter, in squared colour units (0-1 per channel):
+    colour steps much larger than its square root are edges the labels keep (1e-3: the ball's largest
+    loss 13.0 on the tuning fields, 1e-4: 6.4, 1e-5: 5.8)."""
     use_canonical_negatives: bool = False
     """Also call a point unknown when a canonical negative scores higher than every class."""
     max_classes: int = 1000
@@ -631,6 +649,8 @@ RANGES: dict[str, tuple[float, float]] = {
     "query.min_surface_opacity": (0.0, 1.0),  # a rendered opacity
     "query.relevancy_quantile": (0.0, 0.49),  # below the median: lo < hi
     "query.relevancy_small_class_area": (0.0, 1.0),  # a share of the pixels
+    "query.mask_colour_filter_radius": (0.0, 0.5),  # a share of the short side
+    "query.mask_colour_filter_eps": (1e-6, 10.0),  # squared colour units
     "semantic.fine_scale_agreement": (-1.0, 1.0),  # a cosine; -1 = off
     "semantic.target_surround_weight": (0.0, 0.95),  # 1 would cancel a uniform surface's target
     "semantic.rare_ray_fraction": (0.0, 1.0),

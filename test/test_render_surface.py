@@ -331,26 +331,37 @@ def test_segmenter_mask_renderers_and_a_bad_name(trained):
 def test_segmenter_mask_labels_from_latents_are_those_of_the_expanded_features(trained):
     """The Segmenter labels a mask from the rendered latents (no (H*W, clip_dim) expansion): the same
     labels and scores as ``classify`` of the features the renderer expands from the same render (the
-    small classes' floors off: the next test checks the labels with them)."""
+    small classes' floors off: the next test checks the labels with them), with and without the colour
+    filter of the decisions (``query.mask_colour_filter_radius``, under the rendered colours)."""
+    from ovs3d_ros.core.query import colour_smoothing
+
     data, cfg, teacher, trainer = trained
     names = data.class_names
-    cfg = apply_flat(cfg, {"query.relevancy_area_cap": 0.0})
-    seg = Segmenter(trainer, teacher, cfg)
-    result = seg.segment(names, camera=1, cloud=False)
-    intr, c2w = result.camera
-    measured = seg._measured_depth(1, seg._keyframes(), intr.width, intr.height)
-    img = seg.render_mask_view(intr, c2w, measured)
-    assert "feature" not in img  # the query never asks for the expansion
-    with torch.no_grad():
-        features = trainer.query_field.expand_feature(
-            img["latent"].reshape(-1, img["latent"].shape[-1]), img["opacity"].reshape(-1))
-    ref = unknown_without_surface(
-        classify(features, seg._text(names), cfg.query.score_temperature, cfg.query.score_threshold,
-                 rule=cfg.query.decision_rule, quantile=cfg.query.relevancy_quantile),
-        img["opacity"], cfg.query.min_surface_opacity)
-    labels = label_image(ref.labels.numpy().reshape(result.label_image.shape), len(names))
-    np.testing.assert_array_equal(result.label_image, labels)
-    np.testing.assert_allclose(result.score_image.reshape(-1), ref.scores.numpy(), atol=1e-5)
+    labelled = {}
+    for radius in (0.0, 0.1):
+        cfg = apply_flat(cfg, {"query.relevancy_area_cap": 0.0, "query.mask_colour_filter_radius": radius})
+        seg = Segmenter(trainer, teacher, cfg)
+        result = seg.segment(names, camera=1, cloud=False)
+        intr, c2w = result.camera
+        measured = seg._measured_depth(1, seg._keyframes(), intr.width, intr.height)
+        img = seg.render_mask_view(intr, c2w, measured)
+        assert "feature" not in img  # the query never asks for the expansion
+        with torch.no_grad():
+            features = trainer.query_field.expand_feature(
+                img["latent"].reshape(-1, img["latent"].shape[-1]), img["opacity"].reshape(-1))
+        smooth = colour_smoothing(img["rgb"].reshape(intr.height, intr.width, 3).clamp(0, 1), radius,
+                                  cfg.query.mask_colour_filter_eps)
+        assert (smooth is None) == (radius == 0)
+        ref = unknown_without_surface(
+            classify(features, seg._text(names), cfg.query.score_temperature, cfg.query.score_threshold,
+                     rule=cfg.query.decision_rule, quantile=cfg.query.relevancy_quantile, smooth=smooth),
+            img["opacity"], cfg.query.min_surface_opacity)
+        labels = label_image(ref.labels.numpy().reshape(result.label_image.shape), len(names))
+        np.testing.assert_array_equal(result.label_image, labels)
+        np.testing.assert_allclose(result.score_image.reshape(-1), ref.scores.numpy(), atol=1e-5)
+        labelled[radius] = result.label_image
+    assert (labelled[0.0] != labelled[0.1]).any()  # the filter acts
+
 
 
 def test_small_class_floors_are_quantiles_over_rendered_keyframe_pixels_whatever_the_view(
@@ -365,7 +376,8 @@ def test_small_class_floors_are_quantiles_over_rendered_keyframe_pixels_whatever
 
     data, cfg, teacher, trainer = trained
     names = data.class_names
-    cfg = apply_flat(cfg, {"query.relevancy_area_cap": 1.0, "query.relevancy_small_class_area": 1.0})
+    cfg = apply_flat(cfg, {"query.relevancy_area_cap": 1.0, "query.relevancy_small_class_area": 1.0,
+                           "query.mask_colour_filter_radius": 0.0})  # the floors alone
     seg = Segmenter(trainer, teacher, cfg)
     text = seg._text(names)
     keyframes = seg._keyframes()

@@ -37,6 +37,7 @@ from torch import nn
 from ovs3d_ros.config import DecisionRule, QueryConfig, SemanticConfig, choices
 from ovs3d_ros.core import losses
 from ovs3d_ros.core.field_guard import FieldGuard, FieldReplaced
+from ovs3d_ros.core.guided_filter import guided_filter
 from ovs3d_ros.core.lru import LruCache
 from ovs3d_ros.core.refine_data import RefineData, collect_refine_data
 from ovs3d_ros.core.request_budget import check_budget, chunk_rays, mask_size, request_cost
@@ -139,7 +140,7 @@ def class_extremes(cosines, count: int, quantile) -> tuple[torch.Tensor, torch.T
 
 def decide(cosines, count: int, temperature: float, score_threshold: float = 0.0,
            rule: str = "cosine", quantile: float | torch.Tensor = 0.0,
-           floor: torch.Tensor | None = None) -> Labels:
+           floor: torch.Tensor | None = None, smooth=None) -> Labels:
     """Labels from class cosines produced chunk by chunk: ``cosines(i)`` -> ((n_i, C) cosine of chunk i,
     (n_i,) best canonical-negative cosine or None), for i < ``count``.
 
@@ -154,6 +155,8 @@ def decide(cosines, count: int, temperature: float, score_threshold: float = 0.0
             a (C,) tensor gives each class its own (``class_quantiles``).
     ``floor`` (C,) cosines (either rule; ``Segmenter._class_floors``): class c may take only rows whose
     cosine with it reaches ``floor[c]``; a row no class may take keeps the choice without floors.
+    ``smooth``: (N, C) -> (N, C) applied to the per-class decision values of all rows at once before
+    the argmax (one mask: ``colour_smoothing``); the chunks are then held together.
     The score is the chosen class's probability under softmax(cos / temperature); a row is unknown (-1)
     below ``score_threshold`` or when its best negative beats its best class. Chunks are computed twice
     under 'relevancy' (extremes, then labels) rather than kept: N x C logits never exist at once.
@@ -165,10 +168,17 @@ def decide(cosines, count: int, temperature: float, score_threshold: float = 0.0
     lo = hi = None
     if rule == "relevancy":
         lo, hi = class_extremes(cosines, count, quantile)
+    if smooth is not None and count > 1:  # the filter needs every row of the image at once
+        parts = [cosines(i) for i in range(count)]
+        together = (torch.cat([c for c, _ in parts]),
+                    None if parts[0][1] is None else torch.cat([n for _, n in parts]))
+        cosines, count = (lambda _i: together), 1
     labels, scores = [], []
     for i in range(count):
         cos, best_negative = cosines(i)
         decision = cos if lo is None else (cos - lo) / (hi - lo).clamp_min(1e-8)
+        if smooth is not None:
+            decision = smooth(decision)
         if floor is not None:
             allowed = cos >= floor
             allowed |= ~allowed.any(dim=1, keepdim=True)
@@ -181,6 +191,30 @@ def decide(cosines, count: int, temperature: float, score_threshold: float = 0.0
         labels.append(torch.where(unknown, torch.full_like(label, -1), label))
         scores.append(score)
     return Labels(torch.cat(labels), torch.cat(scores))
+
+
+COLOUR_FILTER_SIDE = 120
+"""Masks with a longer short side are colour-filtered by the fast guided filter, its fits computed at
+about this short side (``guided_filter``'s ``subsample``): a 640x480 mask costs about a 160x120 one."""
+
+
+def colour_smoothing(rgb: torch.Tensor, radius_fraction: float, eps: float):
+    """``decide``'s ``smooth`` for one rendered mask: each class's decision map guided-filtered under the
+    rendered colours ``rgb`` (H, W, 3) in [0, 1] (``guided_filter``; ``query.mask_colour_filter_*``),
+    window radius ``radius_fraction`` x the short side; None when off."""
+    height, width = rgb.shape[:2]
+    radius = int(round(radius_fraction * min(height, width)))
+    if radius_fraction <= 0 or radius < 1:
+        return None
+    guide = rgb.permute(2, 0, 1).float()
+    subsample = max(1, min(height, width) // COLOUR_FILTER_SIDE)
+
+    def smooth(decision: torch.Tensor) -> torch.Tensor:
+        maps = decision.t().reshape(-1, height, width).float()
+        out = guided_filter(guide.to(maps.device), maps, radius, eps, subsample)
+        return out.reshape(len(maps), -1).t()
+
+    return smooth
 
 
 def unknown_without_surface(labels: Labels, opacity: torch.Tensor, min_opacity: float) -> Labels:
@@ -196,7 +230,7 @@ def unknown_without_surface(labels: Labels, opacity: torch.Tensor, min_opacity: 
 def classify(features: torch.Tensor, text: torch.Tensor, temperature: float,
              score_threshold: float = 0.0, negatives: torch.Tensor | None = None,
              chunk: int = 65536, rule: str = "cosine", quantile: float | torch.Tensor = 0.0,
-             floor: torch.Tensor | None = None) -> Labels:
+             floor: torch.Tensor | None = None, smooth=None) -> Labels:
     """Per row of (N, D) CLIP-space features (any norm): a label by ``rule`` (see ``decide``) against
     (C, D) unit text features, its softmax score, and unknowns (-1); ``negatives`` (K, D) are unit
     canonical-negative features. Chunked so a 300k-point cloud never builds more than ``chunk`` x C
@@ -210,7 +244,7 @@ def classify(features: torch.Tensor, text: torch.Tensor, temperature: float,
             neg = (unit @ negatives.t()).max(dim=-1).values
         return unit @ text.t(), neg
 
-    return decide(cosines, len(starts), temperature, score_threshold, rule, quantile, floor)
+    return decide(cosines, len(starts), temperature, score_threshold, rule, quantile, floor, smooth)
 
 
 def latent_cosines(latent: torch.Tensor, norm: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor,
@@ -251,11 +285,12 @@ def classify_latent(latent: torch.Tensor, norm: torch.Tensor, weight: torch.Tens
                     text: torch.Tensor, temperature: float, score_threshold: float = 0.0,
                     negatives: torch.Tensor | None = None, chunk: int = 262144,
                     rule: str = "cosine", opacity: torch.Tensor | None = None,
-                    quantile: float | torch.Tensor = 0.0, floor: torch.Tensor | None = None) -> Labels:
+                    quantile: float | torch.Tensor = 0.0, floor: torch.Tensor | None = None,
+                    smooth=None) -> Labels:
     """``classify`` of the expanded features ``F = latent W^T + opacity b`` without forming them
     (``latent_cosines``; args as there and as ``decide``)."""
     cosines, count = latent_cosines(latent, norm, weight, bias, text, negatives, chunk, opacity)
-    return decide(cosines, count, temperature, score_threshold, rule, quantile, floor)
+    return decide(cosines, count, temperature, score_threshold, rule, quantile, floor, smooth)
 
 
 def expanded_norm(latent: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor,
@@ -872,8 +907,9 @@ class Segmenter:
         return floor.to(text.device)
 
     def _labels(self, vocab: "_Vocabulary", latent: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor,
-                opacity: torch.Tensor | None = None, norm: torch.Tensor | None = None) -> Labels:
-        """Labels of (N, L) latents (points: ``opacity`` None; rendered rays: their opacity).
+                opacity: torch.Tensor | None = None, norm: torch.Tensor | None = None, smooth=None) -> Labels:
+        """Labels of (N, L) latents (points: ``opacity`` None; rendered rays: their opacity; ``smooth``
+        as ``decide``'s, zero-shot only).
 
         Zero-shot, the feature head is affine all the way: one (L x C) product per row
         (``classify_latent``). A refine head is not: the features are expanded and go through it.
@@ -885,7 +921,8 @@ class Segmenter:
                     norm = expanded_norm(latent, weight, bias, opacity)
                 return classify_latent(latent, norm, weight, bias, vocab.text, q.score_temperature,
                                        vocab.threshold, vocab.negatives, rule=q.decision_rule,
-                                       opacity=opacity, quantile=vocab.quantile, floor=vocab.floor)
+                                       opacity=opacity, quantile=vocab.quantile, floor=vocab.floor,
+                                       smooth=smooth)
             op = torch.ones(latent.shape[0], device=latent.device) if opacity is None else opacity
             features = vocab.head(F.linear(latent, weight) + op[:, None] * bias)
             # a refine head is trained (RDA) to put the teacher's relevancy calibration into the
@@ -925,8 +962,10 @@ class Segmenter:
             timing["mask_fallback_fraction"] = float(img["fallback"].float().mean())
         latent = img["latent"].reshape(height * width, -1)
         opacity = img["opacity"].reshape(-1)
-        lab = unknown_without_surface(self._labels(vocab, latent, weight, bias, opacity=opacity), opacity,
-                                      q.min_surface_opacity)
+        smooth = colour_smoothing(img["rgb"].reshape(height, width, 3).clamp(0, 1),
+                                  q.mask_colour_filter_radius, q.mask_colour_filter_eps)
+        lab = self._labels(vocab, latent, weight, bias, opacity=opacity, smooth=smooth)
+        lab = unknown_without_surface(lab, opacity, q.min_surface_opacity)
         idx = lab.labels.reshape(height, width).cpu().numpy()
         rendered = (img["rgb"].clamp(0, 1) * 255).round().to(torch.uint8).cpu().numpy()
         if background is not None and background.shape[:2] != (height, width):

@@ -1,0 +1,82 @@
+"""The colour-guided filter of mask decisions (``core/guided_filter.py``, ``query.colour_smoothing``):
+the running-sum fast path against the per-window definition, the halo narrower than its window that
+it is there to remove, and ``decide``'s ``smooth`` hook."""
+
+import pytest
+import torch
+
+from ovs3d_ros.core.guided_filter import box_mean, guided_filter, guided_filter_reference
+from ovs3d_ros.core.query import COLOUR_FILTER_SIDE, colour_smoothing, decide
+
+
+def test_box_mean_is_the_mean_over_the_clipped_window():
+    x = torch.rand(2, 6, 7, dtype=torch.float64)
+    out = box_mean(x, 2)
+    for i, j in [(0, 0), (3, 3), (5, 6), (2, 0)]:
+        window = x[:, max(i - 2, 0):i + 3, max(j - 2, 0):j + 3]
+        torch.testing.assert_close(out[:, i, j], window.mean(dim=(1, 2)))
+
+
+@pytest.mark.parametrize("radius", [1, 2, 4])
+@pytest.mark.parametrize("eps", [1e-4, 1e-2, 1.0])
+def test_guided_filter_equals_the_per_window_ridge_fits(radius, eps):
+    gen = torch.Generator().manual_seed(radius)
+    guide, src = torch.rand(3, 9, 11, generator=gen), torch.rand(4, 9, 11, generator=gen)
+    torch.testing.assert_close(guided_filter(guide, src, radius, eps),
+                               guided_filter_reference(guide, src, radius, eps), atol=1e-5, rtol=1e-5)
+
+
+def _halo_scene(height: int = 60, width: int = 80, ball_radius: float = 5.0):
+    """A wooden-table image with an orange ball, and decision maps whose ball reaches 2 px onto the
+    table (the halo a field learns from the teacher's blur) against a flat table score."""
+    v, u = torch.meshgrid(torch.arange(height).float(), torch.arange(width).float(), indexing="ij")
+    dist = ((u - 40) ** 2 + (v - 30) ** 2).sqrt()
+    ball = dist <= ball_radius
+    table_rgb, ball_rgb = torch.tensor([0.55, 0.40, 0.25]), torch.tensor([0.95, 0.50, 0.05])
+    rgb = torch.where(ball[..., None], ball_rgb, table_rgb) + 0.01 * torch.randn(
+        height, width, 3, generator=torch.Generator().manual_seed(0))
+    ball_score = torch.sigmoid(ball_radius + 2.0 - dist)  # its edge 2 px outside the ball: the halo
+    decision = torch.stack([torch.full_like(ball_score, 0.5), ball_score], dim=-1).reshape(-1, 2)
+    return rgb.clamp(0, 1), decision, ball.reshape(-1)
+
+
+def _iou(a: torch.Tensor, b: torch.Tensor) -> float:
+    return float((a & b).sum()) / float((a | b).sum())
+
+
+@pytest.mark.parametrize("subsample", [1, 2])
+def test_the_filter_pulls_a_halo_back_to_the_colour_edge(subsample):
+    rgb, decision, ball = _halo_scene()
+    before = decision.argmax(dim=1) == 1
+    assert _iou(before, ball) < 0.6  # the halo: the ball's label covers table around it
+    maps = decision.t().reshape(2, *rgb.shape[:2])
+    smoothed = guided_filter(rgb.permute(2, 0, 1), maps, 4, 1e-4, subsample)
+    after = smoothed.reshape(2, -1).t().argmax(dim=1) == 1
+    assert _iou(after, ball) > 0.9
+
+
+def test_colour_smoothing_sizes_its_window_by_the_short_side_and_is_off_at_zero():
+    rgb, decision, ball = _halo_scene()
+    assert colour_smoothing(rgb, 0.0, 1e-4) is None
+    assert colour_smoothing(rgb, 0.001, 1e-4) is None  # under one pixel
+    smooth = colour_smoothing(rgb, 0.05, 1e-4)  # radius 3 at 60 rows
+    maps = decision.t().reshape(2, *rgb.shape[:2])
+    expected = guided_filter(rgb.permute(2, 0, 1), maps, 3, 1e-4).reshape(2, -1).t()
+    torch.testing.assert_close(smooth(decision), expected)
+    assert COLOUR_FILTER_SIDE <= 480 // 2  # a 640x480 mask takes the subsampled path
+
+
+def test_decide_smooths_all_rows_together_whatever_the_chunks():
+    rgb, decision, ball = _halo_scene()
+    cos = decision * 0.5  # any cosines: the 'cosine' rule decides on them as they are
+    smooth = colour_smoothing(rgb, 0.07, 1e-4)  # radius 4 at 60 rows
+
+    def chunked(size):
+        starts = range(0, len(cos), size)
+        return (lambda i: (cos[starts[i]:starts[i] + size], None)), len(starts)
+
+    whole = decide(*chunked(len(cos)), temperature=0.1, smooth=smooth)
+    pieces = decide(*chunked(1000), temperature=0.1, smooth=smooth)
+    plain = decide(*chunked(1000), temperature=0.1)
+    torch.testing.assert_close(pieces.labels, whole.labels)
+    assert _iou(whole.labels == 1, ball) > 0.9 > 0.6 > _iou(plain.labels == 1, ball)
