@@ -363,7 +363,6 @@ def test_segmenter_mask_labels_from_latents_are_those_of_the_expanded_features(t
     assert (labelled[0.0] != labelled[0.1]).any()  # the filter acts
 
 
-
 def test_small_class_floors_are_quantiles_over_rendered_keyframe_pixels_whatever_the_view(
         trained, monkeypatch):
     """``query.relevancy_area_cap``: the floors are per-class quantiles of the expanded features' cosines

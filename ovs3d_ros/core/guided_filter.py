@@ -4,7 +4,8 @@ Within every (2r+1)^2 window the output is an affine function of the guide's col
 input by ridge regression; each pixel averages the fits of the windows that contain it. Where the
 guide is flat (a table) the scores are averaged, so a small object's halo on the table fades into
 the table's score; across a colour edge (the table meets an orange ball) the fit follows the edge, so
-the ball keeps its own. O(pixels) for any radius: every window mean is an integral-image lookup.
+the ball keeps its own. O(pixels) for any radius: every window mean is a difference of running sums
+along each axis.
 
 ``guided_filter`` is the fast path; ``guided_filter_reference`` solves every window explicitly and
 exists for the tests.
@@ -43,7 +44,8 @@ def guided_filter(guide: torch.Tensor, src: torch.Tensor, radius: int, eps: floa
     if radius <= 0:
         return src
     height, width = src.shape[-2:]
-    full_guide, guide, x = guide.double(), guide.double(), src.double()
+    full_guide = guide = guide.double()
+    x = src.double()
     if subsample > 1:
         size = (max(1, height // subsample), max(1, width // subsample))
         guide = F.interpolate(guide[None], size=size, mode="area")[0]

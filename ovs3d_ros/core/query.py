@@ -962,12 +962,12 @@ class Segmenter:
             timing["mask_fallback_fraction"] = float(img["fallback"].float().mean())
         latent = img["latent"].reshape(height * width, -1)
         opacity = img["opacity"].reshape(-1)
-        smooth = colour_smoothing(img["rgb"].reshape(height, width, 3).clamp(0, 1),
-                                  q.mask_colour_filter_radius, q.mask_colour_filter_eps)
+        rgb = img["rgb"].reshape(height, width, 3).clamp(0, 1)
+        smooth = colour_smoothing(rgb, q.mask_colour_filter_radius, q.mask_colour_filter_eps)
         lab = self._labels(vocab, latent, weight, bias, opacity=opacity, smooth=smooth)
         lab = unknown_without_surface(lab, opacity, q.min_surface_opacity)
         idx = lab.labels.reshape(height, width).cpu().numpy()
-        rendered = (img["rgb"].clamp(0, 1) * 255).round().to(torch.uint8).cpu().numpy()
+        rendered = (rgb * 255).round().to(torch.uint8).cpu().numpy()
         if background is not None and background.shape[:2] != (height, width):
             from PIL import Image
 

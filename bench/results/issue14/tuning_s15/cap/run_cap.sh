@@ -1,6 +1,6 @@
 # Confirmation fields for the cap candidate: tuning desks 1, 3 and table 2 x trainer seeds 0-2
 # (shipped defaults, saved), then the same fields answered at cap 1.5 and 1.0 by --load.
-cd /work/main
+cd "$(dirname "$0")/../../../../.."
 O=bench/results/issue14/tuning_s15/cap
 mkdir -p $O
 TU="--tuning desk:1 desk:3 desk:16 desk:27 desk:35 desk:36 table:2"

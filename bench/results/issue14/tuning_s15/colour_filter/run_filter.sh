@@ -1,5 +1,5 @@
 # run_filter.sh TAG T KEY=VALUE...: the 21 saved tuning fields of trainer seed T answered with extra --set's
-cd /work/main
+cd "$(dirname "$0")/../../../../.."
 O=bench/results/issue14/tuning_s15/colour_filter
 mkdir -p $O
 TAG=$1; T=$2; shift 2
