@@ -4,8 +4,7 @@ Within every (2r+1)^2 window the output is an affine function of the guide's col
 input by ridge regression; each pixel averages the fits of the windows that contain it. Where the
 guide is flat (a table) the scores are averaged, so a small object's halo on the table fades into
 the table's score; across a colour edge (the table meets an orange ball) the fit follows the edge, so
-the ball keeps its own. O(pixels) for any radius: every window mean is a difference of running sums
-along each axis.
+the ball keeps its own. Window means are torch's average pooling, one axis at a time.
 
 ``guided_filter`` is the fast path; ``guided_filter_reference`` solves every window explicitly and
 exists for the tests.
@@ -17,21 +16,17 @@ import torch
 import torch.nn.functional as F
 
 
-def _window_sums(x: torch.Tensor, radius: int, dim: int) -> tuple[torch.Tensor, torch.Tensor]:
-    """Sums of ``x`` over windows [i - r, i + r] clipped to the axis ``dim``, and their lengths."""
-    n = x.shape[dim]
-    cum = torch.cat([torch.zeros_like(x.narrow(dim, 0, 1)), x.cumsum(dim)], dim=dim)
-    idx = torch.arange(n, device=x.device)
-    lo, hi = (idx - radius).clamp(min=0), (idx + radius + 1).clamp(max=n)
-    return cum.index_select(dim, hi) - cum.index_select(dim, lo), (hi - lo).to(x.dtype)
-
-
 def box_mean(x: torch.Tensor, radius: int) -> torch.Tensor:
-    """(..., H, W) -> the mean over each pixel's (2r+1)^2 window clipped to the image: running sums
-    along each axis in turn (in float64: a 640x480 image's sums lose float32's low bits)."""
-    rows, row_len = _window_sums(x.double(), radius, -2)
-    both, col_len = _window_sums(rows, radius, -1)
-    return (both / (row_len[:, None] * col_len[None, :])).to(x.dtype)
+    """(..., H, W) -> the mean over each pixel's (2r+1)^2 window clipped to the image: torch's average
+    pooling along each axis in turn (a clipped window is the product of its clipped rows and columns,
+    so ``count_include_pad=False`` per axis gives its mean). Every window is summed directly, so no
+    precision is lost to running sums over a 640x480 image; O(r) per pixel, which the fast guided filter
+    keeps small."""
+    shape = x.shape
+    y = x.reshape(-1, 1, *shape[-2:])
+    y = F.avg_pool2d(y, (2 * radius + 1, 1), stride=1, padding=(radius, 0), count_include_pad=False)
+    y = F.avg_pool2d(y, (1, 2 * radius + 1), stride=1, padding=(0, radius), count_include_pad=False)
+    return y.reshape(shape)
 
 
 def guided_filter(guide: torch.Tensor, src: torch.Tensor, radius: int, eps: float,
