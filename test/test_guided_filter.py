@@ -1,5 +1,5 @@
 """The colour-guided filter of mask decisions (``core/guided_filter.py``, ``query.colour_smoothing``):
-the running-sum fast path against the per-window definition, the halo narrower than its window that
+the pooled fast path against the per-window definition, the halo narrower than its window that
 it is there to remove, and ``decide``'s ``smooth`` hook."""
 
 import pytest
@@ -80,3 +80,31 @@ def test_decide_smooths_all_rows_together_whatever_the_chunks():
     plain = decide(*chunked(1000), temperature=0.1)
     torch.testing.assert_close(pieces.labels, whole.labels)
     assert _iou(whole.labels == 1, ball) > 0.9 > 0.6 > _iou(plain.labels == 1, ball)
+
+
+def test_colour_guided_targets_pull_a_blurred_feature_back_inside_its_colour_edge():
+    """``semantic.target_colour_filter_radius``: the teacher's CLIP maps, blurred so the ball's feature
+    spills 2 px onto the table, are filtered under the frame's colours before they become targets."""
+    import torch.nn.functional as F
+
+    from ovs3d_ros.core.semantic_targets import colour_guided_maps
+
+    rgb, decision, ball = _halo_scene()
+    height, width = rgb.shape[:2]
+    ball_dir, table_dir = torch.zeros(8), torch.zeros(8)
+    ball_dir[0], table_dir[1] = 1.0, 1.0
+    weight = decision[:, 1].reshape(height, width)  # the blurred ball, 2 px wider than its edge
+    feats = weight[None] * ball_dir[:, None, None] + (1 - weight[None]) * table_dir[:, None, None]
+    clip = F.normalize(torch.stack([feats, feats]), dim=1).half()  # (S=2, D=8, h, w) unit
+    frame_rgb = (rgb * 255).round().to(torch.uint8).numpy()
+    assert colour_guided_maps(clip, frame_rgb, 0.0, 1e-4) is clip  # off: the teacher's own maps
+    out = colour_guided_maps(clip, frame_rgb, 4 / height, 1e-4)
+    assert out.shape == clip.shape and out.dtype == clip.dtype
+    torch.testing.assert_close(out.float().norm(dim=1), torch.ones(2, height, width), atol=2e-3, rtol=0)
+
+    def ball_label(maps):  # where the ball's direction beats the table's, per scale
+        return (maps[:, 0] > maps[:, 1]).reshape(2, -1)
+
+    for before, after in zip(ball_label(clip.float()), ball_label(out.float()), strict=True):
+        assert _iou(before, ball) < 0.6
+        assert _iou(after, ball) > 0.9

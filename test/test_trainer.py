@@ -243,3 +243,22 @@ def test_the_residual_feature_term_is_off_at_weight_zero(scene):
         trainer.add_frame(f)
     results = [trainer.step() for _ in range(8)]
     assert "feature" in results[-1] and not any("feature_residual" in r for r in results)
+
+
+def test_keyframes_hold_colour_guided_targets_when_the_filter_is_on(scene):
+    """``semantic.target_colour_filter_radius`` takes effect where targets are stored: the keyframe's
+    CLIP maps are the teacher's filtered under the frame's colours (``colour_guided_maps``); off, the
+    teacher's own."""
+    from ovs3d_ros.core.semantic_targets import colour_guided_maps
+
+    frame, teacher = scene.train_frames[0], RandomTeacherDouble()
+    raw = teacher.extract(frame).clip
+    for radius in (0.0, 0.2):
+        cfg = tiny_config()
+        cfg.semantic.target_colour_filter_radius = radius
+        trainer = Trainer(cfg, "cpu", teacher=teacher)
+        assert trainer.add_frame(frame)
+        stored = trainer.keyframes.snapshot()[0].clip
+        expected = colour_guided_maps(raw, frame.rgb, radius, cfg.semantic.target_colour_filter_eps)
+        torch.testing.assert_close(stored, expected)
+        assert torch.equal(stored, raw) == (radius == 0.0)

@@ -9,12 +9,31 @@ an einsum and a min-max: cheap, but not free at 3 scales x C classes per keyfram
 
 from __future__ import annotations
 
+import numpy as np
 import torch
+import torch.nn.functional as F
 
 from ovs3d_ros.config import Config
 from ovs3d_ros.core import losses
 from ovs3d_ros.core.camera import generate_rays
+from ovs3d_ros.core.guided_filter import guided_filter
 from ovs3d_ros.core.teachers.relevancy import relevancy_maps
+
+
+def colour_guided_maps(clip: torch.Tensor, rgb: np.ndarray, radius_fraction: float, eps: float
+                       ) -> torch.Tensor:
+    """(S, D, h, w) unit CLIP maps guided-filtered under the frame's colours ``rgb`` (H, W, 3 uint8)
+    area-resized to (h, w), one scale at a time, renormalised; the same maps when off
+    (``semantic.target_colour_filter_radius``). Window radius ``radius_fraction`` x min(h, w) cells,
+    at least one."""
+    if radius_fraction <= 0:
+        return clip
+    s, d, h, w = clip.shape
+    radius = max(1, round(radius_fraction * min(h, w)))
+    colours = torch.from_numpy(np.ascontiguousarray(rgb)).to(clip.device).permute(2, 0, 1).float() / 255.0
+    guide = F.interpolate(colours[None], size=(h, w), mode="area")[0]
+    out = torch.stack([guided_filter(guide, clip[k].float(), radius, eps) for k in range(s)])
+    return F.normalize(out, dim=1).to(clip.dtype)
 
 
 def gather_maps(maps: torch.Tensor, pixels: torch.Tensor, height: int, width: int) -> torch.Tensor:

@@ -41,7 +41,7 @@ from ovs3d_ros.core.frame import Frame, Intrinsics
 from ovs3d_ros.core.keyframes import KeyframeBuffer, KeyframeError, RayBatch
 from ovs3d_ros.core.oom import MemoryBudget, guarded_step
 from ovs3d_ros.core.rendering import RenderOutputs, SamplingSettings, render_image, render_rays
-from ovs3d_ros.core.semantic_targets import feature_target_weights
+from ovs3d_ros.core.semantic_targets import colour_guided_maps, feature_target_weights
 
 ExtraLoss = Callable[["Trainer", RayBatch, RenderOutputs], dict[str, torch.Tensor]]
 
@@ -203,6 +203,8 @@ class Trainer:
                     f"teacher features have {clip.shape[1]} channels, field.clip_dim is "
                     f"{self.cfg.field.clip_dim}"
                 )
+            clip = colour_guided_maps(clip, frame.rgb, self.cfg.semantic.target_colour_filter_radius,
+                                      self.cfg.semantic.target_colour_filter_eps)
         points = _depth_points(frame)
         if frame.depth is not None:
             valid = frame.depth[np.isfinite(frame.depth) & (frame.depth > 0)]
