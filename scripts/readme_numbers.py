@@ -116,7 +116,7 @@ def tiny_clip_method() -> str:
     )
 
 
-HELDOUT = "issue14/heldout_s15_filter/heldout_summary.json"
+HELDOUT = "issue14/heldout_s16_cap15/heldout_summary.json"
 
 
 def heldout() -> str:
