@@ -18,7 +18,7 @@ from rclpy.executors import ExternalShutdownException
 from rclpy.qos import QoSProfile
 from rclpy.serialization import deserialize_message
 
-from ovs3d_ros.ros.interrupts import ignore_further_interrupts
+from ovs3d_ros.ros.interrupts import ignore_further_interrupts, interrupt_once
 from ovs3d_ros.ros.qos import CLOCK_QOS, PLAYBACK_QOS, TF_STATIC_QOS
 
 
@@ -149,6 +149,7 @@ def main(argv=None) -> None:
     )
     args, ros_args = p.parse_known_args(argv)
     remaps = dict(r.split(":=", 1) for r in args.remap)
+    interrupt_once()  # before rclpy.init, whose handler calls it: see ros/interrupts.py
     rclpy.init(args=ros_args)
     node = rclpy.create_node("ovs3d_bag_player")
     clock = PlaybackClock(node) if args.clock else None

@@ -47,7 +47,7 @@ from ovs3d_ros.core.plausibility import FrameGate, ImplausibleInput, check_quate
 from ovs3d_ros.core.training_thread import TrainingThread
 from ovs3d_ros.msg import TrainingStatus
 from ovs3d_ros.ros import conversions as conv
-from ovs3d_ros.ros.interrupts import ignore_further_interrupts
+from ovs3d_ros.ros.interrupts import ignore_further_interrupts, interrupt_once
 from ovs3d_ros.ros.params import (
     check_parameter_updates,
     config_from_parameters,
@@ -713,6 +713,7 @@ def _status_period_s(cfg: Config) -> float:
 def main(args=None) -> None:
     # `kill -USR1 <pid>` prints every thread's stack: the first tool for "the node seems stuck"
     faulthandler.register(signal.SIGUSR1, all_threads=True)
+    interrupt_once()  # before rclpy.init, whose handler calls it: see ros/interrupts.py
     rclpy.init(args=args)
     node = None
     # a query, a control request, pause, the status timer and the input callbacks at once
